@@ -1,0 +1,348 @@
+//! The daemon's life: look the node up, pick the callback address, start
+//! auto-TLS, serve the API, heartbeat; stop when a command says so
+//! (`finalize_rescue` exits 0, `lockdown` sleeps forever).
+
+use crate::api::{ApiState, router};
+use crate::commands::{Executor, Registry};
+use crate::config::Config;
+use crate::extensions::{Control, Ctx, RunState, builtin_registry, rescue::RESCUED_MARKER};
+use crate::heartbeat::{FORCE, STOP};
+use crate::ironic::{ClientConfig, HeartbeatInfo, IronicClient, IronicError, VERIFY_CA_VERSION};
+use crate::timing::{Signal, SystemTiming, Timing, epoch_now};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use tokio::net::TcpListener;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Lookup gave up.
+    #[error(transparent)]
+    Lookup(#[from] IronicError),
+    /// The API could not listen.
+    #[error(
+        "cannot listen on {addr}: {source}. Check ipa-listen-host/--listen-host and ipa-listen-port/--listen-port"
+    )]
+    Bind {
+        /// Address tried.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No address to advertise.
+    #[error(
+        "cannot find this machine's address towards Ironic ({0}) after the configured attempts; set ipa-advertise-host/--advertise-host"
+    )]
+    NoAdvertiseAddress(String),
+    /// Auto-TLS failed.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Sleeps forever: what IPA does when it must neither serve nor exit (the
+/// service would be restarted otherwise).
+pub fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+/// Serves the API on `listener` (HTTPS when `tls` is set) until `control`
+/// leaves [`RunState::Serving`]; in-flight responses are flushed first.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: Arc<ApiState>,
+    control: Control,
+) -> std::io::Result<RunState> {
+    let app = router(state);
+    let c = control.clone();
+    let shutdown = async move {
+        c.stopped().await;
+    };
+    match tls {
+        Some(cfg) => {
+            let l = crate::tls::TlsListener::new(listener, cfg)?;
+            axum::serve(l, app).with_graceful_shutdown(shutdown).await?;
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
+    Ok(control.get())
+}
+
+/// Applies the lookup's token rules: a value of 32+ characters is adopted;
+/// `******` keeps ours (fatal when we have none); anything else is ignored.
+/// Returns `false` when the agent must never serve.
+pub fn adopt_lookup_token(token: &RwLock<Option<String>>, lookup: Option<&str>) -> bool {
+    let Ok(mut t) = token.write() else {
+        return false;
+    };
+    match lookup {
+        Some(v) if v.len() >= 32 => {
+            log::info!("using the agent token issued by Ironic");
+            *t = Some(v.to_string());
+            true
+        }
+        Some("******") => {
+            if t.is_some() {
+                log::info!(
+                    "Ironic says the token was already issued; keeping the one from the command line"
+                );
+                true
+            } else {
+                log::error!(
+                    "Ironic already issued an agent token to an earlier agent and this one has none: refusing to serve. Abort and restart the operation (e.g. rescue again) in Ironic"
+                );
+                false
+            }
+        }
+        Some(_) => {
+            log::warn!(
+                "the agent token in the lookup response is invalid (shorter than 32 characters); ignored"
+            );
+            true
+        }
+        None => true,
+    }
+}
+
+fn wait_for_macs(cfg: &Config) -> Vec<String> {
+    for attempt in 0..13 {
+        let macs = crate::net::mac_addresses(&cfg.root);
+        if !macs.is_empty() {
+            return macs;
+        }
+        if attempt == 0 {
+            log::info!("waiting up to 60 s for a network interface with a MAC address");
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    log::warn!("no network interface with a MAC address found; looking up without addresses");
+    Vec::new()
+}
+
+fn advertise_ip(cfg: &Config) -> Result<IpAddr, AgentError> {
+    if let Some(h) = &cfg.advertise_host {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = h.parse() {
+            return Ok(ip);
+        }
+        log::warn!("advertise host {h:?} is not an IP address; discovering it instead");
+    }
+    let attempts = cfg.ip_lookup_attempts.max(1);
+    for attempt in 1..=attempts {
+        for url in &cfg.api_urls {
+            if let Some(ip) = crate::net::source_address_for(url) {
+                log::info!("advertising {ip} (source address towards {url})");
+                return Ok(ip);
+            }
+        }
+        if attempt < attempts {
+            std::thread::sleep(std::time::Duration::from_secs_f64(cfg.ip_lookup_timeout));
+        }
+    }
+    Err(AgentError::NoAdvertiseAddress(cfg.api_urls.join(",")))
+}
+
+async fn bind(cfg: &Config) -> Result<TcpListener, AgentError> {
+    let host = cfg
+        .listen_host
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let addr = crate::net::host_port(host, cfg.listen_port);
+    match TcpListener::bind(&addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if host == "::" => {
+            log::info!("cannot listen on [::] ({e}); using 0.0.0.0");
+            let v4 = format!("0.0.0.0:{}", cfg.listen_port);
+            TcpListener::bind(&v4)
+                .await
+                .map_err(|source| AgentError::Bind { addr: v4, source })
+        }
+        Err(source) => Err(AgentError::Bind { addr, source }),
+    }
+}
+
+/// Runs the daemon. `Ok(())` means "exit 0" (after `finalize_rescue`); the
+/// states that must not exit (no token, rescued marker, lockdown) never
+/// return.
+pub fn run(cfg: Config) -> Result<(), AgentError> {
+    let started_at = epoch_now();
+    let control = Control::default();
+    let ctx = Ctx {
+        root: cfg.root.clone(),
+        control: control.clone(),
+    };
+    let registry = builtin_registry(&ctx);
+    run_with(cfg, registry, control, started_at)
+}
+
+fn run_with(
+    cfg: Config,
+    registry: Registry,
+    control: Control,
+    started_at: f64,
+) -> Result<(), AgentError> {
+    let rescued = crate::fsutil::under(&cfg.root, RESCUED_MARKER).exists();
+    let token = Arc::new(RwLock::new(cfg.agent_token.clone()));
+    let timing: Arc<dyn Timing> = Arc::new(SystemTiming::default());
+
+    let mut ironic = None;
+    if !cfg.api_urls.is_empty() {
+        let client = IronicClient::new(
+            &ClientConfig {
+                urls: cfg.api_urls.clone(),
+                insecure: cfg.insecure,
+                request_id: cfg.global_request_id.clone(),
+                version_override: cfg.ironic_api_version,
+                timeout: cfg.http_request_timeout,
+            },
+            timing.clone(),
+        );
+        let macs = wait_for_macs(&cfg);
+        if cfg.hardware_initialization_delay > 0.0 {
+            log::info!(
+                "waiting {} s (ipa-hardware-initialization-delay)",
+                cfg.hardware_initialization_delay
+            );
+            timing.sleep(cfg.hardware_initialization_delay);
+        }
+        let content = client.lookup(&macs, None, cfg.lookup_timeout, cfg.lookup_interval)?;
+        let lookup_token = content["config"]
+            .get("agent_token")
+            .and_then(|v| v.as_str());
+        if !adopt_lookup_token(&token, lookup_token) {
+            sleep_forever();
+        }
+        let node_uuid = content["node"]["uuid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let hb_timeout = content["config"]["heartbeat_timeout"]
+            .as_f64()
+            .unwrap_or(300.0);
+        ironic = Some((client, node_uuid, hb_timeout));
+    } else {
+        log::info!(
+            "no Ironic URL (ipa-api-url/--api-url): serving the API without lookup or heartbeats"
+        );
+    }
+    if rescued {
+        log::info!(
+            "{} exists: this node was rescued; not serving the API nor heartbeating",
+            RESCUED_MARKER
+        );
+        sleep_forever();
+    }
+
+    // Callback address and auto-TLS (needs Ironic >= 1.68).
+    let mut tls = None;
+    let mut callback_url = None;
+    let mut verify_ca = None;
+    if let Some((client, _, _)) = &ironic {
+        let ip = advertise_ip(&cfg)?;
+        let host = ip.to_string();
+        let mut proto = "http";
+        if cfg.auto_tls && client.api_version() >= VERIFY_CA_VERSION {
+            let cert = crate::tls::generate(&cfg.root, ip, &cfg.tls_certificate_curve)?;
+            tls = Some(crate::tls::server_config(&cert, &cfg.tls_min_version)?);
+            verify_ca = Some(cert.pem);
+            proto = "https";
+        } else if cfg.auto_tls {
+            log::warn!("Ironic is older than API 1.68: auto-TLS is off, serving plain HTTP");
+        }
+        callback_url = Some(format!(
+            "{proto}://{}",
+            crate::net::host_port(&host, cfg.advertise_port)
+        ));
+    }
+
+    let signal = Arc::new(Signal::default());
+    let force = signal.clone();
+    let executor = Arc::new(Executor::new(
+        registry,
+        Arc::new(move || force.raise(FORCE)),
+    ));
+    let state = Arc::new(ApiState {
+        executor,
+        token: token.clone(),
+        started_at,
+        scheme: if tls.is_some() { "https" } else { "http" },
+    });
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(AgentError::Runtime)?;
+    let listener = rt.block_on(bind(&cfg))?;
+    if let Ok(addr) = listener.local_addr() {
+        log::info!(
+            "API listening on {}://{}",
+            if tls.is_some() { "https" } else { "http" },
+            addr
+        );
+    }
+
+    if let (Some((client, node_uuid, hb_timeout)), Some(callback_url)) = (ironic, callback_url) {
+        let signal = signal.clone();
+        let token = token.clone();
+        let timing = timing.clone();
+        let spawned = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || {
+                let info = |token: Option<String>| HeartbeatInfo {
+                    node_uuid: node_uuid.clone(),
+                    callback_url: callback_url.clone(),
+                    token,
+                    verify_ca: verify_ca.clone(),
+                };
+                crate::heartbeat::run(timing.as_ref(), &signal, hb_timeout, || {
+                    let t = token.read().ok().and_then(|t| t.clone());
+                    log::info!("heartbeat: node {node_uuid}, callback {callback_url}");
+                    match client.heartbeat(&info(t)) {
+                        Ok(()) => {
+                            log::info!("heartbeat accepted by Ironic");
+                            true
+                        }
+                        Err(e) => {
+                            log::warn!("heartbeat failed: {e}");
+                            false
+                        }
+                    }
+                });
+                log::info!("heartbeats stopped");
+            });
+        if let Err(e) = spawned {
+            log::error!(
+                "cannot start the heartbeat thread: {e}; Ironic will not hear from this agent"
+            );
+        }
+    }
+
+    let end = rt
+        .block_on(serve(listener, tls, state, control))
+        .map_err(|source| AgentError::Bind {
+            addr: cfg.listen_host.clone(),
+            source,
+        })?;
+    signal.raise(STOP);
+    match end {
+        RunState::Lockdown => {
+            log::warn!("lockdown: API stopped");
+            crate::extensions::system::interfaces_down(&cfg.root);
+            sleep_forever();
+        }
+        _ => {
+            log::info!("rescue finalized: API and heartbeats stopped; exiting");
+            Ok(())
+        }
+    }
+}

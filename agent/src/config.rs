@@ -1,0 +1,277 @@
+//! One typed configuration built from the kernel command line
+//! (`<root>/proc/cmdline`, `ipa-*` parameters) and command-line flags, which
+//! win. Both sources feed the same key/value map first, so a flag and a
+//! kernel parameter are validated by the same code and a bad value is
+//! reported once, at startup, before the default is used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything the daemon needs to know, already validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Prefix for every file the agent reads or writes (`/` in a ramdisk).
+    pub root: PathBuf,
+    /// Ironic API URLs, tried in order (`ipa-api-url`, comma-separated).
+    pub api_urls: Vec<String>,
+    /// Skip TLS verification of Ironic (`ipa-insecure`).
+    pub insecure: bool,
+    /// Sent as `X-OpenStack-Request-ID` (`ipa-global-request-id`).
+    pub global_request_id: Option<String>,
+    /// Pre-generated token (`ipa-agent-token`, virtual-media boots).
+    pub agent_token: Option<String>,
+    /// Forces the Ironic API version instead of discovering it.
+    pub ironic_api_version: Option<(u32, u32)>,
+    /// Timeout of one HTTP request to Ironic, seconds.
+    pub http_request_timeout: f64,
+    /// Give up looking the node up after this many seconds.
+    pub lookup_timeout: f64,
+    /// Starting interval of the lookup back-off, seconds.
+    pub lookup_interval: f64,
+    /// Log detail.
+    pub debug: bool,
+    /// Address the API listens on (`::` falls back to `0.0.0.0`).
+    pub listen_host: String,
+    /// Port the API listens on.
+    pub listen_port: u16,
+    /// Address put in the callback URL; discovered when absent.
+    pub advertise_host: Option<String>,
+    /// Port put in the callback URL.
+    pub advertise_port: u16,
+    /// Interface whose address to advertise, if the operator pins one.
+    pub network_interface: Option<String>,
+    /// Attempts to find the address to advertise.
+    pub ip_lookup_attempts: u32,
+    /// Seconds between those attempts.
+    pub ip_lookup_timeout: f64,
+    /// Serve HTTPS with a self-signed certificate when Ironic supports it.
+    pub auto_tls: bool,
+    /// Curve for the auto-TLS key (`p256` or `p384`).
+    pub tls_certificate_curve: String,
+    /// Minimum TLS version served (`1.2` or `1.3`).
+    pub tls_min_version: String,
+    /// Seconds to wait after the network comes up, before lookup.
+    pub hardware_initialization_delay: f64,
+    /// The PXE MAC, normalized to `aa:bb:cc:dd:ee:ff`.
+    pub bootif: Option<String>,
+}
+
+/// Reads `<root>/proc/cmdline` (missing file = empty command line) and
+/// returns its `k=v` tokens; the last duplicate wins.
+pub fn read_kernel_params(root: &Path) -> BTreeMap<String, String> {
+    let text =
+        std::fs::read_to_string(crate::fsutil::under(root, "/proc/cmdline")).unwrap_or_default();
+    parse_kernel_params(&text)
+}
+
+/// Splits a kernel command line on whitespace and keeps `k=v` tokens, split at
+/// the first `=`.
+pub fn parse_kernel_params(text: &str) -> BTreeMap<String, String> {
+    text.split_whitespace()
+        .filter_map(|t| t.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Builds the configuration from merged parameters. Returns the config and
+/// the warnings to log once the logger is up (bad values fall back to the
+/// default).
+pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<String>) {
+    let mut warn = Vec::new();
+    let get_bool = |key: &str, default: bool, warn: &mut Vec<String>| match p.get(key) {
+        None => default,
+        Some(v) => parse_bool(v).unwrap_or_else(|| {
+            warn.push(format!(
+                "{key}={v:?} is not a boolean (1/true/yes/on or 0/false/no/off); using {default}"
+            ));
+            default
+        }),
+    };
+    let insecure = get_bool("ipa-insecure", false, &mut warn);
+    let debug = get_bool("ipa-debug", false, &mut warn);
+    let auto_tls = get_bool("ipa-enable-auto-tls", true, &mut warn);
+    let get_f64 = |key: &str, default: f64, warn: &mut Vec<String>| match p.get(key) {
+        None => default,
+        Some(v) => match v.parse::<f64>() {
+            Ok(x) if x.is_finite() && x >= 0.0 => x,
+            _ => {
+                warn.push(format!(
+                    "{key}={v:?} is not a non-negative number; using {default}"
+                ));
+                default
+            }
+        },
+    };
+    let http_request_timeout = get_f64("ipa-http-request-timeout", 30.0, &mut warn);
+    let lookup_timeout = get_f64("ipa-lookup-timeout", 600.0, &mut warn);
+    let lookup_interval = get_f64("ipa-lookup-interval", 1.0, &mut warn);
+    let ip_lookup_timeout = get_f64("ipa-ip-lookup-timeout", 10.0, &mut warn);
+    let hardware_initialization_delay =
+        get_f64("ipa-hardware-initialization-delay", 0.0, &mut warn);
+    let get_port = |key: &str, warn: &mut Vec<String>| match p.get(key) {
+        None => 9999,
+        Some(v) => v.parse::<u16>().unwrap_or_else(|_| {
+            warn.push(format!(
+                "{key}={v:?} is not a port number (0-65535); using 9999"
+            ));
+            9999
+        }),
+    };
+    let listen_port = get_port("ipa-listen-port", &mut warn);
+    let advertise_port = get_port("ipa-advertise-port", &mut warn);
+    let ip_lookup_attempts = match p.get("ipa-ip-lookup-attempts") {
+        None => 6,
+        Some(v) => v.parse::<u32>().unwrap_or_else(|_| {
+            warn.push(format!(
+                "ipa-ip-lookup-attempts={v:?} is not a whole number; using 6"
+            ));
+            6
+        }),
+    };
+
+    let mut api_urls = Vec::new();
+    if let Some(v) = p.get("ipa-api-url") {
+        for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            if url == "mdns" {
+                warn.push("ipa-api-url=mdns: mDNS discovery is not supported by this agent; give Ironic's URL".into());
+            } else if (url.starts_with("http://") && url.len() > 7)
+                || (url.starts_with("https://") && url.len() > 8)
+            {
+                api_urls.push(url.trim_end_matches('/').to_string());
+            } else {
+                warn.push(format!(
+                    "ipa-api-url entry {url:?} does not start with http:// or https://; ignored"
+                ));
+            }
+        }
+    }
+    if get_bool("ipa-use-mdns", false, &mut warn) && api_urls.is_empty() {
+        warn.push(
+            "ipa-use-mdns=1: mDNS discovery is not supported by this agent; give ipa-api-url"
+                .into(),
+        );
+    }
+
+    let ironic_api_version = p.get("ipa-ironic-api-version").and_then(|v| {
+        let parsed = v
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+        if parsed.is_none() {
+            warn.push(format!(
+                "ipa-ironic-api-version={v:?} is not MAJOR.MINOR; discovering the version instead"
+            ));
+        }
+        parsed
+    });
+
+    let non_empty = |key: &str| p.get(key).filter(|v| !v.is_empty()).cloned();
+
+    let tls_certificate_curve = match p
+        .get("ipa-tls-certificate-curve")
+        .map(|s| s.to_ascii_lowercase())
+    {
+        None => "p384".to_string(),
+        Some(c) if c == "p256" || c == "p384" => c,
+        Some(c) => {
+            warn.push(format!(
+                "ipa-tls-certificate-curve={c:?} is not supported (p256, p384); using p384"
+            ));
+            "p384".to_string()
+        }
+    };
+    let tls_min_version = match p.get("ipa-tls-min-version").map(String::as_str) {
+        None => "1.2".to_string(),
+        Some(v @ ("1.2" | "1.3")) => v.to_string(),
+        Some(v) => {
+            warn.push(format!(
+                "ipa-tls-min-version={v:?} is not supported (1.2, 1.3); using 1.2"
+            ));
+            "1.2".to_string()
+        }
+    };
+
+    let bootif = p.get("BOOTIF").and_then(|v| {
+        let mac = normalize_bootif(v);
+        if mac.is_none() {
+            warn.push(format!("BOOTIF={v:?} is not a MAC address; ignored"));
+        }
+        mac
+    });
+
+    let config = Config {
+        root,
+        api_urls,
+        insecure,
+        global_request_id: non_empty("ipa-global-request-id"),
+        agent_token: non_empty("ipa-agent-token"),
+        ironic_api_version,
+        http_request_timeout,
+        lookup_timeout,
+        lookup_interval,
+        debug,
+        listen_host: non_empty("ipa-listen-host").unwrap_or_else(|| "::".into()),
+        listen_port,
+        advertise_host: non_empty("ipa-advertise-host"),
+        advertise_port,
+        network_interface: non_empty("ipa-network-interface"),
+        ip_lookup_attempts,
+        ip_lookup_timeout,
+        auto_tls,
+        tls_certificate_curve,
+        tls_min_version,
+        hardware_initialization_delay,
+        bootif,
+    };
+    (config, warn)
+}
+
+/// `01-aa-bb-cc-dd-ee-ff` (PXELINUX) or `aa:bb:cc:dd:ee:ff` (iPXE) to the
+/// colon form.
+pub fn normalize_bootif(v: &str) -> Option<String> {
+    let v = v.to_ascii_lowercase().replace('-', ":");
+    let v = match v.strip_prefix("01:") {
+        Some(rest) if rest.len() == 17 => rest.to_string(),
+        _ => v,
+    };
+    let parts: Vec<&str> = v.split(':').collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    ok.then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_last_duplicate_wins_and_flags_are_ignored() {
+        let p = parse_kernel_params("quiet ipa-api-url=http://a ro ipa-api-url=http://b/ x=1=2");
+        assert_eq!(p["ipa-api-url"], "http://b/");
+        assert_eq!(p["x"], "1=2");
+        assert!(!p.contains_key("quiet"));
+    }
+
+    #[test]
+    fn bad_values_warn_and_use_defaults() {
+        let p = parse_kernel_params(
+            "ipa-api-url=http://a/,ftp://x,https://b ipa-lookup-timeout=soon ipa-insecure=yes ipa-listen-port=99999 BOOTIF=01-AA-bb-cc-dd-ee-ff",
+        );
+        let (c, warn) = from_params(PathBuf::from("/"), &p);
+        assert_eq!(c.api_urls, vec!["http://a", "https://b"]);
+        assert_eq!(c.lookup_timeout, 600.0);
+        assert!(c.insecure);
+        assert_eq!(c.listen_port, 9999);
+        assert_eq!(c.bootif.as_deref(), Some("aa:bb:cc:dd:ee:ff"));
+        assert_eq!(warn.len(), 3, "{warn:?}");
+    }
+}

@@ -1,0 +1,441 @@
+//! The client side of the protocol: API version discovery, lookup with
+//! back-off, heartbeat. Blocking (ureq) and run from a plain thread: the
+//! agent makes a request every few minutes, the async runtime is for the
+//! API server.
+//!
+//! Every request tries the configured URLs in order; the one that answered
+//! moves to the front. Nothing here logs a token or a response body (a
+//! lookup response carries the token).
+
+use crate::timing::Timing;
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Fallback when discovery fails (not cached).
+pub const MIN_VERSION: (u32, u32) = (1, 31);
+/// `agent_version` in heartbeats.
+pub const AGENT_VERSION_VERSION: (u32, u32) = (1, 36);
+/// `agent_token` in heartbeats and lookup.
+pub const AGENT_TOKEN_VERSION: (u32, u32) = (1, 62);
+/// `agent_verify_ca` in heartbeats (auto-TLS).
+pub const VERIFY_CA_VERSION: (u32, u32) = (1, 68);
+
+/// Errors from Ironic calls; the messages are what the operator reads.
+#[derive(Debug, thiserror::Error)]
+pub enum IronicError {
+    /// No URL answered at all.
+    #[error("cannot reach Ironic at {url}: {msg}")]
+    Transport {
+        /// The last URL tried.
+        url: String,
+        /// The transport error.
+        msg: String,
+    },
+    /// Heartbeat got 409 (node locked, or Ironic is not ready).
+    #[error("heartbeat conflict: Ironic answered 409 ({0}); will retry")]
+    HeartbeatConflict(String),
+    /// Heartbeat failed to connect.
+    #[error(
+        "Error heartbeating to agent API: {0}. This could be a transitory network failure or blocking port; will retry"
+    )]
+    HeartbeatConnection(String),
+    /// Heartbeat got an unexpected status.
+    #[error("Error {0}: {1}")]
+    Heartbeat(u16, String),
+    /// Lookup did not succeed within `ipa-lookup-timeout`.
+    #[error(
+        "Could not look up node info within {0} s (ipa-lookup-timeout). Check that Ironic has a port with one of this machine's MACs and the node is in a state that allows lookup"
+    )]
+    LookupTimeout(f64),
+}
+
+/// How to reach Ironic.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URLs without trailing slash.
+    pub urls: Vec<String>,
+    /// Skip TLS verification.
+    pub insecure: bool,
+    /// `X-OpenStack-Request-ID`.
+    pub request_id: Option<String>,
+    /// `ipa-ironic-api-version`.
+    pub version_override: Option<(u32, u32)>,
+    /// Per-request timeout, seconds.
+    pub timeout: f64,
+}
+
+/// What a heartbeat carries.
+#[derive(Debug, Clone)]
+pub struct HeartbeatInfo {
+    /// Node UUID from lookup.
+    pub node_uuid: String,
+    /// `<proto>://<ip>:<port>`.
+    pub callback_url: String,
+    /// The agent token (sent as null when absent, from 1.62).
+    pub token: Option<String>,
+    /// The auto-TLS PEM, if any.
+    pub verify_ca: Option<String>,
+}
+
+/// The Ironic API client.
+pub struct IronicClient {
+    urls: Mutex<Vec<String>>,
+    agent: ureq::Agent,
+    request_id: Option<String>,
+    version_override: Option<(u32, u32)>,
+    cached_version: Mutex<Option<(u32, u32)>>,
+    timing: Arc<dyn Timing>,
+    /// Reported as `agent_version`.
+    pub agent_version: String,
+}
+
+fn fmt_version(v: (u32, u32)) -> String {
+    format!("{}.{}", v.0, v.1)
+}
+
+impl IronicClient {
+    /// A client for `cfg`, using `timing` for back-off.
+    pub fn new(cfg: &ClientConfig, timing: Arc<dyn Timing>) -> Self {
+        let tls = ureq::tls::TlsConfig::builder()
+            .disable_verification(cfg.insecure)
+            .build();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs_f64(cfg.timeout.max(0.1))))
+            .proxy(None)
+            .tls_config(tls)
+            .build()
+            .into();
+        IronicClient {
+            urls: Mutex::new(cfg.urls.clone()),
+            agent,
+            request_id: cfg.request_id.clone(),
+            version_override: cfg.version_override,
+            cached_version: Mutex::new(None),
+            timing,
+            agent_version: crate::AGENT_VERSION.to_string(),
+        }
+    }
+
+    /// The URLs in their current order (the last one that worked first).
+    pub fn urls(&self) -> Vec<String> {
+        self.urls.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    /// Sends one request, trying each URL in order. Returns the status and
+    /// body of the first URL that answered.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        version: Option<(u32, u32)>,
+        body: Option<&str>,
+    ) -> Result<(u16, String), IronicError> {
+        let urls = self.urls();
+        let mut last = IronicError::Transport {
+            url: String::new(),
+            msg: "no Ironic URL configured (ipa-api-url)".into(),
+        };
+        for (i, base) in urls.iter().enumerate() {
+            let url = format!("{base}{path}");
+            let result = self.send(method, &url, version, body);
+            match result {
+                Ok(ok) => {
+                    if i > 0
+                        && let Ok(mut u) = self.urls.lock()
+                        && let Some(pos) = u.iter().position(|x| x == base)
+                    {
+                        let b = u.remove(pos);
+                        u.insert(0, b);
+                    }
+                    return Ok(ok);
+                }
+                Err(msg) => {
+                    log::warn!("request {method} {base}{} failed: {msg}", strip_query(path));
+                    last = IronicError::Transport {
+                        url: base.clone(),
+                        msg,
+                    };
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        version: Option<(u32, u32)>,
+        body: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        let mut headers: Vec<(&str, String)> = vec![
+            ("Accept", "application/json".into()),
+            ("Content-Type", "application/json".into()),
+        ];
+        if let Some(v) = version {
+            headers.push(("X-OpenStack-Ironic-API-Version", fmt_version(v)));
+        }
+        if let Some(id) = &self.request_id {
+            headers.push(("X-OpenStack-Request-ID", id.clone()));
+        }
+        let resp = if method == "POST" {
+            let mut req = self.agent.post(url);
+            for (k, v) in &headers {
+                req = req.header(*k, v);
+            }
+            req.send(body.unwrap_or_default())
+        } else {
+            let mut req = self.agent.get(url);
+            for (k, v) in &headers {
+                req = req.header(*k, v);
+            }
+            req.call()
+        };
+        let resp = resp.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .into_body()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok((status, text))
+    }
+
+    /// The Ironic API version: the override, the cached discovery, or a new
+    /// discovery (`GET /`). A failed discovery gives 1.31 and is not cached.
+    pub fn api_version(&self) -> (u32, u32) {
+        if let Some(v) = self.version_override {
+            return v;
+        }
+        if let Ok(c) = self.cached_version.lock()
+            && let Some(v) = *c
+        {
+            return v;
+        }
+        let found = self
+            .request("GET", "/", None, None)
+            .ok()
+            .and_then(|(_, body)| {
+                let v: Value = serde_json::from_str(&body).ok()?;
+                let s = v.get("default_version")?.get("version")?.as_str()?;
+                let (a, b) = s.split_once('.')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            });
+        match found {
+            Some(v) => {
+                log::info!("Ironic API version {}", fmt_version(v));
+                if let Ok(mut c) = self.cached_version.lock() {
+                    *c = Some(v);
+                }
+                v
+            }
+            None => {
+                log::warn!(
+                    "cannot discover the Ironic API version; using {} for now",
+                    fmt_version(MIN_VERSION)
+                );
+                MIN_VERSION
+            }
+        }
+    }
+
+    /// `POST /v1/heartbeat/<uuid>`; 202 is success.
+    pub fn heartbeat(&self, info: &HeartbeatInfo) -> Result<(), IronicError> {
+        let ver = self.api_version();
+        let mut body = Map::new();
+        body.insert(
+            "callback_url".into(),
+            Value::String(info.callback_url.clone()),
+        );
+        if ver >= AGENT_TOKEN_VERSION {
+            body.insert(
+                "agent_token".into(),
+                info.token.clone().map(Value::String).unwrap_or(Value::Null),
+            );
+        }
+        if ver >= AGENT_VERSION_VERSION {
+            body.insert(
+                "agent_version".into(),
+                Value::String(self.agent_version.clone()),
+            );
+        }
+        if ver >= VERIFY_CA_VERSION
+            && let Some(pem) = &info.verify_ca
+        {
+            body.insert("agent_verify_ca".into(), Value::String(pem.clone()));
+        }
+        let body = Value::Object(body).to_string();
+        let path = format!("/v1/heartbeat/{}", info.node_uuid);
+        let header = ver.min(VERIFY_CA_VERSION);
+        let (status, text) = match self.request("POST", &path, Some(header), Some(&body)) {
+            Ok(x) => x,
+            Err(e) => return Err(IronicError::HeartbeatConnection(e.to_string())),
+        };
+        match status {
+            202 => Ok(()),
+            409 => Err(IronicError::HeartbeatConflict(error_text(&text))),
+            _ => Err(IronicError::Heartbeat(status, error_text(&text))),
+        }
+    }
+
+    /// One lookup attempt: `Ok(content)` or the reason to retry (and whether
+    /// Ironic said 409).
+    fn try_lookup(
+        &self,
+        macs: &[String],
+        node_uuid: Option<&str>,
+    ) -> Result<Value, (String, bool)> {
+        let mut path = format!("/v1/lookup?addresses={}", urlencode(&macs.join(",")));
+        if let Some(u) = node_uuid {
+            path.push_str(&format!("&node_uuid={}", urlencode(u)));
+        }
+        let header = self.api_version().min(AGENT_TOKEN_VERSION);
+        let (status, text) = self
+            .request("GET", &path, Some(header), None)
+            .map_err(|e| (e.to_string(), false))?;
+        if status != 200 {
+            return Err((
+                format!("Ironic answered {status}: {}", error_text(&text)),
+                status == 409,
+            ));
+        }
+        let mut content: Value = serde_json::from_str(&text)
+            .map_err(|e| (format!("response is not JSON: {e}"), false))?;
+        let has_uuid = content
+            .get("node")
+            .and_then(|n| n.get("uuid"))
+            .and_then(Value::as_str)
+            .is_some();
+        if !has_uuid {
+            return Err(("response has no node.uuid".into(), false));
+        }
+        let Some(obj) = content.as_object_mut() else {
+            return Err(("response is not an object".into(), false));
+        };
+        if !obj.contains_key("config") {
+            // The legacy form: heartbeat_timeout at the top level.
+            match obj.remove("heartbeat_timeout") {
+                Some(t) => {
+                    let mut cfg = Map::new();
+                    cfg.insert("heartbeat_timeout".into(), t);
+                    obj.insert("config".into(), Value::Object(cfg));
+                }
+                None => {
+                    return Err((
+                        "response has neither config nor heartbeat_timeout".into(),
+                        false,
+                    ));
+                }
+            }
+        }
+        if content["config"]
+            .get("heartbeat_timeout")
+            .and_then(Value::as_f64)
+            .is_none()
+        {
+            return Err((
+                "response config has no numeric heartbeat_timeout".into(),
+                false,
+            ));
+        }
+        Ok(content)
+    }
+
+    /// Looks the node up by MACs, retrying with randomized exponential
+    /// back-off (`uniform(I, max(I, min(2^(n-1), 60)))` before attempt n)
+    /// until `timeout` seconds have passed. 409s add pauses of 5, 10, then
+    /// 30 s.
+    pub fn lookup(
+        &self,
+        macs: &[String],
+        node_uuid: Option<&str>,
+        timeout: f64,
+        interval: f64,
+    ) -> Result<Value, IronicError> {
+        let start = self.timing.now();
+        let mut conflicts = 0usize;
+        let mut attempt: u32 = 1;
+        loop {
+            log::info!(
+                "lookup attempt {attempt}: addresses {} at {}",
+                macs.join(","),
+                self.urls().join(",")
+            );
+            match self.try_lookup(macs, node_uuid) {
+                Ok(content) => {
+                    log::info!(
+                        "lookup succeeded: node {}, heartbeat_timeout {}",
+                        content["node"]["uuid"].as_str().unwrap_or_default(),
+                        content["config"]["heartbeat_timeout"]
+                    );
+                    return Ok(content);
+                }
+                Err((reason, conflict)) => {
+                    log::warn!("lookup attempt {attempt} failed: {reason}; retrying");
+                    if conflict {
+                        let pause = [5.0, 10.0, 30.0][conflicts.min(2)];
+                        conflicts += 1;
+                        log::info!("node is locked in Ironic; pausing {pause} s");
+                        self.timing.sleep(pause);
+                    }
+                }
+            }
+            if self.timing.now() - start >= timeout {
+                return Err(IronicError::LookupTimeout(timeout));
+            }
+            attempt += 1;
+            let hi = 2f64
+                .powi(attempt.saturating_sub(1).min(30) as i32)
+                .min(60.0);
+            let wait = self.timing.uniform(interval, interval.max(hi));
+            self.timing.sleep(wait);
+        }
+    }
+}
+
+fn strip_query(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+/// Percent-encodes a query value (MACs, UUIDs: only `:` and `,` matter).
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The readable part of an Ironic error body: `error_message` (a dict, or a
+/// JSON string holding one) → `faultstring`, else `title`, else the raw
+/// body.
+pub fn error_text(body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return body.to_string();
+    };
+    let inner = match &v {
+        Value::Object(m) => m.get("error_message").cloned().unwrap_or(v.clone()),
+        other => other.clone(),
+    };
+    let inner = match inner {
+        Value::Object(m) => m,
+        Value::String(s) => match serde_json::from_str::<Value>(&s) {
+            Ok(Value::Object(m)) => m,
+            _ => return body.to_string(),
+        },
+        _ => return body.to_string(),
+    };
+    for key in ["faultstring", "title"] {
+        if let Some(s) = inner.get(key).and_then(Value::as_str)
+            && !s.is_empty()
+        {
+            return s.to_string();
+        }
+    }
+    body.to_string()
+}

@@ -1,0 +1,798 @@
+//! Elements: `elements/NAME/element.yaml` plus `files/` and `hooks/`, and
+//! resolving a profile's element list into a build order.
+//!
+//! An element is a unit of image content a user can copy and edit without
+//! touching Rust. Its YAML is checked here once (modes, paths, the `files/`
+//! tree, hook permissions) so that later stages can trust it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::diag::{
+    ConfigError, ErrorKind, Scalar, Snippet, Source, check_image_path, did_you_mean,
+};
+use crate::profile::{InitStyle, Profile};
+
+/// A file permission mode, written in YAML as a quoted octal string (`"0755"`).
+///
+/// Quoting is required because YAML 1.1 reads `0755` as octal 493 and YAML 1.2
+/// as decimal 755: an unquoted mode means different things to different tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mode(pub u32);
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+/// A validated element, ready for the pipeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Element {
+    /// The element's name: its directory name.
+    pub name: String,
+    /// One line saying what it adds.
+    pub description: String,
+    /// Elements it needs; [`resolve`] puts them earlier in the order.
+    pub depends: Vec<String>,
+    /// The only init style this element works with, if it cares.
+    pub init: Option<InitStyle>,
+    /// Debian packages it needs.
+    pub packages: Vec<String>,
+    /// Kernel modules it needs.
+    pub modules: Vec<String>,
+    /// Appended to the kernel command line; empty if none.
+    pub cmdline: String,
+    /// Install the agent binary at this image path.
+    pub agent: Option<PathBuf>,
+    /// Directories to create.
+    pub directories: Vec<Directory>,
+    /// Symbolic links to create.
+    pub symlinks: Vec<Symlink>,
+    /// Device nodes to create (recorded in the metadata map, never on the host).
+    pub devices: Vec<Device>,
+    /// Ownership and mode for files shipped in `files/`.
+    pub files: Vec<FileMeta>,
+    /// Path globs deleted before packing.
+    pub scrub: Vec<String>,
+    /// The element's directory (holding `element.yaml`).
+    pub dir: PathBuf,
+    /// The `files/` tree, copied into the image root as is, if the element has one.
+    pub files_dir: Option<PathBuf>,
+    /// Executable scripts in `hooks/`, in name order; run on the host with `$TARGET` set.
+    pub hooks: Vec<PathBuf>,
+}
+
+/// A directory to create in the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Directory {
+    /// Absolute image path.
+    pub path: PathBuf,
+    /// Permissions; default `0755`.
+    pub mode: Mode,
+    /// Numeric owner id; default 0.
+    pub owner: u32,
+    /// Numeric group id; default 0.
+    pub group: u32,
+}
+
+/// A symbolic link to create in the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Symlink {
+    /// Absolute image path of the link.
+    pub path: PathBuf,
+    /// What it points to, stored verbatim (may be relative).
+    pub target: PathBuf,
+}
+
+/// The kind of device node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// Character device.
+    Char,
+    /// Block device.
+    Block,
+    /// Named pipe (has no major/minor).
+    Fifo,
+}
+
+/// A device node to record in the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// Absolute image path.
+    pub path: PathBuf,
+    /// Character, block or fifo.
+    pub kind: DeviceKind,
+    /// Major number (0 for a fifo).
+    pub major: u32,
+    /// Minor number (0 for a fifo).
+    pub minor: u32,
+    /// Permissions; default `0600`.
+    pub mode: Mode,
+    /// Numeric owner id; default 0.
+    pub owner: u32,
+    /// Numeric group id; default 0.
+    pub group: u32,
+}
+
+/// Ownership and mode for one file shipped in the element's `files/` tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileMeta {
+    /// Absolute image path; the file is `files/<path>` in the element.
+    pub path: PathBuf,
+    /// The file on the host (`<element dir>/files/<path>`).
+    pub source: PathBuf,
+    /// Permissions; `None` keeps the mode the file has in the repository.
+    pub mode: Option<Mode>,
+    /// Numeric owner id; default 0.
+    pub owner: u32,
+    /// Numeric group id; default 0.
+    pub group: u32,
+}
+
+// ---------------------------------------------------------------------------
+// Raw element documents, as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawElement {
+    description: Spanned<String>,
+    #[serde(default)]
+    depends: Vec<Spanned<String>>,
+    init: Option<Spanned<InitStyle>>,
+    #[serde(default)]
+    packages: Vec<Spanned<String>>,
+    #[serde(default)]
+    modules: Vec<Spanned<String>>,
+    cmdline: Option<Spanned<String>>,
+    agent: Option<Spanned<String>>,
+    #[serde(default)]
+    directories: Vec<RawDirectory>,
+    #[serde(default)]
+    symlinks: Vec<RawSymlink>,
+    #[serde(default)]
+    devices: Vec<RawDevice>,
+    #[serde(default)]
+    files: Vec<RawFile>,
+    #[serde(default)]
+    scrub: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    path: Spanned<String>,
+    mode: Option<Spanned<Scalar>>,
+    owner: Option<Spanned<Scalar>>,
+    group: Option<Spanned<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSymlink {
+    path: Spanned<String>,
+    target: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    path: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<DeviceKind>,
+    major: Option<Spanned<u32>>,
+    minor: Option<Spanned<u32>>,
+    mode: Option<Spanned<Scalar>>,
+    owner: Option<Spanned<Scalar>>,
+    group: Option<Spanned<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    path: Spanned<String>,
+    mode: Option<Spanned<Scalar>>,
+    owner: Option<Spanned<Scalar>>,
+    group: Option<Spanned<Scalar>>,
+}
+
+/// Parses a mode: a quoted octal string of 3 or 4 digits (`"0755"`, `"755"`).
+///
+/// An unquoted number is refused with advice, because YAML 1.1 and 1.2 read
+/// `0755` differently and a silently wrong mode is a security bug. `raw` is
+/// the value as written, for the message.
+pub fn parse_mode(v: &Scalar, raw: &str) -> Result<Mode, String> {
+    let s = match v {
+        Scalar::Str(s) => s,
+        Scalar::Int(_) | Scalar::Other(_) => {
+            let raw = raw.trim();
+            let digits = raw
+                .strip_prefix("0o")
+                .unwrap_or(raw)
+                .trim_start_matches('0');
+            return Err(format!(
+                "mode {raw} is an unquoted number; write it as a quoted octal string: \"0{digits:0>3}\""
+            ));
+        }
+    };
+    let t = s.trim();
+    let digits = t.strip_prefix("0o").unwrap_or(t);
+    if (3..=5).contains(&digits.len())
+        && digits.chars().all(|c| ('0'..='7').contains(&c))
+        && let Some(m) = u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o7777)
+    {
+        return Ok(Mode(m));
+    }
+    Err(format!(
+        "`{s}` is not an octal mode such as \"0644\" or \"4755\""
+    ))
+}
+
+/// Reads and checks one element from `dir` (which holds `element.yaml`).
+pub fn load(name: &str, dir: &Path) -> Result<Element, ConfigError> {
+    load_with_sites(name, dir).map(|(e, _)| e)
+}
+
+/// Where an element wrote the values that [`resolve`] may need to point at later.
+#[derive(Debug, Default)]
+struct Sites {
+    /// Each `depends` entry and where it is written.
+    depends: Vec<(String, Snippet)>,
+    /// The `init` value.
+    init: Option<Snippet>,
+}
+
+/// [`load`], also returning the positions of `depends` entries and `init`.
+fn load_with_sites(name: &str, dir: &Path) -> Result<(Element, Sites), ConfigError> {
+    let src = Source::read(&dir.join("element.yaml"), "element")?;
+    let raw: RawElement = src.parse()?;
+    let sites = Sites {
+        depends: raw
+            .depends
+            .iter()
+            .map(|d| (d.value.clone(), src.at(d)))
+            .collect(),
+        init: raw.init.as_ref().map(|i| src.at(i)),
+    };
+    let bad = |field: &str, msg: String, at: Snippet| {
+        ConfigError::new(ErrorKind::InvalidValue, format!("`{field}`: {msg}"))
+            .field(field)
+            .at(at)
+    };
+    let path_of = |field: &str, v: &Spanned<String>| -> Result<PathBuf, ConfigError> {
+        check_image_path(&v.value).map_err(|m| bad(field, m, src.at(v)))?;
+        if v.value.contains(['*', '?', '[']) {
+            return Err(bad(
+                field,
+                format!("`{}` is a glob; a single path is needed here", v.value),
+                src.at(v),
+            ));
+        }
+        Ok(PathBuf::from(normalize(&v.value)))
+    };
+    let mode_of = |field: &str, v: &Option<Spanned<Scalar>>| -> Result<Option<Mode>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(m) => parse_mode(&m.value, src.raw(&m.referenced).unwrap_or("?")).map(Some).map_err(|msg| {
+                let e = bad(field, msg, src.at(m));
+                if !matches!(m.value, Scalar::Str(_)) {
+                    e.help("YAML 1.1 reads 0755 as octal and YAML 1.2 as decimal; quotes make it unambiguous")
+                } else {
+                    e
+                }
+            }),
+        }
+    };
+    let id_of = |field: &str, v: &Option<Spanned<Scalar>>| -> Result<u32, ConfigError> {
+        match v {
+            None => Ok(0),
+            Some(id) => match &id.value {
+                Scalar::Int(n) => u32::try_from(*n)
+                    .map_err(|_| bad(field, format!("{n} is not a valid id"), src.at(id))),
+                Scalar::Str(t) | Scalar::Other(t) => Err(bad(
+                    field,
+                    format!("`{t}` is not a numeric id"),
+                    src.at(id),
+                )
+                .help("owners and groups are numeric ids (`0` for root), because the image has its own /etc/passwd")),
+            },
+        }
+    };
+    let desc = raw.description.value.trim().to_string();
+    if desc.is_empty() || desc.contains('\n') {
+        return Err(bad(
+            "description",
+            "must be one non-empty line".to_string(),
+            src.at(&raw.description),
+        ));
+    }
+    let mut depends = Vec::new();
+    for (i, d) in raw.depends.iter().enumerate() {
+        crate::profile::check_name(&d.value, "element")
+            .map_err(|m| bad(&format!("depends[{i}]"), m, src.at(d)))?;
+        if d.value == name {
+            return Err(ConfigError::new(
+                ErrorKind::Cycle,
+                format!("element `{name}` depends on itself"),
+            )
+            .field("depends")
+            .at(src.at(d)));
+        }
+        if !depends.contains(&d.value) {
+            depends.push(d.value.clone());
+        }
+    }
+    let agent = match &raw.agent {
+        Some(a) => Some(path_of("agent", a)?),
+        None => None,
+    };
+    let mut directories = Vec::new();
+    for (i, d) in raw.directories.iter().enumerate() {
+        let f = format!("directories[{i}]");
+        directories.push(Directory {
+            path: path_of(&format!("{f}.path"), &d.path)?,
+            mode: mode_of(&format!("{f}.mode"), &d.mode)?.unwrap_or(Mode(0o755)),
+            owner: id_of(&format!("{f}.owner"), &d.owner)?,
+            group: id_of(&format!("{f}.group"), &d.group)?,
+        });
+    }
+    let mut symlinks = Vec::new();
+    for (i, l) in raw.symlinks.iter().enumerate() {
+        let f = format!("symlinks[{i}]");
+        if l.target.value.is_empty() {
+            return Err(bad(
+                &format!("{f}.target"),
+                "is empty".to_string(),
+                src.at(&l.target),
+            ));
+        }
+        symlinks.push(Symlink {
+            path: path_of(&format!("{f}.path"), &l.path)?,
+            target: PathBuf::from(&l.target.value),
+        });
+    }
+    let mut devices = Vec::new();
+    for (i, d) in raw.devices.iter().enumerate() {
+        let f = format!("devices[{i}]");
+        let (major, minor) = match (d.kind.value, &d.major, &d.minor) {
+            (DeviceKind::Fifo, None, None) => (0, 0),
+            (DeviceKind::Fifo, Some(n), _) | (DeviceKind::Fifo, None, Some(n)) => {
+                return Err(bad(
+                    &f,
+                    "a fifo has no major/minor numbers".to_string(),
+                    src.at(n),
+                )
+                .help("remove `major` and `minor`, or use `type: char` / `type: block`"));
+            }
+            (_, Some(a), Some(b)) => (a.value, b.value),
+            (_, _, _) => {
+                return Err(bad(
+                    &f,
+                    "a char or block device needs both `major` and `minor`".to_string(),
+                    src.at(&d.kind),
+                ));
+            }
+        };
+        devices.push(Device {
+            path: path_of(&format!("{f}.path"), &d.path)?,
+            kind: d.kind.value,
+            major,
+            minor,
+            mode: mode_of(&format!("{f}.mode"), &d.mode)?.unwrap_or(Mode(0o600)),
+            owner: id_of(&format!("{f}.owner"), &d.owner)?,
+            group: id_of(&format!("{f}.group"), &d.group)?,
+        });
+    }
+    let files_dir = dir.join("files");
+    let files_dir = files_dir.is_dir().then_some(files_dir);
+    let mut files = Vec::new();
+    for (i, fm) in raw.files.iter().enumerate() {
+        let f = format!("files[{i}]");
+        let path = path_of(&format!("{f}.path"), &fm.path)?;
+        let rel = path.strip_prefix("/").unwrap_or(&path);
+        let source = dir.join("files").join(rel);
+        if !source.is_file() {
+            return Err(ConfigError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "`{f}.path`: element `{name}` ships no file {}",
+                    source.display()
+                ),
+            )
+            .field(format!("{f}.path"))
+            .at(src.at(&fm.path))
+            .help(format!(
+                "put the file at {} or remove this entry",
+                source.display()
+            )));
+        }
+        files.push(FileMeta {
+            path,
+            source,
+            mode: mode_of(&format!("{f}.mode"), &fm.mode)?,
+            owner: id_of(&format!("{f}.owner"), &fm.owner)?,
+            group: id_of(&format!("{f}.group"), &fm.group)?,
+        });
+    }
+    let mut scrub = Vec::new();
+    for (i, s) in raw.scrub.iter().enumerate() {
+        let f = format!("scrub[{i}]");
+        check_image_path(&s.value).map_err(|m| bad(&f, m, src.at(s)))?;
+        globset::Glob::new(&s.value).map_err(|e| {
+            bad(
+                &f,
+                format!("`{}` is not a valid glob: {}", s.value, e.kind()),
+                src.at(s),
+            )
+        })?;
+        scrub.push(s.value.clone());
+    }
+    for (i, p) in raw.packages.iter().enumerate() {
+        if p.value.is_empty() || p.value.contains(char::is_whitespace) {
+            return Err(bad(
+                &format!("packages[{i}]"),
+                format!("`{}` is not a package name", p.value),
+                src.at(p),
+            ));
+        }
+    }
+    for (i, m) in raw.modules.iter().enumerate() {
+        if m.value.is_empty()
+            || !m
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(bad(
+                &format!("modules[{i}]"),
+                format!("`{}` is not a kernel module name", m.value),
+                src.at(m),
+            ));
+        }
+    }
+    let element = Element {
+        name: name.to_string(),
+        description: desc,
+        depends,
+        init: raw.init.map(|i| i.value),
+        packages: raw.packages.into_iter().map(|p| p.value).collect(),
+        modules: raw.modules.into_iter().map(|p| p.value).collect(),
+        cmdline: raw
+            .cmdline
+            .map(|c| c.value.trim().to_string())
+            .unwrap_or_default(),
+        agent,
+        directories,
+        symlinks,
+        devices,
+        files,
+        scrub,
+        dir: dir.to_path_buf(),
+        files_dir,
+        hooks: list_hooks(dir)?,
+    };
+    Ok((element, sites))
+}
+
+/// Removes `.` components and doubled or trailing slashes: `/a//b/./c/` is `/a/b/c`.
+fn normalize(p: &str) -> String {
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// The executable scripts in `dir/hooks`, in name order.
+///
+/// Dotfiles (editor leftovers) are ignored; anything else that is not an
+/// executable regular file is an error, because a hook that silently does not
+/// run is worse than a build that stops.
+fn list_hooks(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let hooks_dir = dir.join("hooks");
+    if !hooks_dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let rd = std::fs::read_dir(&hooks_dir)
+        .map_err(|e| ConfigError::io(&hooks_dir, "hooks directory", e))?;
+    let mut hooks = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| ConfigError::io(&hooks_dir, "hooks directory", e))?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let meta = std::fs::metadata(&path).map_err(|e| ConfigError::io(&path, "hook", e))?;
+        if !meta.is_file() {
+            return Err(ConfigError::new(
+                ErrorKind::InvalidValue,
+                format!("hook {} is not a regular file", path.display()),
+            )
+            .help("the hooks/ directory holds only executable scripts"));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(ConfigError::new(
+                ErrorKind::InvalidValue,
+                format!("hook {} is not executable", path.display()),
+            )
+            .help(format!("run `chmod +x {}`", path.display())));
+        }
+        hooks.push(path);
+    }
+    hooks.sort();
+    Ok(hooks)
+}
+
+/// Finds `name` in `element_dirs`: the first directory holding `name/element.yaml`.
+fn find(name: &str, element_dirs: &[PathBuf]) -> Option<PathBuf> {
+    element_dirs
+        .iter()
+        .map(|d| d.join(name))
+        .find(|d| d.join("element.yaml").is_file())
+}
+
+/// Element names in `element_dirs`, first directory winning, sorted.
+fn element_names(element_dirs: &[PathBuf]) -> BTreeMap<String, PathBuf> {
+    let mut names = BTreeMap::new();
+    for d in element_dirs {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
+        for entry in rd.flatten() {
+            let p = entry.path();
+            if p.join("element.yaml").is_file()
+                && let Some(n) = p.file_name().and_then(|s| s.to_str())
+            {
+                names.entry(n.to_string()).or_insert(p);
+            }
+        }
+    }
+    names
+}
+
+/// Every element in `element_dirs` as `(name, description)`, sorted by name;
+/// a name in an earlier directory hides the same name in later ones.
+pub fn list(element_dirs: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigError> {
+    element_names(element_dirs)
+        .into_iter()
+        .map(|(n, dir)| load(&n, &dir).map(|e| (n, e.description)))
+        .collect()
+}
+
+/// Where each loaded element wrote its `depends` and `init`, by element name.
+type DependSites = BTreeMap<String, Sites>;
+
+/// Loads the elements `profile` names and everything they depend on, in build order.
+///
+/// The first directory of `element_dirs` that holds `NAME/element.yaml` wins
+/// (the user's `--elements-path` comes first). The order is deterministic:
+/// dependencies before dependents; ties broken by the order the profile lists
+/// elements, then by name. A missing element or a dependency cycle is an
+/// error naming the chain from the profile (`agent -> rescue -> agent`) and
+/// pointing at the profile line that lists the chain's first element. An
+/// element whose `init` differs from the profile's is an error naming both.
+pub fn resolve(profile: &Profile, element_dirs: &[PathBuf]) -> Result<Vec<Element>, ConfigError> {
+    let mut loaded: BTreeMap<String, Element> = BTreeMap::new();
+    let mut sites: DependSites = BTreeMap::new();
+    // Depth-first from each listed element, so the chain to any problem is known.
+    for (i, name) in profile.elements.iter().enumerate() {
+        let site = profile.element_sites.get(i).cloned().flatten();
+        let mut chain = vec![name.clone()];
+        visit(
+            name,
+            &mut chain,
+            &site,
+            element_dirs,
+            &mut loaded,
+            &mut sites,
+            &mut BTreeSet::new(),
+        )?;
+    }
+    for e in loaded.values() {
+        if let Some(want) = e.init
+            && want != profile.init
+        {
+            let word = |s: InitStyle| match s {
+                InitStyle::Busybox => "busybox",
+                InitStyle::Systemd => "systemd",
+            };
+            let at = sites.get(&e.name).and_then(|s| s.init.clone());
+            let listed = profile
+                .elements
+                .iter()
+                .position(|n| *n == e.name)
+                .and_then(|i| profile.element_sites.get(i).cloned().flatten());
+            return Err(ConfigError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "element `{}` works only with `init: {}`, but profile `{}` uses `init: {}`",
+                    e.name,
+                    word(want),
+                    profile.name,
+                    word(profile.init)
+                ),
+            )
+            .field("init")
+            .at_opt(at)
+            .note(match listed {
+                Some(l) => format!(
+                    "`{}` is listed at {}:{}:{}",
+                    e.name,
+                    l.path.display(),
+                    l.line,
+                    l.column
+                ),
+                None => format!("`{}` is pulled in by another element's `depends`", e.name),
+            })
+            .help(format!(
+                "drop `{}` from the profile or switch the profile to `init: {}`",
+                e.name,
+                word(want)
+            )));
+        }
+    }
+    // Kahn's algorithm, always taking the ready element that ranks first:
+    // listed elements by list position, then everything else by name.
+    let rank = |n: &str| {
+        let pos = profile
+            .elements
+            .iter()
+            .position(|e| e == n)
+            .unwrap_or(usize::MAX);
+        (pos, n.to_string())
+    };
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut order = Vec::new();
+    while order.len() < loaded.len() {
+        let next = loaded
+            .values()
+            .filter(|e| !done.contains(&e.name) && e.depends.iter().all(|d| done.contains(d)))
+            .map(|e| rank(&e.name))
+            .min();
+        // visit() has rejected cycles, so something is always ready.
+        let Some((_, name)) = next else {
+            return Err(ConfigError::new(
+                ErrorKind::Cycle,
+                "element dependencies form a cycle",
+            ));
+        };
+        done.insert(name.clone());
+        order.push(name);
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|n| loaded.remove(&n))
+        .collect())
+}
+
+/// Loads `name` and, depth first, everything it depends on, failing with the chain on a
+/// missing element or a cycle. `chain` ends with `name`; `site` is where the chain's
+/// first element is listed in the profile.
+fn visit(
+    name: &str,
+    chain: &mut Vec<String>,
+    site: &Option<Snippet>,
+    element_dirs: &[PathBuf],
+    loaded: &mut BTreeMap<String, Element>,
+    sites: &mut DependSites,
+    finished: &mut BTreeSet<String>,
+) -> Result<(), ConfigError> {
+    if finished.contains(name) {
+        return Ok(());
+    }
+    if !loaded.contains_key(name) {
+        let Some(dir) = find(name, element_dirs) else {
+            return Err(missing(name, chain, site, element_dirs, sites));
+        };
+        let (e, s) = load_with_sites(name, &dir)?;
+        sites.insert(name.to_string(), s);
+        loaded.insert(name.to_string(), e);
+    }
+    let depends = loaded
+        .get(name)
+        .map(|e| e.depends.clone())
+        .unwrap_or_default();
+    for dep in depends {
+        if let Some(pos) = chain.iter().position(|c| *c == dep) {
+            let mut cyc: Vec<String> = chain[pos..].to_vec();
+            cyc.push(dep.clone());
+            let mut e = ConfigError::new(
+                ErrorKind::Cycle,
+                format!("element dependency cycle: {}", cyc.join(" -> ")),
+            )
+            .field("elements")
+            .at_opt(site.clone());
+            if pos > 0 {
+                let mut full = chain.clone();
+                full.push(dep.clone());
+                e = e.note(format!("reached through: {}", full.join(" -> ")));
+            }
+            if let Some(s) = depend_site(sites, name, &dep) {
+                e = e.note(format!(
+                    "`{name}` depends on `{dep}` at {}:{}:{}",
+                    s.path.display(),
+                    s.line,
+                    s.column
+                ));
+            }
+            return Err(e.help("remove one of the `depends` entries in the loop"));
+        }
+        chain.push(dep.clone());
+        visit(&dep, chain, site, element_dirs, loaded, sites, finished)?;
+        chain.pop();
+    }
+    finished.insert(name.to_string());
+    Ok(())
+}
+
+/// "unknown element X", pointing at the profile (or the `depends` that names it).
+fn missing(
+    name: &str,
+    chain: &[String],
+    site: &Option<Snippet>,
+    element_dirs: &[PathBuf],
+    sites: &DependSites,
+) -> ConfigError {
+    let names = element_names(element_dirs);
+    let mut e = ConfigError::new(ErrorKind::NotFound, format!("unknown element `{name}`"));
+    if chain.len() > 1 {
+        e = e
+            .field("depends")
+            .note(format!("required through: {}", chain.join(" -> ")));
+        let parent = &chain[chain.len() - 2];
+        match depend_site(sites, parent, name) {
+            Some(s) => {
+                e = e.at(s.clone());
+                if let Some(p) = site {
+                    e = e.note(format!(
+                        "`{}` is listed at {}:{}:{}",
+                        chain[0],
+                        p.path.display(),
+                        p.line,
+                        p.column
+                    ));
+                }
+            }
+            None => e = e.at_opt(site.clone()),
+        }
+    } else {
+        e = e.field("elements").at_opt(site.clone());
+    }
+    let dirs: Vec<String> = element_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    e = e.note(format!(
+        "looked for `{name}/element.yaml` in: {}",
+        if dirs.is_empty() {
+            "(no element directories)".to_string()
+        } else {
+            dirs.join(", ")
+        }
+    ));
+    match did_you_mean(name, names.keys().map(String::as_str)) {
+        Some(best) => e.help(format!("did you mean `{best}`?")),
+        None => e,
+    }
+}
+
+/// Where element `from` wrote `depends: [.., to, ..]`.
+fn depend_site<'a>(sites: &'a DependSites, from: &str, to: &str) -> Option<&'a Snippet> {
+    sites
+        .get(from)?
+        .depends
+        .iter()
+        .find(|(d, _)| d == to)
+        .map(|(_, s)| s)
+}

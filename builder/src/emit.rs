@@ -1,0 +1,251 @@
+//! Stage 10: putting the artifacts where the user asked, all or nothing.
+//!
+//! Every artifact is written into a hidden sibling directory of `--output`
+//! (same filesystem, so the final `rename` is atomic) and moved into place
+//! only by [`Emitter::commit`], after the whole build succeeded. A failed
+//! build drops the emitter, which removes the temporary directory: the
+//! output directory is never touched, not even created.
+//!
+//! Beside the artifacts we write what an operator needs to trust and upload
+//! them: `SHA256SUMS`, one `NAME.sha512` per artifact (the value Glance
+//! reports as `os_hash_value`), and `manifest.json`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256, Sha512};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("output path {0} exists and is not a directory")]
+    NotADirectory(PathBuf),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> EmitError + 'a {
+    move |source| EmitError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What the build produced, as recorded in the manifest and the summary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Artifact {
+    /// `kernel`, `initramfs` or `iso`.
+    pub kind: String,
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+    pub sha512: String,
+}
+
+/// Collects artifacts in a temporary directory beside `--output`.
+pub struct Emitter {
+    output: PathBuf,
+    tmp: tempfile::TempDir,
+    artifacts: Vec<Artifact>,
+}
+
+impl Emitter {
+    /// Prepares a temporary directory next to `output` (which need not exist).
+    pub fn new(output: &Path) -> Result<Self, EmitError> {
+        if output.exists() && !output.is_dir() {
+            return Err(EmitError::NotADirectory(output.to_path_buf()));
+        }
+        let parent = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io_err("creating", &parent))?;
+        let stem = output
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{stem}.ipa-build-"))
+            .tempdir_in(&parent)
+            .map_err(io_err("creating a temporary directory in", &parent))?;
+        Ok(Emitter {
+            output: output.to_path_buf(),
+            tmp,
+            artifacts: Vec::new(),
+        })
+    }
+
+    /// The temporary path an artifact called `file` is written to before commit.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.tmp.path().join(file)
+    }
+
+    /// Records an artifact already written at [`Emitter::path`], hashing it.
+    pub fn add(&mut self, kind: &str, file: &str) -> Result<&Artifact, EmitError> {
+        let path = self.path(file);
+        let (size, sha256, sha512) = hash_file(&path)?;
+        self.artifacts.retain(|a| a.file != file);
+        self.artifacts.push(Artifact {
+            kind: kind.to_string(),
+            file: file.to_string(),
+            size,
+            sha256,
+            sha512,
+        });
+        Ok(self.artifacts.last().expect("just pushed"))
+    }
+
+    /// Copies `src` in as artifact `file` and records it.
+    pub fn add_copy(&mut self, kind: &str, file: &str, src: &Path) -> Result<&Artifact, EmitError> {
+        let dst = self.path(file);
+        std::fs::copy(src, &dst).map_err(io_err("copying", src))?;
+        self.add(kind, file)
+    }
+
+    pub fn artifacts(&self) -> &[Artifact] {
+        &self.artifacts
+    }
+
+    /// Writes the checksum files and the manifest, then moves everything into
+    /// `--output`. Returns the final artifact paths.
+    pub fn commit(self, manifest: &impl Serialize) -> Result<Vec<PathBuf>, EmitError> {
+        let mut names: Vec<String> = self.artifacts.iter().map(|a| a.file.clone()).collect();
+
+        let manifest_path = self.path("manifest.json");
+        let mut json = serde_json::to_vec_pretty(manifest).map_err(|e| EmitError::Io {
+            action: "serializing",
+            path: manifest_path.clone(),
+            source: io::Error::other(e),
+        })?;
+        json.push(b'\n');
+        write_file(&manifest_path, &json)?;
+        let (_, manifest_sha256, _) = hash_file(&manifest_path)?;
+
+        for a in &self.artifacts {
+            let name = format!("{}.sha512", a.file);
+            write_file(
+                &self.path(&name),
+                format!("{}  {}\n", a.sha512, a.file).as_bytes(),
+            )?;
+            names.push(name);
+        }
+        let mut sums: Vec<(String, String)> = self
+            .artifacts
+            .iter()
+            .map(|a| (a.file.clone(), a.sha256.clone()))
+            .collect();
+        sums.push(("manifest.json".into(), manifest_sha256));
+        sums.sort();
+        let text: String = sums.iter().map(|(f, h)| format!("{h}  {f}\n")).collect();
+        write_file(&self.path("SHA256SUMS"), text.as_bytes())?;
+        names.push("manifest.json".into());
+        names.push("SHA256SUMS".into());
+
+        std::fs::create_dir_all(&self.output).map_err(io_err("creating", &self.output))?;
+        // The checksum files go last: a reader that sees SHA256SUMS sees the
+        // artifacts it lists.
+        let mut finals = Vec::new();
+        for name in names {
+            let from = self.path(&name);
+            let to = self.output.join(&name);
+            std::fs::rename(&from, &to).map_err(io_err("moving into place", &to))?;
+            finals.push(to);
+        }
+        Ok(finals)
+    }
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<(), EmitError> {
+    let mut f = BufWriter::new(File::create(path).map_err(io_err("creating", path))?);
+    f.write_all(data).map_err(io_err("writing", path))?;
+    f.flush().map_err(io_err("writing", path))
+}
+
+/// Size, SHA-256 and SHA-512 of a file in one read.
+pub fn hash_file(path: &Path) -> Result<(u64, String, String), EmitError> {
+    let mut f = File::open(path).map_err(io_err("reading", path))?;
+    let (mut s256, mut s512) = (Sha256::new(), Sha512::new());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        s256.update(&buf[..n]);
+        s512.update(&buf[..n]);
+    }
+    Ok((
+        size,
+        hex::encode(s256.finalize()),
+        hex::encode(s512.finalize()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_reaches_output_without_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        {
+            let mut e = Emitter::new(&out).unwrap();
+            std::fs::write(e.path("x.kernel"), b"k").unwrap();
+            e.add("kernel", "x.kernel").unwrap();
+        }
+        assert!(!out.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "temp dir left behind"
+        );
+    }
+
+    #[test]
+    fn commit_writes_sums_and_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut e = Emitter::new(&out).unwrap();
+        std::fs::write(e.path("x.kernel"), b"abc").unwrap();
+        let a = e.add("kernel", "x.kernel").unwrap().clone();
+        assert_eq!(
+            a.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        e.commit(&serde_json::json!({"k": 1})).unwrap();
+        let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+        assert!(sums.contains(&format!("{}  x.kernel\n", a.sha256)));
+        assert!(sums.contains("  manifest.json\n"));
+        let s512 = std::fs::read_to_string(out.join("x.kernel.sha512")).unwrap();
+        assert_eq!(s512, format!("{}  x.kernel\n", a.sha512));
+        // sha256sum -c accepts our format.
+        let ok = std::process::Command::new("sha256sum")
+            .arg("-c")
+            .arg("SHA256SUMS")
+            .current_dir(&out)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+    }
+
+    #[test]
+    fn output_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("file");
+        std::fs::write(&f, b"").unwrap();
+        assert!(matches!(Emitter::new(&f), Err(EmitError::NotADirectory(_))));
+    }
+}

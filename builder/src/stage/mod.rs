@@ -1,0 +1,8 @@
+//! Stage 4: assembling the root filesystem without root.
+
+pub mod elf;
+pub mod files;
+pub mod modules;
+pub mod tree;
+
+pub use tree::{Meta, Special, Tree};

@@ -1,0 +1,618 @@
+//! Kernel modules: the ones a profile names, their dependency closure, and the
+//! index files `modprobe` reads.
+//!
+//! Debian's kernel builds nearly every driver as a module (e1000, virtio_net
+//! and iso9660 included), so a ramdisk that boots anywhere carries a chosen
+//! few hundred kilobytes of them. We copy the named modules plus everything
+//! they depend on, then write `modules.dep`, `modules.alias` and
+//! `modules.softdep` ourselves rather than running `depmod`: it keeps the
+//! build free of host tools that must match the kernel, and the output is a
+//! pure function of the module set. The tests compare it with `depmod -b`.
+//!
+//! Dependencies come from each module's `.modinfo` section: `depends=` (the
+//! symbol dependencies modpost computed, the same set `depmod` derives from
+//! symbol tables) and `softdep=` `pre:`/`post:` names, which we install too
+//! because the module does not work without them, though `modules.dep` lists
+//! only the hard ones, as `depmod` does.
+//!
+//! File formats, as `depmod` (kmod 30) writes them:
+//! - `modules.dep`: one line per module, `path: dep dep ...`, paths relative
+//!   to `/lib/modules/<ver>/`, lines in `modules.order` order (modules not in
+//!   it last, by path). The dependency list is the whole transitive closure,
+//!   ordered so that a module comes before the modules it needs; `modprobe`
+//!   (kmod and busybox alike) loads it from the end.
+//! - `modules.alias`: a comment line, then `alias <pattern> <name>` for every
+//!   `alias=` of every module, in module order then `.modinfo` order.
+//! - `modules.softdep`: a comment line, then `softdep <name> <value>`.
+//!
+//! Busybox `modprobe` (the full one, as in Debian's busybox-static) reads
+//! `modules.dep` and, for names it cannot find there (such as a modalias from
+//! `/sys`), `modules.alias`; it does not need the binary `.bin` indexes that
+//! kmod's `modprobe` uses.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use object::{Object, ObjectSection};
+
+use crate::stage::Tree;
+
+/// The kernel found in an unpacked `linux-image-*` package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    /// `6.1.0-26-amd64`: the directory name under `/lib/modules`.
+    pub version: String,
+    /// The kernel image, `boot/vmlinuz-<version>`.
+    pub vmlinuz: PathBuf,
+    /// `lib/modules/<version>` in the unpacked package.
+    pub modules_dir: PathBuf,
+}
+
+/// What [`install_modules`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ModulesReport {
+    pub version: String,
+    /// Names of the modules copied (requested ones and their dependencies), sorted.
+    pub installed: Vec<String>,
+    /// Requested names that are built into the kernel (nothing to copy).
+    pub builtin: Vec<String>,
+    /// `softdep` names that are neither modules nor built in (ignored, as
+    /// `modprobe` ignores them).
+    pub missing_softdeps: Vec<String>,
+    /// Bytes of module files copied.
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModulesError {
+    #[error(
+        "no kernel in {dir}: expected boot/vmlinuz-<version> and lib/modules/<version>/ \
+         (is this the unpacked linux-image-<version> package, not the linux-image-amd64 meta-package?)"
+    )]
+    NoKernel { dir: PathBuf },
+    #[error("{dir} holds several kernels ({versions}); unpack only one linux-image package there")]
+    SeveralKernels { dir: PathBuf, versions: String },
+    #[error(
+        "kernel module {name:?} does not exist in kernel {version}{suggestions}; check the profile's modules list"
+    )]
+    Unknown {
+        name: String,
+        version: String,
+        suggestions: String,
+    },
+    #[error(
+        "module {module} depends on {dep}, which kernel {version} does not have; the kernel package is incomplete"
+    )]
+    BrokenDep {
+        module: String,
+        dep: String,
+        version: String,
+    },
+    #[error("{path}: {why}")]
+    BadModule { path: PathBuf, why: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ModulesError + '_ {
+    move |source| ModulesError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Finds `boot/vmlinuz-<ver>` and `lib/modules/<ver>/` (or `usr/lib/modules`)
+/// in a directory where a kernel package was unpacked.
+pub fn find_kernel(unpacked_kernel_pkg: &Path) -> Result<Kernel, ModulesError> {
+    let dir = unpacked_kernel_pkg;
+    let boot = dir.join("boot");
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(&boot) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(ModulesError::NoKernel {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(io_err(&boot)(e)),
+    };
+    for e in entries {
+        let e = e.map_err(io_err(&boot))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(version) = name.strip_prefix("vmlinuz-") else {
+            continue;
+        };
+        for base in ["lib/modules", "usr/lib/modules"] {
+            let modules_dir = dir.join(base).join(version);
+            if modules_dir.is_dir() {
+                found.push(Kernel {
+                    version: version.to_string(),
+                    vmlinuz: e.path(),
+                    modules_dir,
+                });
+                break;
+            }
+        }
+    }
+    found.sort_by(|a, b| a.version.cmp(&b.version));
+    match found.len() {
+        0 => Err(ModulesError::NoKernel {
+            dir: dir.to_path_buf(),
+        }),
+        1 => Ok(found.remove(0)),
+        _ => Err(ModulesError::SeveralKernels {
+            dir: dir.to_path_buf(),
+            versions: found
+                .iter()
+                .map(|k| k.version.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// `virtio-net` → `virtio_net`: module names treat dash and underscore alike.
+pub fn canonical(name: &str) -> String {
+    name.trim().replace('-', "_")
+}
+
+/// The module name of a file (`kernel/drivers/net/virtio_net.ko.xz` → `virtio_net`).
+fn module_name(file: &str) -> Option<String> {
+    let base = file.rsplit('/').next()?;
+    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+        .iter()
+        .find_map(|s| base.strip_suffix(s))?;
+    Some(canonical(stem))
+}
+
+/// The parsed `.modinfo` of one module: `key=value` pairs in file order.
+#[derive(Debug, Clone, Default)]
+struct ModInfo {
+    pairs: Vec<(String, String)>,
+}
+
+impl ModInfo {
+    fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn depends(&self) -> Vec<String> {
+        self.values("depends")
+            .flat_map(|v| v.split(','))
+            .filter(|s| !s.is_empty())
+            .map(canonical)
+            .collect()
+    }
+
+    /// Names from `softdep=pre: a b post: c`.
+    fn softdeps(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for v in self.values("softdep") {
+            for word in v.split_whitespace() {
+                if !word.ends_with(':') {
+                    out.push(canonical(word));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Reads a module file, decompressing `.ko.xz`/`.ko.zst`/`.ko.gz`.
+fn read_module(path: &Path) -> Result<Vec<u8>, ModulesError> {
+    let raw = std::fs::read(path).map_err(io_err(path))?;
+    let name = path.to_string_lossy();
+    let mut out = Vec::new();
+    let bad = |e: io::Error| ModulesError::BadModule {
+        path: path.to_path_buf(),
+        why: format!("decompressing: {e}"),
+    };
+    if name.ends_with(".xz") {
+        liblzma::read::XzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(bad)?;
+    } else if name.ends_with(".zst") {
+        out = zstd::decode_all(&raw[..]).map_err(bad)?;
+    } else if name.ends_with(".gz") {
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(bad)?;
+    } else {
+        out = raw;
+    }
+    Ok(out)
+}
+
+fn parse_modinfo(path: &Path) -> Result<ModInfo, ModulesError> {
+    let data = read_module(path)?;
+    let bad = |why: String| ModulesError::BadModule {
+        path: path.to_path_buf(),
+        why,
+    };
+    let file = object::File::parse(&*data).map_err(|e| bad(format!("not an ELF module: {e}")))?;
+    let section = file
+        .section_by_name(".modinfo")
+        .ok_or_else(|| bad("no .modinfo section".into()))?;
+    let bytes = section.data().map_err(|e| bad(format!(".modinfo: {e}")))?;
+    let pairs = bytes
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            let s = String::from_utf8_lossy(s);
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    Ok(ModInfo { pairs })
+}
+
+/// The module files of a kernel, by name.
+struct Index {
+    /// name → path relative to the modules dir (`kernel/fs/isofs/isofs.ko`).
+    modules: BTreeMap<String, String>,
+    builtin: BTreeSet<String>,
+    /// relative path → position in `modules.order`.
+    order: HashMap<String, usize>,
+}
+
+impl Index {
+    fn load(kernel: &Kernel) -> Result<Index, ModulesError> {
+        let dir = &kernel.modules_dir;
+        let mut modules = BTreeMap::new();
+        let mut files: Vec<String> = Vec::new();
+        for item in walkdir::WalkDir::new(dir).follow_links(false) {
+            let item = item.map_err(|e| ModulesError::Io {
+                path: dir.clone(),
+                source: e.into(),
+            })?;
+            if !item.file_type().is_file() {
+                continue;
+            }
+            if let Ok(rel) = item.path().strip_prefix(dir) {
+                let rel = rel.to_string_lossy().into_owned();
+                if module_name(&rel).is_some() {
+                    files.push(rel);
+                }
+            }
+        }
+        // `updates/` overrides the stock module of the same name, as in depmod.
+        files.sort_by_key(|f| (!f.starts_with("updates/"), f.clone()));
+        for f in files {
+            if let Some(name) = module_name(&f) {
+                modules.entry(name).or_insert(f);
+            }
+        }
+        let read_lines = |name: &str| -> Result<Vec<String>, ModulesError> {
+            let p = dir.join(name);
+            match std::fs::read_to_string(&p) {
+                Ok(t) => Ok(t
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(io_err(&p)(e)),
+            }
+        };
+        let builtin = read_lines("modules.builtin")?
+            .iter()
+            .filter_map(|l| module_name(l))
+            .collect();
+        let order = read_lines("modules.order")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| (l, i))
+            .collect();
+        Ok(Index {
+            modules,
+            builtin,
+            order,
+        })
+    }
+
+    fn suggestions(&self, wanted: &str) -> String {
+        let mut scored: Vec<(usize, &String)> = self
+            .modules
+            .keys()
+            .chain(self.builtin.iter())
+            .filter_map(|n| {
+                let d = levenshtein(wanted, n);
+                (d <= 2 || (wanted.len() >= 3 && n.contains(wanted))).then_some((d, n))
+            })
+            .collect();
+        scored.sort();
+        scored.dedup_by(|a, b| a.1 == b.1);
+        let names: Vec<&str> = scored.iter().take(6).map(|(_, n)| n.as_str()).collect();
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" (did you mean {}?)", names.join(", "))
+        }
+    }
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Copies the modules named in `wanted` and their dependency closure into
+/// `<tree>/lib/modules/<version>/`, with the index files `modprobe` needs.
+pub fn install_modules(
+    kernel: &Kernel,
+    wanted: &[String],
+    tree: &mut Tree,
+) -> Result<ModulesReport, ModulesError> {
+    let index = Index::load(kernel)?;
+    let mut report = ModulesReport {
+        version: kernel.version.clone(),
+        ..Default::default()
+    };
+
+    // Closure over depends= and softdep=.
+    let mut infos: BTreeMap<String, ModInfo> = BTreeMap::new();
+    let mut queue: VecDeque<String> = VecDeque::new();
+    for w in wanted {
+        let name = canonical(w);
+        if index.modules.contains_key(&name) {
+            queue.push_back(name);
+        } else if index.builtin.contains(&name) {
+            report.builtin.push(name);
+        } else {
+            return Err(ModulesError::Unknown {
+                suggestions: index.suggestions(&name),
+                name: w.clone(),
+                version: kernel.version.clone(),
+            });
+        }
+    }
+    let mut aliases: Option<BTreeMap<String, Vec<String>>> = None;
+    while let Some(name) = queue.pop_front() {
+        if infos.contains_key(&name) {
+            continue;
+        }
+        let rel = &index.modules[&name];
+        let info = parse_modinfo(&kernel.modules_dir.join(rel))?;
+        for dep in info.depends() {
+            if index.modules.contains_key(&dep) {
+                queue.push_back(dep);
+            } else if !index.builtin.contains(&dep) {
+                return Err(ModulesError::BrokenDep {
+                    module: name.clone(),
+                    dep,
+                    version: kernel.version.clone(),
+                });
+            }
+        }
+        for dep in info.softdeps() {
+            if index.modules.contains_key(&dep) {
+                queue.push_back(dep);
+            } else if index.builtin.contains(&dep) {
+                continue;
+            } else {
+                // A softdep may name an alias (ext4's `pre: crc32c` is the
+                // `crc32c` alias of crc32c_generic and crc32c_intel);
+                // modprobe loads every module that provides it.
+                if aliases.is_none() {
+                    aliases = Some(alias_index(kernel, &index)?);
+                }
+                match aliases.as_ref().and_then(|a| a.get(&dep)) {
+                    Some(mods) => queue.extend(mods.iter().cloned()),
+                    None if !report.missing_softdeps.contains(&dep) => {
+                        report.missing_softdeps.push(dep)
+                    }
+                    None => {}
+                }
+            }
+        }
+        infos.insert(name, info);
+    }
+
+    // Copy the files.
+    let dest = tree
+        .host_path(&Path::new("/lib/modules").join(&kernel.version))
+        .map_err(io_err(Path::new("/lib/modules")))?;
+    for name in infos.keys() {
+        let rel = &index.modules[name];
+        let from = kernel.modules_dir.join(rel);
+        let to = dest.join(rel);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        report.bytes += std::fs::copy(&from, &to).map_err(io_err(&to))?;
+    }
+    std::fs::create_dir_all(&dest).map_err(io_err(&dest))?;
+    for f in [
+        "modules.builtin",
+        "modules.builtin.modinfo",
+        "modules.order",
+    ] {
+        let from = kernel.modules_dir.join(f);
+        if from.is_file() {
+            std::fs::copy(&from, dest.join(f)).map_err(io_err(&from))?;
+        }
+    }
+
+    let files = index_files(&index, &infos);
+    for (name, text) in [
+        ("modules.dep", &files.dep),
+        ("modules.alias", &files.alias),
+        ("modules.softdep", &files.softdep),
+    ] {
+        let p = dest.join(name);
+        std::fs::write(&p, text).map_err(io_err(&p))?;
+    }
+    report.installed = infos.keys().cloned().collect();
+    report.builtin.sort();
+    report.builtin.dedup();
+    report.missing_softdeps.sort();
+    Ok(report)
+}
+
+/// Plain (wildcard-free) aliases of every module of the kernel → the modules
+/// providing them. Reads all modules, so it is built only when a softdep needs it.
+fn alias_index(
+    kernel: &Kernel,
+    index: &Index,
+) -> Result<BTreeMap<String, Vec<String>>, ModulesError> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, rel) in &index.modules {
+        let info = parse_modinfo(&kernel.modules_dir.join(rel))?;
+        for a in info.values("alias") {
+            if !a.contains(['*', '?', '[', ':']) {
+                out.entry(canonical(a)).or_default().push(name.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct IndexFiles {
+    dep: String,
+    alias: String,
+    softdep: String,
+}
+
+/// Generates the text indexes for the installed set, as `depmod` would.
+fn index_files(index: &Index, infos: &BTreeMap<String, ModInfo>) -> IndexFiles {
+    // Module order: modules.order first, the rest by path.
+    let mut names: Vec<&String> = infos.keys().collect();
+    names.sort_by_key(|n| {
+        let rel = &index.modules[*n];
+        (
+            index.order.get(rel).copied().unwrap_or(usize::MAX),
+            rel.clone(),
+        )
+    });
+    let pos: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = names
+        .iter()
+        .map(|n| {
+            infos[*n]
+                .depends()
+                .iter()
+                .filter_map(|d| pos.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+
+    // Topological order, users before what they use (depmod's algorithm:
+    // Kahn's with a LIFO of modules that nothing left uses).
+    let mut users = vec![0usize; names.len()];
+    for ds in &deps {
+        for &d in ds {
+            users[d] += 1;
+        }
+    }
+    let mut roots: Vec<usize> = (0..names.len()).filter(|&i| users[i] == 0).collect();
+    let mut sort_idx = vec![usize::MAX; names.len()];
+    let mut n_sorted = 0;
+    while let Some(src) = roots.pop() {
+        sort_idx[src] = n_sorted;
+        n_sorted += 1;
+        for &d in &deps[src] {
+            users[d] -= 1;
+            if users[d] == 0 {
+                roots.push(d);
+            }
+        }
+    }
+    // A cycle (which modpost forbids) leaves modules unsorted; give them the
+    // highest indexes in module order so the output stays deterministic.
+    for idx in sort_idx.iter_mut().filter(|i| **i == usize::MAX) {
+        *idx = n_sorted;
+        n_sorted += 1;
+    }
+
+    let mut dep = String::new();
+    let mut alias = String::from("# Aliases extracted from modules themselves.\n");
+    let mut softdep = String::from("# Soft dependencies extracted from modules themselves.\n");
+    for (i, name) in names.iter().enumerate() {
+        // Transitive closure of the hard dependencies.
+        let mut all = BTreeSet::new();
+        let mut stack: Vec<usize> = deps[i].clone();
+        while let Some(d) = stack.pop() {
+            if d != i && all.insert(d) {
+                stack.extend(deps[d].iter().copied());
+            }
+        }
+        let mut all: Vec<usize> = all.into_iter().collect();
+        all.sort_by_key(|&d| sort_idx[d]);
+        let _ = write!(dep, "{}:", index.modules[*name]);
+        for d in all {
+            let _ = write!(dep, " {}", index.modules[names[d]]);
+        }
+        dep.push('\n');
+        for a in infos[*name].values("alias") {
+            let _ = writeln!(alias, "alias {a} {name}");
+        }
+        for s in infos[*name].values("softdep") {
+            let _ = writeln!(softdep, "softdep {name} {s}");
+        }
+    }
+    IndexFiles {
+        dep,
+        alias,
+        softdep,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_paths() {
+        assert_eq!(
+            module_name("kernel/drivers/net/virtio_net.ko").as_deref(),
+            Some("virtio_net")
+        );
+        assert_eq!(
+            module_name("kernel/x/snd-hda-intel.ko.xz").as_deref(),
+            Some("snd_hda_intel")
+        );
+        assert_eq!(module_name("modules.order"), None);
+    }
+
+    #[test]
+    fn softdep_names_skip_the_markers() {
+        let info = ModInfo {
+            pairs: vec![("softdep".into(), "pre: crc32c-intel post: foo".into())],
+        };
+        assert_eq!(info.softdeps(), ["crc32c_intel", "foo"]);
+    }
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(levenshtein("virtio_nt", "virtio_net"), 1);
+        assert_eq!(levenshtein("", "abc"), 3);
+    }
+
+    #[test]
+    fn missing_kernel_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = find_kernel(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("boot/vmlinuz-<version>"), "{err}");
+    }
+}

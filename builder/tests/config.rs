@@ -1,0 +1,999 @@
+//! Profiles and elements: loading, merging, resolving, and the exact wording
+//! and location of every configuration error (golden tests: a change in a
+//! message or a line number must show up here).
+
+use std::path::{Path, PathBuf};
+
+use ipa_build::diag::{ConfigError, ErrorKind};
+use ipa_build::element::{self, DeviceKind, Mode};
+use ipa_build::profile::{self, Compression, Dependencies, Format, InitStyle};
+
+const FIX: &str = "tests/fixtures/config";
+
+fn profile_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from(FIX).join("profiles")]
+}
+
+fn element_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from(FIX).join("elements")]
+}
+
+fn load_err(name: &str) -> ConfigError {
+    match profile::load(name, &profile_dirs()) {
+        Ok(p) => panic!("profile {name} loaded but should fail: {p:?}"),
+        Err(e) => e,
+    }
+}
+
+fn resolve_err(name: &str) -> ConfigError {
+    let p = profile::load(name, &profile_dirs()).unwrap();
+    match element::resolve(&p, &element_dirs()) {
+        Ok(e) => panic!("profile {name} resolved but should fail: {e:?}"),
+        Err(e) => e,
+    }
+}
+
+fn element_err(name: &str) -> ConfigError {
+    let dir = Path::new(FIX).join("elements-bad").join(name);
+    match element::load(name, &dir) {
+        Ok(e) => panic!("element {name} loaded but should fail: {e:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Compares a rendered error with the expected text (after its leading
+/// newline), showing both in full on failure.
+fn golden(e: &ConfigError, expected: &str) {
+    let expected = expected.strip_prefix('\n').unwrap_or(expected);
+    let got = e.to_string();
+    assert_eq!(
+        got, expected,
+        "\n--- got ---\n{got}\n--- expected ---\n{expected}\n"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Merging and defaults.
+
+#[test]
+fn minimal_profile_gets_every_default() {
+    let p = profile::load("minimal", &profile_dirs()).unwrap();
+    assert_eq!(p.name, "minimal");
+    assert_eq!(p.description, "Only what is required");
+    assert_eq!(p.init, InitStyle::Busybox);
+    assert!(p.elements.is_empty() && p.packages.is_empty() && p.scrub.is_empty());
+    assert!(p.debian.sources.is_empty(), "empty sources = the host's");
+    assert_eq!(p.debian.arch, "amd64");
+    assert_eq!(p.debian.dependencies, Dependencies::Full);
+    assert_eq!(p.kernel.package, "linux-image-amd64");
+    assert_eq!(p.kernel.cmdline, "");
+    assert_eq!(p.output.name, "minimal");
+    assert_eq!(p.output.formats, vec![Format::Kernel, Format::Initramfs]);
+    assert_eq!(p.output.compression, Compression::Zstd);
+    assert_eq!(p.output.level, None);
+    assert_eq!(p.output.iso_label, None);
+    assert_eq!(p.size_budget, profile::SizeBudget::default());
+    assert!(p.audit.allow.is_empty());
+    assert_eq!(p.source, Path::new(FIX).join("profiles/minimal.yaml"));
+    assert_eq!(p.chain, vec![p.source.clone()]);
+}
+
+#[test]
+fn child_appends_lists_and_overrides_scalars() {
+    let p = profile::load("child", &profile_dirs()).unwrap();
+    assert_eq!(p.description, "Rescue image built on base");
+    assert_eq!(p.init, InitStyle::Busybox, "inherited from base");
+    // Appended, parent first, duplicates dropped keeping the first.
+    assert_eq!(p.elements, ["kernel", "busybox-init", "agent", "rescue"]);
+    assert_eq!(p.packages, ["pciutils", "iproute2"]);
+    assert_eq!(p.exclude, ["/usr/share/doc/**"]);
+    assert_eq!(p.scrub, ["/var/log/**", "/root/.cache/**"]);
+    assert_eq!(p.kernel.modules, ["virtio_net", "e1000e", "ata_piix"]);
+    // Scalars: the child wins.
+    assert_eq!(p.kernel.cmdline, "console=tty0 quiet");
+    assert_eq!(p.output.name, "rescue");
+    assert_eq!(p.output.compression, Compression::Xz);
+    assert_eq!(p.output.level, Some(9));
+    assert_eq!(p.output.iso_label.as_deref(), Some("IPA_RESCUE"));
+    assert_eq!(
+        p.output.formats,
+        [Format::Kernel, Format::Initramfs, Format::Iso]
+    );
+    // Sources replace the parent's list, trailing slash trimmed, keyring kept.
+    assert_eq!(p.debian.sources.len(), 1);
+    assert_eq!(p.debian.sources[0].uri, "file:///srv/mirror/debian");
+    assert_eq!(p.debian.sources[0].components, ["main", "contrib"]);
+    assert_eq!(
+        p.debian.sources[0].keyring,
+        Path::new("/etc/apt/trusted.gpg.d/mirror.gpg")
+    );
+    // A nested scalar set only by the parent survives.
+    assert_eq!(p.debian.dependencies, Dependencies::Libraries);
+    // Size budget merges field by field.
+    assert_eq!(p.size_budget.kernel, Some(12 << 20));
+    assert_eq!(p.size_budget.initramfs, Some(20 << 20));
+    assert_eq!(p.size_budget.iso, Some(3 << 29));
+    let rules: Vec<&str> = p.audit.allow.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(
+        rules,
+        ["/etc/ssl/certs/snakeoil.pem", "/etc/dropbear/example_key"]
+    );
+    let dir = Path::new(FIX).join("profiles");
+    assert_eq!(p.chain, vec![dir.join("base.yaml"), dir.join("child.yaml")]);
+    // Every value remembers the file and line that set it.
+    let at = |field: &str, item: Option<&str>| {
+        let s = p.site(field, item).unwrap();
+        (
+            s.path.file_name().unwrap().to_str().unwrap().to_string(),
+            s.line,
+            s.column,
+        )
+    };
+    assert_eq!(
+        at("output.compression", None),
+        ("child.yaml".into(), 18, 16)
+    );
+    assert_eq!(at("size_budget.kernel", None), ("base.yaml".into(), 21, 11));
+    assert_eq!(
+        at("packages", Some("pciutils")),
+        ("base.yaml".into(), 5, 12)
+    );
+    assert_eq!(
+        at("packages", Some("iproute2")),
+        ("child.yaml".into(), 4, 22)
+    );
+    assert_eq!(
+        at("kernel.modules", Some("ata_piix")),
+        ("child.yaml".into(), 13, 13)
+    );
+    assert!(p.site("output.level", Some("9")).is_none());
+}
+
+#[test]
+fn base_default_keyring_applies() {
+    let p = profile::load("base", &profile_dirs()).unwrap();
+    assert_eq!(
+        p.debian.sources[0].keyring,
+        Path::new(profile::DEFAULT_KEYRING)
+    );
+    assert_eq!(p.debian.sources[0].suites, ["bookworm", "bookworm-updates"]);
+}
+
+#[test]
+fn three_level_chain_through_a_relative_path() {
+    let p = profile::load(&format!("{FIX}/profiles/grandchild.yaml"), &profile_dirs()).unwrap();
+    let dir = Path::new(FIX).join("profiles");
+    assert_eq!(p.chain.len(), 3);
+    assert_eq!(p.chain[0], dir.join("base.yaml"));
+    assert_eq!(p.chain[2], dir.join("grandchild.yaml"));
+    assert_eq!(p.init, InitStyle::Systemd);
+    assert_eq!(p.output.name, "rescue", "set by the middle profile");
+    assert_eq!(p.name, "grandchild");
+    assert_eq!(p.elements, ["kernel", "busybox-init", "agent", "rescue"]);
+}
+
+#[test]
+fn earlier_profile_dir_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("minimal.yaml"),
+        "description: My own minimal\ninit: systemd\n",
+    )
+    .unwrap();
+    let dirs = vec![
+        tmp.path().to_path_buf(),
+        PathBuf::from(FIX).join("profiles"),
+    ];
+    let p = profile::load("minimal", &dirs).unwrap();
+    assert_eq!(p.description, "My own minimal");
+    let listed = profile::list(&[tmp.path().to_path_buf()]).unwrap();
+    assert_eq!(
+        listed,
+        [("minimal".to_string(), "My own minimal".to_string())]
+    );
+}
+
+#[test]
+fn profile_serializes_for_the_manifest() {
+    let p = profile::load("child", &profile_dirs()).unwrap();
+    let v = serde_json::to_value(&p).unwrap();
+    assert_eq!(v["output"]["compression"], "xz");
+    assert_eq!(v["init"], "busybox");
+    assert_eq!(v["size_budget"]["initramfs"], 20 << 20);
+}
+
+#[test]
+fn sizes_parse() {
+    use ipa_build::diag::Scalar;
+    let s = |t: &str| profile::parse_size(&Scalar::Str(t.to_string()));
+    assert_eq!(s("20MiB"), Ok(20 << 20));
+    assert_eq!(s("512 KiB"), Ok(512 << 10));
+    assert_eq!(s("1.5GiB"), Ok(3 << 29));
+    assert_eq!(s("20MB"), Ok(20_000_000));
+    assert_eq!(s("4096"), Ok(4096));
+    assert_eq!(profile::parse_size(&Scalar::Int(7)), Ok(7));
+    assert!(s("MiB").is_err());
+    assert!(s("1.2.3MiB").is_err());
+    assert!(profile::parse_size(&Scalar::Int(-1)).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Elements.
+
+#[test]
+fn elements_resolve_in_dependency_order() {
+    let p = profile::load("child", &profile_dirs()).unwrap();
+    let els = element::resolve(&p, &element_dirs()).unwrap();
+    let names: Vec<&str> = els.iter().map(|e| e.name.as_str()).collect();
+    // Listed order is kernel, busybox-init, agent, rescue; every dependency first.
+    assert_eq!(names, ["kernel", "busybox-init", "agent", "rescue"]);
+}
+
+#[test]
+fn dependencies_come_first_even_when_listed_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("p.yaml"),
+        "description: order test\ninit: busybox\nelements: [rescue, kernel]\n",
+    )
+    .unwrap();
+    let p = profile::load("p", &[tmp.path().to_path_buf()]).unwrap();
+    let els = element::resolve(&p, &element_dirs()).unwrap();
+    let names: Vec<&str> = els.iter().map(|e| e.name.as_str()).collect();
+    // rescue needs agent and busybox-init, both need kernel. Ties among the
+    // unlisted go by name (agent < busybox-init).
+    assert_eq!(names, ["kernel", "agent", "busybox-init", "rescue"]);
+}
+
+#[test]
+fn element_fields_are_typed_with_defaults() {
+    let dir = Path::new(FIX).join("elements/busybox-init");
+    let e = element::load("busybox-init", &dir).unwrap();
+    assert_eq!(e.init, Some(InitStyle::Busybox));
+    assert_eq!(e.depends, ["kernel"]);
+    assert_eq!(e.directories[2].path, Path::new("/tmp"));
+    assert_eq!(e.directories[2].mode, Mode(0o1777));
+    assert_eq!(e.devices[0].kind, DeviceKind::Char);
+    assert_eq!((e.devices[0].major, e.devices[0].minor), (5, 1));
+    assert_eq!(e.devices[1].kind, DeviceKind::Fifo);
+    assert_eq!(e.devices[1].mode, Mode(0o600), "default device mode");
+    assert_eq!(e.files[0].source, dir.join("files/etc/inittab"));
+    assert_eq!(e.files[0].mode, Some(Mode(0o644)));
+    assert_eq!(e.files_dir, Some(dir.join("files")));
+    assert_eq!(e.cmdline, "rdinit=/init");
+    assert!(e.hooks.is_empty());
+    let json = serde_json::to_value(&e).unwrap();
+    assert_eq!(json["directories"][0]["mode"], "0555");
+    let rescue = element::load("rescue", &Path::new(FIX).join("elements/rescue")).unwrap();
+    assert_eq!(rescue.directories[0].owner, 1000);
+    assert_eq!(rescue.files[0].group, 42);
+    let agent = element::load("agent", &Path::new(FIX).join("elements/agent")).unwrap();
+    assert_eq!(
+        agent.agent.as_deref(),
+        Some(Path::new("/usr/bin/ipa-agent"))
+    );
+}
+
+#[test]
+fn hooks_are_listed_in_name_order_and_must_be_executable() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hooked");
+    std::fs::create_dir_all(dir.join("hooks")).unwrap();
+    std::fs::write(dir.join("element.yaml"), "description: has hooks\n").unwrap();
+    for name in ["20-second", "10-first"] {
+        let p = dir.join("hooks").join(name);
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(dir.join("hooks/.10-first.swp"), "").unwrap();
+    let e = element::load("hooked", &dir).unwrap();
+    assert_eq!(
+        e.hooks,
+        [dir.join("hooks/10-first"), dir.join("hooks/20-second")]
+    );
+
+    let bad = dir.join("hooks/30-not-executable");
+    std::fs::write(&bad, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = element::load("hooked", &dir).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidValue);
+    let shown = err
+        .to_string()
+        .replace(&tmp.path().display().to_string(), "TMP");
+    assert_eq!(
+        shown,
+        "error: hook TMP/hooked/hooks/30-not-executable is not executable\n  = help: run `chmod +x TMP/hooked/hooks/30-not-executable`"
+    );
+}
+
+#[test]
+fn first_element_dir_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("kernel")).unwrap();
+    std::fs::write(
+        tmp.path().join("kernel/element.yaml"),
+        "description: My own kernel\n",
+    )
+    .unwrap();
+    let p = profile::load("minimal", &profile_dirs()).unwrap();
+    let mut p = p;
+    p.elements = vec!["agent".to_string()];
+    let dirs = vec![
+        tmp.path().to_path_buf(),
+        PathBuf::from(FIX).join("elements"),
+    ];
+    let els = element::resolve(&p, &dirs).unwrap();
+    assert_eq!(els[0].name, "kernel");
+    assert_eq!(els[0].description, "My own kernel");
+    let listed = element::list(&dirs[..1]).unwrap();
+    assert_eq!(
+        listed,
+        [("kernel".to_string(), "My own kernel".to_string())]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Golden error messages.
+
+#[test]
+fn profile_key_typo() {
+    let e = load_err("key-typo");
+    assert_eq!(e.kind(), ErrorKind::UnknownKey);
+    golden(
+        &e,
+        r#"
+error: unknown key `compresion` in `output`
+ --> tests/fixtures/config/profiles/key-typo.yaml:5:3
+  |
+5 |   compresion: zstd
+  |   ^^^^^^^^^^
+  = help: did you mean `compression`?"#,
+    );
+}
+
+#[test]
+fn element_key_typo() {
+    let e = element_err("key-typo");
+    assert_eq!(e.kind(), ErrorKind::UnknownKey);
+    golden(
+        &e,
+        r#"
+error: unknown key `mdoe` in `directories[0]`
+ --> tests/fixtures/config/elements-bad/key-typo/element.yaml:4:5
+  |
+4 |     mdoe: "0755"
+  |     ^^^^
+  = help: did you mean `mode`?"#,
+    );
+}
+
+#[test]
+fn unknown_element_with_suggestion() {
+    let e = resolve_err("unknown-element");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    golden(
+        &e,
+        r#"
+error: unknown element `agnet`
+ --> tests/fixtures/config/profiles/unknown-element.yaml:5:5
+  |
+5 |   - agnet
+  |     ^^^^^
+  = note: looked for `agnet/element.yaml` in: tests/fixtures/config/elements
+  = help: did you mean `agent`?"#,
+    );
+}
+
+#[test]
+fn element_dependency_cycle() {
+    let e = resolve_err("element-cycle");
+    assert_eq!(e.kind(), ErrorKind::Cycle);
+    golden(
+        &e,
+        r#"
+error: element dependency cycle: loop-x -> loop-y -> loop-x
+ --> tests/fixtures/config/profiles/element-cycle.yaml:3:20
+  |
+3 | elements: [kernel, loop-x]
+  |                    ^^^^^^
+  = note: `loop-y` depends on `loop-x` at tests/fixtures/config/elements/loop-y/element.yaml:4:5
+  = help: remove one of the `depends` entries in the loop"#,
+    );
+}
+
+#[test]
+fn extends_cycle() {
+    let e = load_err("loop-a");
+    assert_eq!(e.kind(), ErrorKind::Cycle);
+    golden(
+        &e,
+        r#"
+error: `extends` loops back on itself: loop-a -> loop-b -> loop-a
+ --> tests/fixtures/config/profiles/loop-b.yaml:2:10
+  |
+2 | extends: loop-a
+  |          ^^^^^^
+  = help: remove the `extends` that closes the loop"#,
+    );
+}
+
+#[test]
+fn extends_missing() {
+    let e = load_err("extends-missing");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    golden(
+        &e,
+        r#"
+error: no profile `bsae`
+ --> tests/fixtures/config/profiles/extends-missing.yaml:2:10
+  |
+2 | extends: bsae
+  |          ^^^^
+  = note: looked for `bsae.yaml` in: tests/fixtures/config/profiles
+  = help: did you mean `base`?"#,
+    );
+}
+
+#[test]
+fn duplicate_key() {
+    let e = load_err("duplicate");
+    assert_eq!(e.kind(), ErrorKind::DuplicateKey);
+    golden(
+        &e,
+        r#"
+error: duplicate key `cmdline` in `kernel`
+ --> tests/fixtures/config/profiles/duplicate.yaml:5:3
+  |
+5 |   cmdline: "console=ttyS0"
+  |   ^^^^^^^
+  = help: remove one of them: YAML tools disagree on which one wins"#,
+    );
+}
+
+#[test]
+fn bad_enum_value() {
+    let e = load_err("bad-enum");
+    assert_eq!(e.kind(), ErrorKind::InvalidValue);
+    golden(
+        &e,
+        r#"
+error: unknown value `zsdt` for `output.compression`
+ --> tests/fixtures/config/profiles/bad-enum.yaml:4:16
+  |
+4 |   compression: zsdt
+  |                ^^^^
+  = help: did you mean `zstd`? expected one of zstd, gzip, xz"#,
+    );
+}
+
+#[test]
+fn unquoted_mode() {
+    let e = element_err("unquoted-mode");
+    assert_eq!(e.kind(), ErrorKind::InvalidValue);
+    golden(
+        &e,
+        r#"
+error: `directories[1].mode`: mode 0700 is an unquoted number; write it as a quoted octal string: "0700"
+ --> tests/fixtures/config/elements-bad/unquoted-mode/element.yaml:4:25
+  |
+4 |   - {path: /root, mode: 0700}
+  |                         ^^^^
+  = help: YAML 1.1 reads 0755 as octal and YAML 1.2 as decimal; quotes make it unambiguous"#,
+    );
+}
+
+#[test]
+fn bad_size() {
+    let e = load_err("size");
+    assert_eq!(e.kind(), ErrorKind::InvalidValue);
+    golden(
+        &e,
+        r#"
+error: `size_budget.initramfs`: `20 MiBs` has an unknown unit `MiBs` (did you mean `MiB`?)
+ --> tests/fixtures/config/profiles/size.yaml:5:14
+  |
+5 |   initramfs: 20 MiBs
+  |              ^^^^^^^
+  = help: write a byte count or a number with a unit: `20MiB`, `512 KiB`, `1.5GiB`, `20MB`"#,
+    );
+}
+
+#[test]
+fn level_out_of_range() {
+    golden(
+        &load_err("level"),
+        r#"
+error: `output.level`: level 15 is out of range for gzip
+ --> tests/fixtures/config/profiles/level.yaml:5:10
+  |
+5 |   level: 15
+  |          ^^
+  = help: gzip accepts 1..=9"#,
+    );
+}
+
+#[test]
+fn level_out_of_range_for_inherited_compression() {
+    golden(
+        &load_err("level-inherited"),
+        r#"
+error: `output.level`: level 19 is out of range for gzip (`output.compression: gzip` is set at tests/fixtures/config/profiles/base.yaml:18:16)
+ --> tests/fixtures/config/profiles/level-inherited.yaml:4:10
+  |
+4 |   level: 19
+  |          ^^
+  = help: gzip accepts 1..=9"#,
+    );
+}
+
+#[test]
+fn files_entry_without_file() {
+    let e = element_err("missing-file");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    golden(
+        &e,
+        r#"
+error: `files[0].path`: element `missing-file` ships no file tests/fixtures/config/elements-bad/missing-file/files/etc/motd
+ --> tests/fixtures/config/elements-bad/missing-file/element.yaml:3:12
+  |
+3 |   - {path: /etc/motd, mode: "0644"}
+  |            ^^^^^^^^^
+  = help: put the file at tests/fixtures/config/elements-bad/missing-file/files/etc/motd or remove this entry"#,
+    );
+}
+
+#[test]
+fn relative_path_in_element() {
+    golden(
+        &element_err("relative-path"),
+        r#"
+error: `symlinks[0].path`: `sbin/init` is not an absolute image path: write it from the image root, e.g. `/sbin/init`
+ --> tests/fixtures/config/elements-bad/relative-path/element.yaml:3:12
+  |
+3 |   - {path: sbin/init, target: /bin/busybox}
+  |            ^^^^^^^^^"#,
+    );
+}
+
+#[test]
+fn relative_path_in_profile() {
+    golden(
+        &load_err("relative"),
+        r#"
+error: `scrub[1]`: `etc/machine-id` is not an absolute image path: write it from the image root, e.g. `/etc/machine-id`
+ --> tests/fixtures/config/profiles/relative.yaml:5:5
+  |
+5 |   - etc/machine-id
+  |     ^^^^^^^^^^^^^^"#,
+    );
+}
+
+#[test]
+fn fifo_with_numbers() {
+    golden(
+        &element_err("bad-device"),
+        r#"
+error: `devices[0]`: a fifo has no major/minor numbers
+ --> tests/fixtures/config/elements-bad/bad-device/element.yaml:3:42
+  |
+3 |   - {path: /dev/pipe, type: fifo, major: 1, minor: 2}
+  |                                          ^
+  = help: remove `major` and `minor`, or use `type: char` / `type: block`"#,
+    );
+}
+
+#[test]
+fn missing_init() {
+    golden(
+        &load_err("no-init"),
+        r#"
+error: profile tests/fixtures/config/profiles/no-init.yaml has no `init` (neither it nor any profile it extends sets one)
+  = help: add `init: busybox` or `init: systemd`"#,
+    );
+}
+
+#[test]
+fn element_init_mismatch() {
+    let e = resolve_err("wrong-init");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    golden(
+        &e,
+        r#"
+error: element `busybox-init` works only with `init: busybox`, but profile `wrong-init` uses `init: systemd`
+ --> tests/fixtures/config/elements/busybox-init/element.yaml:3:7
+  |
+3 | init: busybox
+  |       ^^^^^^^
+  = note: `busybox-init` is listed at tests/fixtures/config/profiles/wrong-init.yaml:3:12
+  = help: drop `busybox-init` from the profile or switch the profile to `init: busybox`"#,
+    );
+}
+
+#[test]
+fn unknown_profile_name() {
+    golden(
+        &load_err("chlid"),
+        r#"
+error: no profile `chlid`
+  = note: looked for `chlid.yaml` in: tests/fixtures/config/profiles
+  = help: did you mean `child`?"#,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The repository's own profiles and elements.
+
+/// Every `profiles/*.yaml` in the repository loads and resolves its elements
+/// from `elements/`, and every element there loads on its own.
+#[test]
+fn repository_profiles_and_elements_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let profiles = vec![root.join("profiles")];
+    let elements = vec![root.join("elements")];
+    for (name, _) in element::list(&elements).unwrap_or_else(|e| panic!("{e}")) {
+        assert!(!name.is_empty());
+    }
+    let listed = profile::list(&profiles).unwrap_or_else(|e| panic!("{e}"));
+    for (name, description) in listed {
+        let p = profile::load(&name, &profiles).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.description, description);
+        let els = element::resolve(&p, &elements).unwrap_or_else(|e| panic!("{e}"));
+        for listed in &p.elements {
+            assert!(
+                els.iter().any(|e| &e.name == listed),
+                "{name}: {listed} missing from the resolved list"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Property tests.
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A random valid profile and the values loading it must produce.
+    #[derive(Debug, Clone)]
+    struct Spec {
+        description: String,
+        init: InitStyle,
+        elements: Vec<String>,
+        packages: Vec<String>,
+        modules: Vec<String>,
+        cmdline: Option<String>,
+        compression: Compression,
+        level: Option<u32>,
+        formats: Vec<Format>,
+        budget: Option<(u64, &'static str, u64)>,
+        label: Option<String>,
+        libraries: bool,
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9-]{1,10}"
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        let compression = prop_oneof![
+            Just(Compression::Zstd),
+            Just(Compression::Gzip),
+            Just(Compression::Xz)
+        ];
+        let comp_level = compression.prop_flat_map(|c| {
+            let r = c.level_range();
+            (Just(c), proptest::option::of(*r.start()..=*r.end()))
+        });
+        let budget = proptest::option::of((
+            1u64..5000,
+            prop_oneof![
+                Just(("", 1u64)),
+                Just(("KiB", 1024)),
+                Just((" MiB", 1 << 20)),
+                Just(("KB", 1000))
+            ],
+        ))
+        .prop_map(|b| b.map(|(n, (u, m))| (n, u, n * m)));
+        (
+            "[A-Za-z][A-Za-z0-9 ,.()-]{0,40}[A-Za-z0-9.)]",
+            prop_oneof![Just(InitStyle::Busybox), Just(InitStyle::Systemd)],
+            proptest::collection::vec(name(), 0..5),
+            proptest::collection::vec(name(), 0..5),
+            proptest::collection::vec("[a-z][a-z0-9_]{1,10}", 0..4),
+            proptest::option::of("[a-z]{1,8}=[a-z0-9,]{1,10}"),
+            comp_level,
+            proptest::sample::subsequence(
+                vec![Format::Kernel, Format::Initramfs, Format::Iso],
+                1..=3,
+            ),
+            budget,
+            proptest::option::of("[A-Z][A-Z0-9_]{0,31}"),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(
+                    description,
+                    init,
+                    elements,
+                    packages,
+                    modules,
+                    cmdline,
+                    (compression, level),
+                    formats,
+                    budget,
+                    label,
+                    libraries,
+                )| Spec {
+                    description,
+                    init,
+                    elements,
+                    packages,
+                    modules,
+                    cmdline,
+                    compression,
+                    level,
+                    formats,
+                    budget,
+                    label,
+                    libraries,
+                },
+            )
+    }
+
+    fn word<T: serde::Serialize>(v: T) -> String {
+        serde_json::to_value(v)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Block-style YAML for `s`, one key per line.
+    fn render(s: &Spec) -> String {
+        let list = |v: &[String]| format!("[{}]", v.join(", "));
+        let mut y = format!("description: {}\ninit: {}\n", s.description, word(s.init));
+        y += &format!(
+            "elements: {}\npackages: {}\n",
+            list(&s.elements),
+            list(&s.packages)
+        );
+        y += "debian:\n  arch: amd64\n";
+        if s.libraries {
+            y += "  dependencies: libraries\n";
+        }
+        y += &format!("kernel:\n  modules: {}\n", list(&s.modules));
+        if let Some(c) = &s.cmdline {
+            y += &format!("  cmdline: \"{c}\"\n");
+        }
+        y += &format!("output:\n  compression: {}\n", word(s.compression));
+        if let Some(l) = s.level {
+            y += &format!("  level: {l}\n");
+        }
+        let formats: Vec<String> = s.formats.iter().map(word).collect();
+        y += &format!("  formats: {}\n", list(&formats));
+        if let Some(l) = &s.label {
+            y += &format!("  iso_label: {l}\n");
+        }
+        if let Some((n, unit, _)) = s.budget {
+            y += &format!("size_budget:\n  initramfs: \"{n}{unit}\"\n");
+        }
+        y += "audit:\n  allow:\n    - path: /etc/x\n      rule: private-key\n      reason: fixture\n";
+        y
+    }
+
+    fn dedup(v: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for x in v {
+            if !out.contains(x) {
+                out.push(x.clone());
+            }
+        }
+        out
+    }
+
+    fn load_text(text: &str) -> Result<profile::Profile, ConfigError> {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("gen.yaml"), text).unwrap();
+        profile::load("gen", &[tmp.path().to_path_buf()])
+    }
+
+    /// Every key the profile schema knows, at any level.
+    const KEYS: &[&str] = &[
+        "description",
+        "extends",
+        "init",
+        "elements",
+        "packages",
+        "exclude",
+        "scrub",
+        "debian",
+        "sources",
+        "arch",
+        "dependencies",
+        "kernel",
+        "package",
+        "modules",
+        "cmdline",
+        "output",
+        "name",
+        "formats",
+        "compression",
+        "level",
+        "iso_label",
+        "size_budget",
+        "iso",
+        "initramfs",
+        "audit",
+        "allow",
+        "path",
+        "rule",
+        "reason",
+        "uri",
+        "suites",
+        "components",
+        "keyring",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn valid_profiles_round_trip(s in spec()) {
+            let text = render(&s);
+            let p = load_text(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            prop_assert_eq!(&p.description, &s.description);
+            prop_assert_eq!(p.init, s.init);
+            prop_assert_eq!(&p.elements, &dedup(&s.elements));
+            prop_assert_eq!(&p.packages, &dedup(&s.packages));
+            prop_assert_eq!(&p.kernel.modules, &dedup(&s.modules));
+            prop_assert_eq!(p.kernel.cmdline, s.cmdline.clone().unwrap_or_default());
+            prop_assert_eq!(p.output.compression, s.compression);
+            prop_assert_eq!(p.output.level, s.level);
+            prop_assert_eq!(&p.output.formats, &s.formats);
+            prop_assert_eq!(&p.output.iso_label, &s.label);
+            prop_assert_eq!(p.size_budget.initramfs, s.budget.map(|b| b.2));
+            prop_assert_eq!(
+                p.debian.dependencies,
+                if s.libraries { Dependencies::Libraries } else { Dependencies::Full }
+            );
+            prop_assert_eq!(p.audit.allow.len(), 1);
+        }
+
+        #[test]
+        fn key_typos_name_the_right_line(
+            s in spec(),
+            pick in any::<prop::sample::Index>(),
+            at in any::<prop::sample::Index>(),
+            letter in "[a-z]",
+            kind in 0..3u8,
+        ) {
+            let text = render(&s);
+            let lines: Vec<&str> = text.lines().collect();
+            // Lines holding a `key:` (possibly after `- `).
+            let keyed: Vec<usize> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| {
+                    let t = l.trim_start().trim_start_matches("- ");
+                    t.split(':').next().is_some_and(|k| KEYS.contains(&k) && t.contains(':'))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let n = pick.index(keyed.len());
+            let line = lines[n];
+            let indent = line.len() - line.trim_start().trim_start_matches("- ").len();
+            let key = line[indent..].split(':').next().unwrap().to_string();
+            let pos = at.index(key.len() + 1);
+            let mut typo = key.clone();
+            match kind {
+                0 => typo.insert_str(pos, &letter),
+                1 if key.len() > 2 => { typo.remove(pos.min(key.len() - 1)); }
+                _ => typo.replace_range(pos.min(key.len() - 1)..=pos.min(key.len() - 1), &letter),
+            }
+            prop_assume!(!KEYS.contains(&typo.as_str()));
+            let mut new_lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            new_lines[n] = format!("{}{}{}", &line[..indent], typo, &line[indent + key.len()..]);
+            let broken = new_lines.join("\n") + "\n";
+            let err = load_text(&broken).expect_err(&broken);
+            prop_assert_eq!(err.kind(), ErrorKind::UnknownKey, "{}", err);
+            let snip = err.diagnostic().snippet.clone().expect("located");
+            prop_assert_eq!(snip.line, n + 1, "{}\n{}", err, broken);
+            prop_assert_eq!(snip.column, indent + 1);
+            prop_assert!(err.to_string().contains(&format!("unknown key `{typo}`")), "{}", err);
+        }
+    }
+}
+
+#[test]
+fn missing_dependency_names_the_chain() {
+    let e = resolve_err("missing-dependency");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    golden(
+        &e,
+        r#"
+error: unknown element `ghost`
+ --> tests/fixtures/config/elements/needs-ghost/element.yaml:2:19
+  |
+2 | depends: [kernel, ghost]
+  |                   ^^^^^
+  = note: required through: needs-ghost -> ghost
+  = note: `needs-ghost` is listed at tests/fixtures/config/profiles/missing-dependency.yaml:5:5
+  = note: looked for `ghost/element.yaml` in: tests/fixtures/config/elements"#,
+    );
+}
+
+#[test]
+fn element_without_description() {
+    let e = element_err("no-description");
+    assert_eq!(e.kind(), ErrorKind::MissingField);
+    golden(
+        &e,
+        r#"
+error: missing key `description`
+ --> tests/fixtures/config/elements-bad/no-description/element.yaml:1:1
+  |
+1 | packages: [busybox-static]
+  | ^
+  = help: add a `description:` key to this mapping"#,
+    );
+}
+
+#[test]
+fn bad_format_in_a_list() {
+    golden(
+        &load_err("bad-format"),
+        r#"
+error: unknown value `isoo` for `output.formats`
+ --> tests/fixtures/config/profiles/bad-format.yaml:4:21
+  |
+4 |   formats: [kernel, isoo]
+  |                     ^^^^
+  = help: did you mean `iso`? expected one of kernel, initramfs, iso"#,
+    );
+}
+
+#[test]
+fn empty_audit_reason() {
+    golden(
+        &load_err("empty-reason"),
+        r#"
+error: `audit.allow[0].reason`: the reason is empty
+ --> tests/fixtures/config/profiles/empty-reason.yaml:7:15
+  |
+7 |       reason: ""
+  |               ^^
+  = help: say why this finding is not a secret; reviewers read it"#,
+    );
+}
+
+#[test]
+fn top_level_key_typo() {
+    golden(
+        &load_err("top-typo"),
+        r#"
+error: unknown key `descripton`
+ --> tests/fixtures/config/profiles/top-typo.yaml:1:1
+  |
+1 | descripton: A typo at the top level
+  | ^^^^^^^^^^
+  = help: did you mean `description`?"#,
+    );
+}
+
+#[test]
+fn scalar_where_a_list_belongs() {
+    let e = load_err("not-a-list");
+    assert_eq!(e.kind(), ErrorKind::Syntax);
+    golden(
+        &e,
+        r#"
+error: `elements`: expected a list
+ --> tests/fixtures/config/profiles/not-a-list.yaml:3:11
+  |
+3 | elements: kernel
+  |           ^^^^^^
+  = help: write `[a, b]`, or one `- a` line per item"#,
+    );
+}

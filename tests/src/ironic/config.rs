@@ -1,0 +1,196 @@
+//! The `ironic.conf` a test Ironic runs with.
+//!
+//! Every path Ironic would write to by default (`/var/lib/ironic/...`,
+//! `/tftpboot`, `/httpboot`) is moved into the run's state directory, so a
+//! test never touches the host outside it. `[agent]require_tls` is left at
+//! its default (true) on purpose: a real deployment refuses `http://`
+//! callbacks, and so must the test.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// oslo.policy override that shows node secrets to API callers.
+///
+/// Ironic masks `instance_info.hashed_rescue_password` (`show_instance_secrets`)
+/// and `driver_internal_info.agent_secret_token` (`show_password`) as `******`
+/// by default; a test needs the real hash to check the agent wrote exactly
+/// what Ironic sent, and the token to check a new rescue issues a new one.
+/// Test-only: never do this in a cloud.
+pub(crate) const REVEAL_SECRETS_POLICY: &str =
+    "\"show_instance_secrets\": \"@\"\n\"show_password\": \"@\"\n";
+
+/// Settings for [`super::Ironic::start_with`]; [`IronicConfig::default`] is what
+/// agent tests need.
+#[derive(Debug, Clone)]
+pub struct IronicConfig {
+    reveal_secrets: bool,
+    extra: Vec<(String, String, String)>,
+}
+
+impl Default for IronicConfig {
+    fn default() -> Self {
+        Self {
+            reveal_secrets: true,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl IronicConfig {
+    /// Whether the API shows `instance_info` and `driver_internal_info`
+    /// secrets (default: yes, see [`REVEAL_SECRETS_POLICY`]).
+    pub fn reveal_secrets(mut self, reveal: bool) -> Self {
+        self.reveal_secrets = reveal;
+        self
+    }
+
+    /// Adds `key = value` to `[section]`, after the defaults (oslo.config
+    /// takes the last value, so this overrides them).
+    pub fn set(mut self, section: &str, key: &str, value: &str) -> Self {
+        self.extra
+            .push((section.to_string(), key.to_string(), value.to_string()));
+        self
+    }
+
+    pub(crate) fn reveals_secrets(&self) -> bool {
+        self.reveal_secrets
+    }
+
+    /// The configuration text for a run in `state` listening on `port`.
+    pub(crate) fn render(&self, state: &Path, port: u16) -> String {
+        let s = state.display();
+        let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        let mut put = |section: &str, key: &str, value: String| {
+            let idx = match sections.iter().position(|(name, _)| name == section) {
+                Some(idx) => idx,
+                None => {
+                    sections.push((section.to_string(), Vec::new()));
+                    sections.len() - 1
+                }
+            };
+            sections[idx].1.push((key.to_string(), value));
+        };
+
+        // One process, no message bus, no Keystone.
+        put("DEFAULT", "auth_strategy", "noauth".into());
+        put("DEFAULT", "rpc_transport", "none".into());
+        put("DEFAULT", "host", "ipa-e2e".into());
+        put("DEFAULT", "debug", "true".into());
+        put("DEFAULT", "log_file", format!("{s}/ironic.log"));
+        put("DEFAULT", "state_path", format!("{s}"));
+        put("DEFAULT", "tempdir", format!("{s}/tmp"));
+        // Fake hardware; the agent rescue and custom-agent deploy interfaces
+        // are what a real rescue with our ramdisk uses.
+        put("DEFAULT", "enabled_hardware_types", "fake-hardware".into());
+        put("DEFAULT", "enabled_boot_interfaces", "fake".into());
+        put(
+            "DEFAULT",
+            "enabled_deploy_interfaces",
+            "fake,custom-agent".into(),
+        );
+        put("DEFAULT", "enabled_management_interfaces", "fake".into());
+        put("DEFAULT", "enabled_power_interfaces", "fake".into());
+        put("DEFAULT", "enabled_network_interfaces", "noop".into());
+        put("DEFAULT", "default_network_interface", "noop".into());
+        put(
+            "DEFAULT",
+            "enabled_rescue_interfaces",
+            "agent,no-rescue".into(),
+        );
+        put("DEFAULT", "enabled_inspect_interfaces", "no-inspect".into());
+        put("DEFAULT", "enabled_console_interfaces", "no-console".into());
+        put("DEFAULT", "enabled_raid_interfaces", "no-raid".into());
+        put("DEFAULT", "enabled_vendor_interfaces", "no-vendor".into());
+        put("DEFAULT", "enabled_bios_interfaces", "no-bios".into());
+        put(
+            "DEFAULT",
+            "enabled_firmware_interfaces",
+            "no-firmware".into(),
+        );
+        put("api", "host_ip", "127.0.0.1".into());
+        put("api", "port", port.to_string());
+        put(
+            "database",
+            "connection",
+            format!("sqlite:///{s}/ironic.sqlite"),
+        );
+        // The fake boot interface cannot prepare a rescue ramdisk: the test
+        // starts the agent itself. require_tls stays at its default (true).
+        put("agent", "manage_agent_boot", "false".into());
+        put("agent", "certificates_path", format!("{s}/certificates"));
+        // `provide` would otherwise run cleaning, which needs an agent too.
+        put("conductor", "automated_clean", "false".into());
+        put("dhcp", "dhcp_provider", "none".into());
+        put("oslo_concurrency", "lock_path", format!("{s}/locks"));
+        put("deploy", "http_root", format!("{s}/httpboot"));
+        put(
+            "deploy",
+            "iso_master_path",
+            format!("{s}/master_iso_images"),
+        );
+        put("pxe", "tftp_root", format!("{s}/tftpboot"));
+        put(
+            "pxe",
+            "tftp_master_path",
+            format!("{s}/tftpboot/master_images"),
+        );
+        put("pxe", "images_path", format!("{s}/images"));
+        put("pxe", "instance_master_path", format!("{s}/master_images"));
+        put(
+            "ironic_networking",
+            "driver_config_dir",
+            format!("{s}/networking"),
+        );
+        if self.reveal_secrets {
+            put("oslo_policy", "policy_file", format!("{s}/policy.yaml"));
+        }
+        for (section, key, value) in &self.extra {
+            put(section, key, value.clone());
+        }
+
+        let mut text = String::new();
+        for (name, entries) in sections {
+            let _ = writeln!(text, "[{name}]");
+            for (key, value) in entries {
+                let _ = writeln!(text, "{key} = {value}");
+            }
+            text.push('\n');
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_require_tls_default_and_confines_paths() {
+        let text = IronicConfig::default().render(Path::new("/s"), 6385);
+        assert!(!text.contains("require_tls"), "{text}");
+        assert!(
+            text.contains("[api]\nhost_ip = 127.0.0.1\nport = 6385\n"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| l.contains('/')) {
+            assert!(
+                line.ends_with(" = /s")
+                    || line.contains(" = /s/")
+                    || line.contains("sqlite:////s/"),
+                "path outside the state dir: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn extra_settings_come_last_in_their_section() {
+        let text = IronicConfig::default()
+            .reveal_secrets(false)
+            .set("agent", "command_timeout", "5")
+            .render(Path::new("/s"), 1);
+        assert!(!text.contains("oslo_policy"));
+        let agent = text.split("[agent]\n").nth(1).unwrap();
+        let section = agent.split("\n\n").next().unwrap();
+        assert!(section.ends_with("command_timeout = 5"), "{section}");
+    }
+}

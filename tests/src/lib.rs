@@ -1,0 +1,21 @@
+//! Harness for end-to-end tests: real OpenStack Ironic on loopback, the agent
+//! binary built the way the builder ships it, and the small helpers they share.
+//!
+//! Everything here starts real processes (a Python virtualenv with Ironic, the
+//! static `ipa-agent`); nothing is mocked. Later tests (QEMU boots of whole
+//! ramdisks, Glance publishing) reuse the same pieces, so each module has one
+//! job:
+//!
+//! - [`paths`]: where the workspace and the e2e scratch directory are.
+//! - [`net`]: free loopback ports.
+//! - [`venv`]: Python virtualenvs created on demand, once, under a lock.
+//! - [`process`]: a child process in its own process group, killed on drop.
+//! - [`ironic`]: an all-in-one Ironic and a typed client for what tests need.
+//! - [`agent`]: building and running `ipa-agent` against a fake root.
+
+pub mod agent;
+pub mod ironic;
+pub mod net;
+pub mod paths;
+pub mod process;
+pub mod venv;

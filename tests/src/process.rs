@@ -1,0 +1,99 @@
+//! A child process that runs in its own process group and dies with its owner.
+//!
+//! Servers under test (Ironic, the agent, later QEMU) may fork helpers; killing
+//! only the direct child would leave those behind holding ports and files. So
+//! every child gets its own process group and the whole group is signalled:
+//! SIGTERM first, SIGKILL after a grace period.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a group gets to exit after SIGTERM before it is SIGKILLed.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
+/// A spawned child leading its own process group; the group is killed on drop.
+#[derive(Debug)]
+pub struct GroupChild {
+    child: Child,
+    status: Option<ExitStatus>,
+}
+
+impl GroupChild {
+    /// Spawns `cmd` as the leader of a new process group.
+    pub fn spawn(cmd: &mut Command) -> io::Result<Self> {
+        let child = cmd.process_group(0).spawn()?;
+        Ok(Self {
+            child,
+            status: None,
+        })
+    }
+
+    /// The child's process id (also its process group id).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the child has exited, without blocking.
+    pub fn try_status(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait()?;
+        }
+        Ok(self.status)
+    }
+
+    /// Waits up to `timeout` for the child to exit; `None` if it is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_status()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Terminates the whole process group (SIGTERM, then SIGKILL after a
+    /// grace period) and reaps the child.
+    pub fn kill_group(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.try_status()? {
+            // The leader is gone, but helpers it forked may still be alive.
+            signal_group(self.id(), libc::SIGKILL);
+            return Ok(status);
+        }
+        signal_group(self.id(), libc::SIGTERM);
+        if let Some(status) = self.wait_timeout(TERM_GRACE)? {
+            signal_group(self.id(), libc::SIGKILL);
+            return Ok(status);
+        }
+        signal_group(self.id(), libc::SIGKILL);
+        let status = self.child.wait()?;
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for GroupChild {
+    fn drop(&mut self) {
+        // Errors here mean the group is already gone; nothing left to do.
+        let _ = self.kill_group();
+    }
+}
+
+/// Sends `signal` to every process in group `pgid`. A group that no longer
+/// exists (ESRCH) is not an error: that is the state we want.
+fn signal_group(pgid: u32, signal: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid only sends a signal to a process
+    // group; it touches no memory of ours.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
