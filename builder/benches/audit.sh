@@ -89,7 +89,7 @@ def ours(name):
 
 def ds(name):
     r = json.load(open(f"{out}/{name}.json"))["results"]
-    return {"/" + p.lstrip("./"): v for p, v in r.items()}
+    return {"/" + (p[2:] if p.startswith("./") else p): v for p, v in r.items()}
 
 oc, ocr = ours("ours-corpus")
 ol, olr = ours("ours-clean")

@@ -40,6 +40,7 @@
 //! file whose name is derived from this ISO's kernel, initramfs and command
 //! line finds this medium and nothing else, and stays reproducible.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -328,43 +329,60 @@ fn find_bootloader(root: &Path, file: &'static str) -> Result<PathBuf, IsoError>
         })
 }
 
-/// Runs a tool and turns a failure into an error showing its output.
-fn run(cmd: duct::Expression, command: String) -> Result<(), IsoError> {
-    let out = cmd
-        .env("LC_ALL", "C")
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .map_err(|source| IsoError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let status = out
-        .status
-        .code()
-        .map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"));
-    Err(IsoError::Tool {
-        command,
-        status,
-        output: String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
-    })
+/// One run of an external tool. Every run gets `LC_ALL=C` and the epoch in
+/// `SOURCE_DATE_EPOCH` (xorriso and mtools read it); a failure shows the full
+/// command and its output.
+struct Tool {
+    program: String,
+    args: Vec<OsString>,
 }
 
-fn show(program: &str, args: &[&std::ffi::OsStr]) -> String {
-    let mut s = program.to_string();
-    for a in args {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
+impl Tool {
+    fn new(program: &str) -> Self {
+        Tool {
+            program: program.to_string(),
+            args: Vec::new(),
+        }
     }
-    s
-}
 
-fn tool(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), IsoError> {
-    run(duct::cmd(program, args), show(program, args))
+    fn args<I: IntoIterator<Item = A>, A: AsRef<OsStr>>(mut self, args: I) -> Self {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    fn run(self, epoch: u64) -> Result<(), IsoError> {
+        let mut command = self.program.clone();
+        for a in &self.args {
+            command.push(' ');
+            command.push_str(&a.to_string_lossy());
+        }
+        let out = duct::cmd(&self.program, &self.args)
+            .env("LC_ALL", "C")
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .map_err(|source| IsoError::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let status = out
+            .status
+            .code()
+            .map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"));
+        let output = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+        Err(IsoError::Tool {
+            command,
+            status,
+            output,
+        })
+    }
 }
 
 /// Sets mtime and atime of `path` and everything under it to the epoch, and
@@ -442,20 +460,16 @@ fn make_esp(inputs: &IsoInputs, scratch: &Path, tag: &str, esp: &Path) -> Result
     let boot_dir = efi_root.join("EFI/BOOT");
     fs::create_dir_all(&boot_dir).map_err(io_err("creating", &boot_dir))?;
     let bootx64 = boot_dir.join("BOOTX64.EFI");
-    let mut args: Vec<&std::ffi::OsStr> = vec![
-        "-O".as_ref(),
-        "x86_64-efi".as_ref(),
-        "-d".as_ref(),
-        grub_dir.as_os_str(),
-        "-p".as_ref(),
-        "/boot/grub".as_ref(),
-        "-c".as_ref(),
-        embedded.as_os_str(),
-        "-o".as_ref(),
-        bootx64.as_os_str(),
-    ];
-    args.extend(GRUB_MODULES.iter().map(std::ffi::OsStr::new));
-    tool("grub-mkimage", &args)?;
+    let epoch = inputs.source_date_epoch;
+    Tool::new(GRUB_MKIMAGE.what)
+        .args(["-O", "x86_64-efi", "-d"])
+        .args([&grub_dir])
+        .args(["-p", "/boot/grub", "-c"])
+        .args([&embedded])
+        .args(["-o"])
+        .args([&bootx64])
+        .args(GRUB_MODULES)
+        .run(epoch)?;
     let efi_size = fs::metadata(&bootx64)
         .map_err(io_err("reading", &bootx64))?
         .len();
@@ -464,37 +478,17 @@ fn make_esp(inputs: &IsoInputs, scratch: &Path, tag: &str, esp: &Path) -> Result
     // FAT12/16 overhead is small; 256 KiB of slack, rounded up to whole MiB
     // so the size only changes when GRUB grows noticeably.
     let kib = (efi_size / 1024 + 256).div_ceil(1024) * 1024;
-    let volume_id = format!("{:08X}", inputs.source_date_epoch as u32);
-    let kib_s = kib.to_string();
+    let volume_id = format!("{:08X}", epoch as u32);
     let _ = fs::remove_file(esp);
-    tool(
-        MKFS_FAT.what,
-        &[
-            "--invariant".as_ref(),
-            "-i".as_ref(),
-            volume_id.as_ref(),
-            "-C".as_ref(),
-            esp.as_os_str(),
-            kib_s.as_ref(),
-        ],
-    )?;
-    let efi_dir = efi_root.join("EFI");
-    let esp_arg = esp.as_os_str();
-    let args: [&std::ffi::OsStr; 7] = [
-        "-s".as_ref(),
-        "-m".as_ref(),
-        "-Q".as_ref(),
-        "-i".as_ref(),
-        esp_arg,
-        efi_dir.as_os_str(),
-        "::/".as_ref(),
-    ];
-    run(
-        duct::cmd("mcopy", args)
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .env("SOURCE_DATE_EPOCH", inputs.source_date_epoch.to_string()),
-        show("mcopy", &args),
-    )?;
+    Tool::new(MKFS_FAT.what)
+        .args(["--invariant", "-i", &volume_id, "-C"])
+        .args([esp])
+        .args([kib.to_string()])
+        .run(epoch)?;
+    Tool::new(MCOPY.what)
+        .args(["-s", "-m", "-Q", "-i"])
+        .args([esp, &efi_root.join("EFI"), Path::new("::/")])
+        .run(epoch)?;
     Ok(efi_size)
 }
 
@@ -532,51 +526,37 @@ pub fn build_iso(inputs: &IsoInputs, out: &Path, reporter: &Reporter) -> Result<
     if out.exists() {
         fs::remove_file(out).map_err(io_err("removing the old", out))?;
     }
-    let args: Vec<&std::ffi::OsStr> = ["-as", "mkisofs", "-quiet", "-o"]
-        .iter()
-        .map(|s| s.as_ref())
-        .chain([out.as_os_str()])
-        .chain(["-V".as_ref(), inputs.label.as_ref()])
-        .chain(
-            [
-                "-J",
-                "-joliet-long",
-                "-r",
-                "-iso-level",
-                "3",
-                // BIOS: hybrid MBR for disks, El Torito entry for CDs.
-                "-isohybrid-mbr",
-            ]
-            .iter()
-            .map(|s| s.as_ref()),
-        )
-        .chain([isohdpfx.as_os_str()])
-        .chain(
-            [
-                "-c",
-                "isolinux/boot.cat",
-                "-b",
-                "isolinux/isolinux.bin",
-                "-no-emul-boot",
-                "-boot-load-size",
-                "4",
-                "-boot-info-table",
-                // UEFI: second El Torito entry, also the GPT's EFI partition.
-                "-eltorito-alt-boot",
-                "-e",
-                "boot/grub/efiboot.img",
-                "-no-emul-boot",
-                "-isohybrid-gpt-basdat",
-            ]
-            .iter()
-            .map(|s| s.as_ref()),
-        )
-        .chain([tree.as_os_str()])
-        .collect();
-    run(
-        duct::cmd("xorriso", &args).env("SOURCE_DATE_EPOCH", inputs.source_date_epoch.to_string()),
-        show("xorriso", &args),
-    )?;
+    Tool::new(XORRISO.what)
+        .args(["-as", "mkisofs", "-quiet", "-o"])
+        .args([out])
+        .args([
+            "-V",
+            inputs.label,
+            "-J",
+            "-joliet-long",
+            "-r",
+            "-iso-level",
+            "3",
+        ])
+        // BIOS: El Torito entry for CDs, isohybrid MBR for disks.
+        .args(["-isohybrid-mbr"])
+        .args([&isohdpfx])
+        .args(["-c", "isolinux/boot.cat", "-b", "isolinux/isolinux.bin"])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
+        // UEFI: second El Torito entry, and the ESP as a partition for disks.
+        .args([
+            "-eltorito-alt-boot",
+            "-e",
+            "boot/grub/efiboot.img",
+            "-no-emul-boot",
+        ])
+        .args(["-isohybrid-gpt-basdat"])
+        .args([&tree])
+        .run(inputs.source_date_epoch)
+        // Never leave half an image where the caller expects a whole one.
+        .inspect_err(|_| {
+            let _ = fs::remove_file(out);
+        })?;
     let size = fs::metadata(out).map_err(io_err("reading", out))?.len();
     reporter.info(format!(
         "ISO {} ({}), label {}, GRUB EFI image {}",

@@ -29,7 +29,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Build a profile (the default when no subcommand is given).
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
+    /// Scan a directory, an initramfs (any compression, concatenated) or an ISO
+    /// for secrets. Exit 0 clean, 1 findings, 2 error.
+    Audit(ipa_build::audit::AuditArgs),
     /// List the profiles and elements found, with their descriptions.
     List(PathArgs),
 }
@@ -77,6 +80,9 @@ struct BuildArgs {
     /// Artifacts to write, overriding the profile (repeatable).
     #[arg(long = "format", value_enum)]
     formats: Vec<FormatArg>,
+    /// Extra kernel argument for the ISO's boot menu, after the profile's (repeatable).
+    #[arg(long, value_name = "ARG")]
+    append: Vec<String>,
     /// Where to put the temporary staging tree [default: the system temp dir].
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
@@ -115,6 +121,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::List(paths)) => list(&paths),
         Some(Command::Build(args)) => build(&args),
+        Some(Command::Audit(args)) => match ipa_build::audit::run_cli(&args) {
+            0 => Ok(()),
+            code => Err(u8::try_from(code).unwrap_or(2)),
+        },
         None => build(&cli.build),
     };
     match result {
@@ -215,6 +225,7 @@ fn build(args: &BuildArgs) -> Result<(), u8> {
                 FormatArg::Iso => Format::Iso,
             })
             .collect(),
+        append: args.append.clone(),
         work_dir: args.work_dir.clone(),
         keep_tree: args.keep_tree.clone(),
         install_host_packages: !args.no_install,

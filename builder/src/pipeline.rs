@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::agent::{self, AgentError};
+use crate::audit::{self, AuditError, Finding};
 use crate::cache::Cache;
 use crate::debian::{self, Archive, ArchiveConfig, DebianError, Package};
 use crate::diag::ConfigError;
@@ -18,6 +19,7 @@ use crate::element::{self, Element};
 use crate::emit::{Artifact, EmitError, Emitter};
 use crate::hooks::{self, Hook, HookEnv, HookError};
 use crate::host::{self, HostError};
+use crate::iso::{self, IsoError, IsoInputs};
 use crate::pack::{self, PackError, PackOptions};
 use crate::profile::{self, Compression, Dependencies, Format, InitStyle, Profile};
 use crate::report::{Reporter, StageTiming, human_bytes};
@@ -63,6 +65,9 @@ pub struct BuildOptions {
     pub level: Option<u32>,
     /// Non-empty: replaces the profile's `output.formats`.
     pub formats: Vec<Format>,
+    /// Extra kernel arguments after the profile's and the elements' (used by
+    /// the ISO's boot menu and recorded in the manifest).
+    pub append: Vec<String>,
     /// Where the temporary staging tree goes (default: the system's temp dir).
     pub work_dir: Option<PathBuf>,
     /// Keep the staged tree here after the build, for inspection.
@@ -115,9 +120,14 @@ pub enum BuildError {
     #[error("{0}")]
     Emit(#[from] EmitError),
     #[error("{0}")]
-    Budget(String),
+    Iso(#[from] IsoError),
     #[error("{0}")]
-    Unsupported(String),
+    AuditFailed(#[from] AuditError),
+    /// The rendered findings (redacted: a secret never reaches a message).
+    #[error("the image contains secrets, so it was not written:\n{0}")]
+    Secrets(String),
+    #[error("{0}")]
+    Budget(String),
     #[error("{0}")]
     Wire(String),
     #[error("{action} {path}: {source}")]
@@ -132,9 +142,10 @@ impl BuildError {
     /// The process exit code for this failure; documented in the README.
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::Config(_) | BuildError::Unsupported(_) => 3,
+            BuildError::Config(_) => 3,
             BuildError::Debian(_) | BuildError::Host(_) => 4,
             BuildError::Budget(_) => 5,
+            BuildError::Secrets(_) => 6,
             _ => 1,
         }
     }
@@ -163,7 +174,12 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
     // 2. Elements, in dependency order, and what they add up to.
     let st = reporter.stage("elements", profile.elements.join(", "));
     let elements = element::resolve(&profile, &opts.element_dirs)?;
-    let plan = Plan::new(&profile, &elements);
+    let mut plan = Plan::new(&profile, &elements);
+    for arg in &opts.append {
+        plan.cmdline = format!("{} {}", plan.cmdline, arg.trim())
+            .trim()
+            .to_string();
+    }
     st.done(
         elements
             .iter()
@@ -171,12 +187,13 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
             .collect::<Vec<_>>()
             .join(" → "),
     );
-    if profile.output.formats.contains(&Format::Iso) {
-        return Err(BuildError::Unsupported(
-            "output format `iso` is not available in this version of ipa-build yet; \
-             build [kernel, initramfs] (remove `iso` from output.formats or --format)"
-                .into(),
-        ));
+    let want_iso = profile.output.formats.contains(&Format::Iso);
+    let iso_label = match &profile.output.iso_label {
+        Some(l) => l.clone(),
+        None => iso::default_label(&profile.output.name),
+    };
+    if want_iso {
+        iso::check_label(&iso_label)?;
     }
 
     // 3. Fetch: signed indices, dependency closure, verified downloads, the agent.
@@ -194,6 +211,11 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
         opts.install_host_packages,
         &|m| reporter.info(m),
     )?;
+    if want_iso {
+        host::ensure(iso::host_needs(), opts.install_host_packages, &|m| {
+            reporter.info(m)
+        })?;
+    }
     let cache =
         Cache::open(&opts.cache_dir).map_err(io_err("opening the cache", &opts.cache_dir))?;
     let archive = Archive::open(
@@ -204,9 +226,23 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
     )?;
     let packages = archive.resolve(&plan.packages)?;
     let kernel_pkg = archive.resolve_kernel(&profile.kernel.package)?;
+    // Bootloaders are files for the ISO, not part of the image: taken alone,
+    // without their dependencies.
+    let bootloader_pkgs: Vec<Package> = if want_iso {
+        iso::ISO_PACKAGES
+            .iter()
+            .map(|n| archive.resolve_exact(n))
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
     let mut wanted: Vec<Package> = packages.clone();
     wanted.push(kernel_pkg.clone());
-    let debs = archive.fetch(&wanted, &cache, reporter)?;
+    wanted.extend(bootloader_pkgs.iter().cloned());
+    let fetched = archive.fetch(&wanted, &cache, reporter)?;
+    let (debs, boot_debs) = fetched.split_at(packages.len());
+    let kernel_deb = &boot_debs[0];
+    let boot_debs = &boot_debs[1..];
     let source_date_epoch = opts
         .source_date_epoch
         .unwrap_or_else(|| archive.newest_date());
@@ -242,7 +278,7 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
     let exclude = scrub::compile(&plan.exclude)?;
     let keep = |p: &Path| !exclude.is_match(Path::new("/").join(p.strip_prefix("/").unwrap_or(p)));
     let mut owners = Owners::default();
-    for (pkg, deb) in packages.iter().zip(&debs) {
+    for (pkg, deb) in packages.iter().zip(debs) {
         let whole = profile.debian.dependencies == Dependencies::Full
             || plan.named_packages.contains(&pkg.name);
         if whole {
@@ -253,9 +289,6 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
         }
     }
     let mut kernel_tree = Tree::new(&kernel_dir);
-    let kernel_deb = debs
-        .last()
-        .ok_or_else(|| BuildError::Wire("no kernel package was fetched".into()))?;
     debian::deb::unpack(kernel_deb, &mut kernel_tree, &|_| true)?;
     let kernel = modules::find_kernel(&kernel_dir)?;
     let mods = modules::install_modules(&kernel, &plan.modules, &mut tree)?;
@@ -315,6 +348,21 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
     let st = reporter.stage("scrub", "host keys, machine ids, caches, logs");
     let scrubbed = scrub::scrub(&mut tree, &plan.scrub)?;
     st.done(format!("{} paths removed", scrubbed.len()));
+    let st = reporter.stage("audit", "scanning every file for secrets");
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let findings = audit::audit_dir(tree.root(), &profile.audit.allow, threads)?;
+    for w in findings.warnings() {
+        reporter.warn(format!(
+            "audit: {} at {} offset {}: {}",
+            w.rule, w.path, w.offset, w.preview
+        ));
+    }
+    if findings.errors().next().is_some() {
+        return Err(BuildError::Secrets(findings.render()));
+    }
+    st.done(format!("{} files, nothing secret", findings.files_scanned));
 
     // 8. Pack the initramfs, straight into the emitter's temporary directory.
     let output = opts
@@ -341,9 +389,7 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
             },
             level: profile.output.level.map(|l| l as i32),
             source_date_epoch,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            threads,
         },
         &mut out,
     )?;
@@ -357,6 +403,36 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
         human_bytes(packed.uncompressed_bytes),
         human_bytes(packed.compressed_bytes)
     ));
+
+    // 9. ISO: one hybrid image for BIOS and UEFI, CD and USB.
+    if want_iso {
+        let st = reporter.stage("iso", format!("{name}.iso, label {iso_label}"));
+        let boot_dir = work.path().join("bootloaders");
+        std::fs::create_dir(&boot_dir).map_err(io_err("creating", &boot_dir))?;
+        let mut boot_tree = Tree::new(&boot_dir);
+        files::skeleton(&boot_tree).map_err(io_err("creating the skeleton in", &boot_dir))?;
+        for deb in boot_debs {
+            debian::deb::unpack(deb, &mut boot_tree, &|_| true)?;
+        }
+        let iso_file = format!("{name}.iso");
+        let iso_work = work.path().join("iso");
+        std::fs::create_dir(&iso_work).map_err(io_err("creating", &iso_work))?;
+        iso::build_iso(
+            &IsoInputs {
+                kernel: &emitter.path(&kernel_file),
+                initramfs: &emitter.path(&initramfs_file),
+                cmdline: &plan.cmdline,
+                label: &iso_label,
+                source_date_epoch,
+                bootloaders: &boot_dir,
+                work_dir: &iso_work,
+            },
+            &emitter.path(&iso_file),
+            reporter,
+        )?;
+        let size = emitter.add("iso", &iso_file)?.size;
+        st.done(human_bytes(size));
+    }
     check_budget(&profile, emitter.artifacts(), &tree, &owners, &packed)?;
 
     // 10. Emit: checksums, manifest, then everything into place at once.
@@ -384,20 +460,10 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
             .collect(),
         packages: packages
             .iter()
-            .map(|p| PackageRecord {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                architecture: p.architecture.clone(),
-                sha256: p.sha256.clone(),
-                size: p.size,
-                suite: p.suite.clone(),
-                installed: if profile.debian.dependencies == Dependencies::Full
-                    || plan.named_packages.contains(&p.name)
-                {
-                    "whole"
-                } else {
-                    "libraries"
-                },
+            .map(|p| {
+                let whole = profile.debian.dependencies == Dependencies::Full
+                    || plan.named_packages.contains(&p.name);
+                package_record(p, if whole { "whole" } else { "libraries" })
             })
             .collect(),
         kernel: KernelRecord {
@@ -423,6 +489,10 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
             }
             None => None,
         },
+        bootloaders: bootloader_pkgs
+            .iter()
+            .map(|p| package_record(p, "iso"))
+            .collect(),
         cmdline: plan.cmdline.clone(),
         compression: CompressionRecord {
             kind: profile.output.compression.name(),
@@ -431,6 +501,17 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
         files: packed.entries as u64,
         uncompressed_bytes: packed.uncompressed_bytes,
         scrubbed: scrubbed.clone(),
+        audit: AuditRecord {
+            allowed: findings
+                .allowed
+                .iter()
+                .map(|(f, reason)| AllowedRecord {
+                    finding: f.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            warnings: findings.warnings().cloned().collect(),
+        },
         artifacts: artifacts.clone(),
     };
     emitter.commit(&manifest)?;
@@ -738,6 +819,11 @@ fn upload_commands(output: &Path, name: &str, artifacts: &[Artifact]) -> Vec<Str
             "RAMDISK_ID=$(openstack image create --disk-format ari --container-format ari --file {dir}/{name}.initramfs {name}.initramfs -f value -c id)"
         ));
     }
+    if has("iso") {
+        lines.push(format!(
+            "ISO_ID=$(openstack image create --disk-format iso --container-format bare --file {dir}/{name}.iso {name}.iso -f value -c id)"
+        ));
+    }
     if has("kernel") && has("initramfs") {
         lines.push(
             "openstack baremetal node set <node> --driver-info rescue_kernel=$KERNEL_ID --driver-info rescue_ramdisk=$RAMDISK_ID"
@@ -757,12 +843,29 @@ struct Manifest {
     packages: Vec<PackageRecord>,
     kernel: KernelRecord,
     agent: Option<AgentRecord>,
+    /// Packages whose files went into the ISO's boot loaders, not the image.
+    bootloaders: Vec<PackageRecord>,
     cmdline: String,
     compression: CompressionRecord,
     files: u64,
     uncompressed_bytes: u64,
     scrubbed: Vec<String>,
+    audit: AuditRecord,
     artifacts: Vec<Artifact>,
+}
+
+/// What the secret audit let through, and why: reviewed exceptions from the
+/// profile's `audit.allow`, and warnings (such as `authorized_keys`).
+#[derive(Serialize)]
+struct AuditRecord {
+    allowed: Vec<AllowedRecord>,
+    warnings: Vec<Finding>,
+}
+
+#[derive(Serialize)]
+struct AllowedRecord {
+    finding: Finding,
+    reason: String,
 }
 
 #[derive(Serialize)]
@@ -795,8 +898,21 @@ struct PackageRecord {
     sha256: String,
     size: u64,
     suite: String,
-    /// `whole`, or `libraries` when only its shared libraries were taken.
+    /// `whole`, `libraries` when only its shared libraries were taken, or
+    /// `iso` for boot loader files.
     installed: &'static str,
+}
+
+fn package_record(p: &Package, installed: &'static str) -> PackageRecord {
+    PackageRecord {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        architecture: p.architecture.clone(),
+        sha256: p.sha256.clone(),
+        size: p.size,
+        suite: p.suite.clone(),
+        installed,
+    }
 }
 
 #[derive(Serialize)]

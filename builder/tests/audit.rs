@@ -19,12 +19,24 @@ use ipa_build::audit::{self, AuditReport, Severity};
 use ipa_build::profile::AuditAllow;
 
 fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn run(cmd: &str, args: &[&str], dir: &Path) {
-    let out = Command::new(cmd).args(args).current_dir(dir).output().unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
@@ -40,7 +52,9 @@ impl Rng {
         (0..n).map(|_| self.next() as u8).collect()
     }
     fn chars(&mut self, n: usize, alphabet: &[u8]) -> String {
-        (0..n).map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char).collect()
+        (0..n)
+            .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize] as char)
+            .collect()
     }
 }
 
@@ -60,7 +74,11 @@ struct Plant {
 
 /// A distinctive piece of a PEM body (its longest base64 line).
 fn pem_secret(pem: &str) -> String {
-    pem.lines().filter(|l| !l.starts_with("-----") && !l.contains(':')).max_by_key(|l| l.len()).unwrap().to_string()
+    pem.lines()
+        .filter(|l| !l.starts_with("-----") && !l.contains(':'))
+        .max_by_key(|l| l.len())
+        .unwrap()
+        .to_string()
 }
 
 fn corpus(work: &Path) -> Vec<Plant> {
@@ -69,28 +87,101 @@ fn corpus(work: &Path) -> Vec<Plant> {
     let read = |f: &str| std::fs::read_to_string(work.join(f)).unwrap();
     let mut key = |path: &str, rule: &'static str, file: &str| {
         let text = read(file);
-        p.push(Plant { path: path.into(), rule, secret: pem_secret(&text), data: text.into_bytes(), content: true });
+        p.push(Plant {
+            path: path.into(),
+            rule,
+            secret: pem_secret(&text),
+            data: text.into_bytes(),
+            content: true,
+        });
     };
 
     // OpenSSH keys.
-    for (t, extra) in [("rsa", vec!["-b", "2048"]), ("ecdsa", vec![]), ("ed25519", vec![]), ("dsa", vec![])] {
+    for (t, extra) in [
+        ("rsa", vec!["-b", "2048"]),
+        ("ecdsa", vec![]),
+        ("ed25519", vec![]),
+        ("dsa", vec![]),
+    ] {
         let f = format!("id_{t}");
         let mut args = vec!["-q", "-t", t, "-N", "", "-C", "", "-f", &f];
         args.extend(extra);
         run("ssh-keygen", &args, work);
     }
-    run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "correct horse", "-f", "id_enc"], work);
+    run(
+        "ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "correct horse", "-f", "id_enc"],
+        work,
+    );
     for t in ["rsa", "ecdsa", "ed25519", "dsa", "enc"] {
-        key(&format!("/root/.ssh/id_{t}"), "openssh-private-key", &format!("id_{t}"));
+        key(
+            &format!("/root/.ssh/id_{t}"),
+            "openssh-private-key",
+            &format!("id_{t}"),
+        );
     }
     // OpenSSL PEM: PKCS#1, legacy-encrypted PKCS#1, PKCS#8, encrypted PKCS#8, EC, DSA.
-    run("openssl", &["genrsa", "-traditional", "-out", "rsa1.pem", "2048"], work);
-    run("openssl", &["genrsa", "-traditional", "-aes128", "-passout", "pass:x", "-out", "rsa1enc.pem", "2048"], work);
-    run("openssl", &["genpkey", "-algorithm", "RSA", "-out", "p8.pem"], work);
-    run("openssl", &["genpkey", "-algorithm", "ed25519", "-aes256", "-pass", "pass:x", "-out", "p8enc.pem"], work);
-    run("openssl", &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.pem"], work);
-    run("openssl", &["dsaparam", "-genkey", "-noout", "-out", "dsa8.pem", "1024"], work);
-    run("openssl", &["pkey", "-in", "dsa8.pem", "-traditional", "-out", "dsa.pem"], work);
+    run(
+        "openssl",
+        &["genrsa", "-traditional", "-out", "rsa1.pem", "2048"],
+        work,
+    );
+    run(
+        "openssl",
+        &[
+            "genrsa",
+            "-traditional",
+            "-aes128",
+            "-passout",
+            "pass:x",
+            "-out",
+            "rsa1enc.pem",
+            "2048",
+        ],
+        work,
+    );
+    run(
+        "openssl",
+        &["genpkey", "-algorithm", "RSA", "-out", "p8.pem"],
+        work,
+    );
+    run(
+        "openssl",
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-aes256",
+            "-pass",
+            "pass:x",
+            "-out",
+            "p8enc.pem",
+        ],
+        work,
+    );
+    run(
+        "openssl",
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ec.pem",
+        ],
+        work,
+    );
+    run(
+        "openssl",
+        &["dsaparam", "-genkey", "-noout", "-out", "dsa8.pem", "1024"],
+        work,
+    );
+    run(
+        "openssl",
+        &["pkey", "-in", "dsa8.pem", "-traditional", "-out", "dsa.pem"],
+        work,
+    );
     key("/etc/ssl/private/rsa1.pem", "private-key", "rsa1.pem");
     key("/etc/ssl/private/rsa1enc.pem", "private-key", "rsa1enc.pem");
     key("/opt/app/p8.key", "private-key", "p8.pem");
@@ -99,24 +190,73 @@ fn corpus(work: &Path) -> Vec<Plant> {
     key("/opt/app/dsa.key", "private-key", "dsa.pem");
     // CRLF line endings (a key copied from Windows).
     let crlf = read("ec.pem").replace('\n', "\r\n");
-    p.push(Plant { path: "/opt/app/ec-crlf.key".into(), rule: "private-key", secret: pem_secret(&crlf), data: crlf.into_bytes(), content: true });
+    p.push(Plant {
+        path: "/opt/app/ec-crlf.key".into(),
+        rule: "private-key",
+        secret: pem_secret(&crlf),
+        data: crlf.into_bytes(),
+        content: true,
+    });
 
     // PKCS#12 from a self-signed certificate and its key.
     run(
         "openssl",
-        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "cert.key", "-out", "cert.pem", "-subj", "/CN=audit-test", "-days", "2"],
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "cert.key",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=audit-test",
+            "-days",
+            "2",
+        ],
         work,
     );
-    run("openssl", &["pkcs12", "-export", "-in", "cert.pem", "-inkey", "cert.key", "-out", "ks.p12", "-passout", "pass:x"], work);
+    run(
+        "openssl",
+        &[
+            "pkcs12", "-export", "-in", "cert.pem", "-inkey", "cert.key", "-out", "ks.p12",
+            "-passout", "pass:x",
+        ],
+        work,
+    );
     let p12 = std::fs::read(work.join("ks.p12")).unwrap();
     // The secret of a PFX is binary; check the preview does not hex/base64 it.
     let p12_secret = STANDARD.encode(&p12[p12.len() / 2..p12.len() / 2 + 24]);
-    p.push(Plant { path: "/opt/app/keystore.bin".into(), rule: "pkcs12-keystore", data: p12, secret: p12_secret, content: true });
+    p.push(Plant {
+        path: "/opt/app/keystore.bin".into(),
+        rule: "pkcs12-keystore",
+        data: p12,
+        secret: p12_secret,
+        content: true,
+    });
 
     // PuTTY keys, v3 and v2.
     if have("puttygen") {
-        run("puttygen", &["id_rsa", "-O", "private", "-o", "k3.ppk"], work);
-        run("puttygen", &["id_ed25519", "-O", "private", "--ppk-param", "version=2", "-o", "k2.ppk"], work);
+        run(
+            "puttygen",
+            &["id_rsa", "-O", "private", "-o", "k3.ppk"],
+            work,
+        );
+        run(
+            "puttygen",
+            &[
+                "id_ed25519",
+                "-O",
+                "private",
+                "--ppk-param",
+                "version=2",
+                "-o",
+                "k2.ppk",
+            ],
+            work,
+        );
     } else {
         let mut r = Rng(7);
         for (f, v) in [("k3.ppk", 3), ("k2.ppk", 2)] {
@@ -132,13 +272,32 @@ fn corpus(work: &Path) -> Vec<Plant> {
     }
     for f in ["k3.ppk", "k2.ppk"] {
         let text = read(f);
-        let private = text.split("Private-Lines:").nth(1).unwrap().lines().nth(1).unwrap().to_string();
-        p.push(Plant { path: format!("/home/u/{f}"), rule: "putty-private-key", secret: private, data: text.into_bytes(), content: true });
+        let private = text
+            .split("Private-Lines:")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        p.push(Plant {
+            path: format!("/home/u/{f}"),
+            rule: "putty-private-key",
+            secret: private,
+            data: text.into_bytes(),
+            content: true,
+        });
     }
 
     // Host keys by name (the content rule fires too; the name rule must as well).
     let host = read("id_ed25519");
-    p.push(Plant { path: "/etc/ssh/ssh_host_ed25519_key".into(), rule: "ssh-host-key", secret: pem_secret(&host), data: host.into_bytes(), content: false });
+    p.push(Plant {
+        path: "/etc/ssh/ssh_host_ed25519_key".into(),
+        rule: "ssh-host-key",
+        secret: pem_secret(&host),
+        data: host.into_bytes(),
+        content: false,
+    });
     p.push(Plant {
         path: "/etc/dropbear/dropbear_rsa_host_key".into(),
         rule: "ssh-host-key",
@@ -148,21 +307,56 @@ fn corpus(work: &Path) -> Vec<Plant> {
     });
 
     // shadow, for root and any other user, locked or not.
-    let out = Command::new("openssl").args(["passwd", "-6", "-salt", "aUd1tSaLt", "hunter2"]).output().unwrap();
+    let out = Command::new("openssl")
+        .args(["passwd", "-6", "-salt", "aUd1tSaLt", "hunter2"])
+        .output()
+        .unwrap();
     let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let secret = hash.rsplit('$').next().unwrap().to_string();
-    let shadow = format!("root:{hash}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nnobody:!:19000::::::\n");
-    p.push(Plant { path: "/etc/shadow".into(), rule: "shadow-hash", data: shadow.clone().into_bytes(), secret: secret.clone(), content: false });
+    let shadow = format!(
+        "root:{hash}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nnobody:!:19000::::::\n"
+    );
+    p.push(Plant {
+        path: "/etc/shadow".into(),
+        rule: "shadow-hash",
+        data: shadow.clone().into_bytes(),
+        secret: secret.clone(),
+        content: false,
+    });
     let gshadow = format!("rescue:!{hash}::\n");
-    p.push(Plant { path: "/etc/gshadow-".into(), rule: "shadow-hash", data: gshadow.into_bytes(), secret, content: false });
+    p.push(Plant {
+        path: "/etc/gshadow-".into(),
+        rule: "shadow-hash",
+        data: gshadow.into_bytes(),
+        secret,
+        content: false,
+    });
 
     let pubkey = read("id_ed25519.pub");
-    p.push(Plant { path: "/home/rescue/.ssh/authorized_keys".into(), rule: "authorized-keys", data: pubkey.into_bytes(), secret: String::new(), content: false });
+    p.push(Plant {
+        path: "/home/rescue/.ssh/authorized_keys".into(),
+        rule: "authorized-keys",
+        data: pubkey.into_bytes(),
+        secret: String::new(),
+        content: false,
+    });
 
     let pw = rng.chars(20, ALNUM);
-    p.push(Plant { path: "/root/.netrc".into(), rule: "netrc", data: format!("machine files.example.org\n  login deploy\n  password {pw}\n").into_bytes(), secret: pw, content: false });
+    p.push(Plant {
+        path: "/root/.netrc".into(),
+        rule: "netrc",
+        data: format!("machine files.example.org\n  login deploy\n  password {pw}\n").into_bytes(),
+        secret: pw,
+        content: false,
+    });
     let tok = rng.chars(40, ALNUM);
-    p.push(Plant { path: "/root/.git-credentials".into(), rule: "git-credentials", data: format!("https://deploy:{tok}@git.example.org\n").into_bytes(), secret: tok, content: false });
+    p.push(Plant {
+        path: "/root/.git-credentials".into(),
+        rule: "git-credentials",
+        data: format!("https://deploy:{tok}@git.example.org\n").into_bytes(),
+        secret: tok,
+        content: false,
+    });
 
     let dpw = rng.chars(24, ALNUM);
     let auth = STANDARD.encode(format!("robot:{dpw}"));
@@ -175,9 +369,24 @@ fn corpus(work: &Path) -> Vec<Plant> {
     });
 
     let akid = format!("AKIA{}", rng.chars(16, UPPER32));
-    p.push(Plant { path: "/root/.aws/config".into(), rule: "aws-access-key-id", data: format!("[default]\naws_access_key_id = {akid}\n").into_bytes(), secret: akid[4..].to_string(), content: true });
-    let sak = rng.chars(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
-    p.push(Plant { path: "/root/.aws/credentials".into(), rule: "aws-secret-key", data: format!("[default]\naws_secret_access_key = {sak}\n").into_bytes(), secret: sak, content: true });
+    p.push(Plant {
+        path: "/root/.aws/config".into(),
+        rule: "aws-access-key-id",
+        data: format!("[default]\naws_access_key_id = {akid}\n").into_bytes(),
+        secret: akid[4..].to_string(),
+        content: true,
+    });
+    let sak = rng.chars(
+        40,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    );
+    p.push(Plant {
+        path: "/root/.aws/credentials".into(),
+        rule: "aws-secret-key",
+        data: format!("[default]\naws_secret_access_key = {sak}\n").into_bytes(),
+        secret: sak,
+        content: true,
+    });
 
     let p8 = read("p8.pem");
     let gcp = format!(
@@ -185,7 +394,13 @@ fn corpus(work: &Path) -> Vec<Plant> {
         hex::encode(rng.bytes(20)),
         p8.replace('\n', "\\n")
     );
-    p.push(Plant { path: "/opt/gcp/sa.json".into(), rule: "gcp-service-account", data: gcp.into_bytes(), secret: pem_secret(&p8), content: true });
+    p.push(Plant {
+        path: "/opt/gcp/sa.json".into(),
+        rule: "gcp-service-account",
+        data: gcp.into_bytes(),
+        secret: pem_secret(&p8),
+        content: true,
+    });
 
     let azk = STANDARD.encode(rng.bytes(64));
     p.push(Plant {
@@ -218,8 +433,20 @@ fn corpus(work: &Path) -> Vec<Plant> {
     let kube = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://10.0.0.1:6443\n  name: c\nusers:\n- name: admin\n  user:\n    client-key-data: {ck}\n- name: bot\n  user:\n    token: {kt}\n"
     );
-    p.push(Plant { path: "/root/.kube/config".into(), rule: "kubeconfig-client-key", data: kube.clone().into_bytes(), secret: ck[40..80].to_string(), content: true });
-    p.push(Plant { path: "/root/.kube/config".into(), rule: "kubeconfig-token", data: kube.into_bytes(), secret: kt, content: false });
+    p.push(Plant {
+        path: "/root/.kube/config".into(),
+        rule: "kubeconfig-client-key",
+        data: kube.clone().into_bytes(),
+        secret: ck[40..80].to_string(),
+        content: true,
+    });
+    p.push(Plant {
+        path: "/root/.kube/config".into(),
+        rule: "kubeconfig-token",
+        data: kube.into_bytes(),
+        secret: kt,
+        content: false,
+    });
 
     let jwt = format!(
         "{}.{}.{}",
@@ -227,17 +454,61 @@ fn corpus(work: &Path) -> Vec<Plant> {
         URL_SAFE_NO_PAD.encode(br#"{"sub":"ironic","exp":4102444800}"#),
         URL_SAFE_NO_PAD.encode(rng.bytes(32))
     );
-    p.push(Plant { path: "/opt/app/token.txt".into(), rule: "jwt", secret: jwt.rsplit('.').next().unwrap().to_string(), data: format!("Authorization: Bearer {jwt}\n").into_bytes(), content: true });
+    p.push(Plant {
+        path: "/opt/app/token.txt".into(),
+        rule: "jwt",
+        secret: jwt.rsplit('.').next().unwrap().to_string(),
+        data: format!("Authorization: Bearer {jwt}\n").into_bytes(),
+        content: true,
+    });
 
     let gh = format!("ghp_{}", rng.chars(36, ALNUM));
-    p.push(Plant { path: "/opt/ci/gh.sh".into(), rule: "github-token", data: format!("export GH_TOKEN={gh}\n").into_bytes(), secret: gh[4..].to_string(), content: true });
-    let ghf = format!("github_pat_{}_{}", rng.chars(22, ALNUM), rng.chars(59, ALNUM));
-    p.push(Plant { path: "/opt/ci/ghf.txt".into(), rule: "github-token", data: format!("{ghf}\n").into_bytes(), secret: ghf[11..].to_string(), content: true });
+    p.push(Plant {
+        path: "/opt/ci/gh.sh".into(),
+        rule: "github-token",
+        data: format!("export GH_TOKEN={gh}\n").into_bytes(),
+        secret: gh[4..].to_string(),
+        content: true,
+    });
+    let ghf = format!(
+        "github_pat_{}_{}",
+        rng.chars(22, ALNUM),
+        rng.chars(59, ALNUM)
+    );
+    p.push(Plant {
+        path: "/opt/ci/ghf.txt".into(),
+        rule: "github-token",
+        data: format!("{ghf}\n").into_bytes(),
+        secret: ghf[11..].to_string(),
+        content: true,
+    });
     let gl = format!("glpat-{}", rng.chars(20, ALNUM));
-    p.push(Plant { path: "/opt/ci/gl.sh".into(), rule: "gitlab-token", data: format!("GITLAB_TOKEN='{gl}'\n").into_bytes(), secret: gl[6..].to_string(), content: true });
-    let sl = format!("xoxb-{}-{}-{}", rng.chars(12, b"0123456789"), rng.chars(13, b"0123456789"), rng.chars(24, ALNUM));
-    p.push(Plant { path: "/opt/ci/slack.txt".into(), rule: "slack-token", data: format!("token: {sl}\n").into_bytes(), secret: sl[32..].to_string(), content: true });
-    let hook = format!("T{}/B{}/{}", rng.chars(10, UPPER32), rng.chars(10, UPPER32), rng.chars(24, ALNUM));
+    p.push(Plant {
+        path: "/opt/ci/gl.sh".into(),
+        rule: "gitlab-token",
+        data: format!("GITLAB_TOKEN='{gl}'\n").into_bytes(),
+        secret: gl[6..].to_string(),
+        content: true,
+    });
+    let sl = format!(
+        "xoxb-{}-{}-{}",
+        rng.chars(12, b"0123456789"),
+        rng.chars(13, b"0123456789"),
+        rng.chars(24, ALNUM)
+    );
+    p.push(Plant {
+        path: "/opt/ci/slack.txt".into(),
+        rule: "slack-token",
+        data: format!("token: {sl}\n").into_bytes(),
+        secret: sl[32..].to_string(),
+        content: true,
+    });
+    let hook = format!(
+        "T{}/B{}/{}",
+        rng.chars(10, UPPER32),
+        rng.chars(10, UPPER32),
+        rng.chars(24, ALNUM)
+    );
     p.push(Plant {
         path: "/opt/ci/hook.txt".into(),
         rule: "slack-token",
@@ -247,7 +518,13 @@ fn corpus(work: &Path) -> Vec<Plant> {
     });
 
     let generic = rng.chars(22, ALNUM);
-    p.push(Plant { path: "/etc/myapp/db.conf".into(), rule: "generic-secret", data: format!("[db]\nhost = db\ndb_password = {generic}\n").into_bytes(), secret: generic, content: false });
+    p.push(Plant {
+        path: "/etc/myapp/db.conf".into(),
+        rule: "generic-secret",
+        data: format!("[db]\nhost = db\ndb_password = {generic}\n").into_bytes(),
+        secret: generic,
+        content: false,
+    });
     p
 }
 
@@ -261,9 +538,18 @@ fn decoys(root: &Path) {
     w("/usr/lib/libfake.so", b"\x7fELF\0\0-----BEGIN RSA PRIVATE KEY-----\0-----END RSA PRIVATE KEY-----\0%s\0-----BEGIN %s-----\n");
     w("/etc/app/example.conf", b"# password = Zq8kd02LmPx1vR\npassword = changeme\nsecret = ${APP_SECRET}\ntoken: <your token here>\n");
     w("/usr/share/doc/aws.txt", b"aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n");
-    w("/etc/shadow.dpkg-dist", b"root:*:19000:0:99999:7:::\nrescue:!:19000::::::\nnopw::19000::::::\n");
-    w("/usr/share/doc/notes.txt", b"root:$6$saltsalt$notashadowfile:0:0\n");
-    w("/etc/ssh/ssh_host_ed25519_key.pub", b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIrandomrandomrandomrandom test\n");
+    w(
+        "/etc/shadow.dpkg-dist",
+        b"root:*:19000:0:99999:7:::\nrescue:!:19000::::::\nnopw::19000::::::\n",
+    );
+    w(
+        "/usr/share/doc/notes.txt",
+        b"root:$6$saltsalt$notashadowfile:0:0\n",
+    );
+    w(
+        "/etc/ssh/ssh_host_ed25519_key.pub",
+        b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIrandomrandomrandomrandom test\n",
+    );
     w("/etc/openstack/clouds-noauth.yaml", b"clouds:\n  local:\n    auth_type: none\n    baremetal_endpoint_override: http://127.0.0.1:6385\n");
 }
 
@@ -310,36 +596,65 @@ fn expected(plants: &[Plant], prefix: &str) -> BTreeSet<(String, String)> {
         e.insert((format!("{prefix}{}", p.path), p.rule.to_string()));
         e.insert((format!("{prefix}{}.gz", p.path), p.rule.to_string()));
         if p.content {
-            e.insert((format!("{prefix}/usr/lib/planted/bin{i:02}.so"), p.rule.to_string()));
+            e.insert((
+                format!("{prefix}/usr/lib/planted/bin{i:02}.so"),
+                p.rule.to_string(),
+            ));
         }
     }
     e
 }
 
 fn check(report: &AuditReport, plants: &[Plant], want: &BTreeSet<(String, String)>) {
-    let got: BTreeSet<(String, String)> =
-        report.findings.iter().map(|f| (f.path.clone(), f.rule.to_string())).collect();
+    let got: BTreeSet<(String, String)> = report
+        .findings
+        .iter()
+        .map(|f| (f.path.clone(), f.rule.to_string()))
+        .collect();
     let missing: Vec<_> = want.difference(&got).collect();
-    assert!(missing.is_empty(), "missed {} planted secrets: {missing:#?}\n{}", missing.len(), report.render());
+    assert!(
+        missing.is_empty(),
+        "missed {} planted secrets: {missing:#?}\n{}",
+        missing.len(),
+        report.render()
+    );
     // Everything reported is a planted file (no decoy, no stray rule on a decoy).
     let planted_paths: BTreeSet<&String> = want.iter().map(|(p, _)| p).collect();
-    let stray: Vec<_> = got.iter().filter(|(p, _)| !planted_paths.contains(p)).collect();
+    let stray: Vec<_> = got
+        .iter()
+        .filter(|(p, _)| !planted_paths.contains(p))
+        .collect();
     assert!(stray.is_empty(), "false positives: {stray:#?}");
     let text = report.render();
     let json = serde_json::to_string(report).unwrap();
     for p in plants.iter().filter(|p| p.secret.len() >= 8) {
-        assert!(!text.contains(&p.secret), "rendered report leaks the {} secret", p.rule);
-        assert!(!json.contains(&p.secret), "JSON report leaks the {} secret", p.rule);
+        assert!(
+            !text.contains(&p.secret),
+            "rendered report leaks the {} secret",
+            p.rule
+        );
+        assert!(
+            !json.contains(&p.secret),
+            "JSON report leaks the {} secret",
+            p.rule
+        );
     }
     for f in &report.findings {
-        let want_sev = if f.rule == "authorized-keys" { Severity::Warning } else { Severity::Error };
+        let want_sev = if f.rule == "authorized-keys" {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
         assert_eq!(f.severity, want_sev, "{f:?}");
     }
 }
 
 fn need_tools() -> bool {
     for t in ["ssh-keygen", "openssl", "cpio", "zstd"] {
-        assert!(have(t), "{t} is required (apt-get install openssh-client openssl cpio zstd)");
+        assert!(
+            have(t),
+            "{t} is required (apt-get install openssh-client openssl cpio zstd)"
+        );
     }
     true
 }
@@ -347,7 +662,11 @@ fn need_tools() -> bool {
 fn cpio_of(root: &Path, out: &Path) {
     let list = Command::new("sh")
         .arg("-c")
-        .arg(format!("cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet > '{}'", root.display(), out.display()))
+        .arg(format!(
+            "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet > '{}'",
+            root.display(),
+            out.display()
+        ))
         .status()
         .unwrap();
     assert!(list.success());
@@ -390,7 +709,11 @@ fn cpio_and_concatenated_plain_plus_zstd_initramfs() {
     let (a, b) = (work.path().join("a.cpio"), work.path().join("b.cpio"));
     cpio_of(&early, &a);
     cpio_of(&root, &b);
-    run("zstd", &["-q", "-19", "b.cpio", "-o", "b.cpio.zst"], work.path());
+    run(
+        "zstd",
+        &["-q", "-19", "b.cpio", "-o", "b.cpio.zst"],
+        work.path(),
+    );
     let mut img = std::fs::read(&a).unwrap();
     img.resize(img.len().div_ceil(512) * 512, 0);
     img.extend(std::fs::read(work.path().join("b.cpio.zst")).unwrap());
@@ -404,7 +727,11 @@ fn cpio_and_concatenated_plain_plus_zstd_initramfs() {
         if !have(tool) {
             continue;
         }
-        let args: &[&str] = if tool == "xz" { &["-k", "-f", "--check=crc32", "b.cpio"] } else { &["-k", "-f", "b.cpio"] };
+        let args: &[&str] = if tool == "xz" {
+            &["-k", "-f", "--check=crc32", "b.cpio"]
+        } else {
+            &["-k", "-f", "b.cpio"]
+        };
         run(tool, args, work.path());
         let mut img = std::fs::read(&a).unwrap();
         img.extend(std::fs::read(work.path().join(format!("b.cpio.{ext}"))).unwrap());
@@ -427,10 +754,23 @@ fn iso_with_an_initramfs_is_looked_into() {
     let iso_tree = work.path().join("iso");
     std::fs::create_dir_all(iso_tree.join("boot")).unwrap();
     cpio_of(&root, &work.path().join("x.cpio"));
-    run("zstd", &["-q", "x.cpio", "-o", "iso/boot/initramfs-with-a-long-name.img"], work.path());
+    run(
+        "zstd",
+        &[
+            "-q",
+            "x.cpio",
+            "-o",
+            "iso/boot/initramfs-with-a-long-name.img",
+        ],
+        work.path(),
+    );
     std::fs::write(iso_tree.join("boot/grub.cfg"), "linux /boot/vmlinuz\n").unwrap();
     std::fs::write(iso_tree.join("boot/root.key"), &plants[0].data).unwrap();
-    run("xorriso", &["-as", "mkisofs", "-quiet", "-R", "-J", "-o", "t.iso", "iso"], work.path());
+    run(
+        "xorriso",
+        &["-as", "mkisofs", "-quiet", "-R", "-J", "-o", "t.iso", "iso"],
+        work.path(),
+    );
     let report = audit::audit_path(&work.path().join("t.iso"), &[], 2).unwrap();
     let mut want = expected(&plants, "/boot/initramfs-with-a-long-name.img!");
     want.insert(("/boot/root.key".into(), plants[0].rule.into()));
@@ -442,12 +782,25 @@ fn allow_entries_suppress_reviewed_findings_and_stale_ones_are_listed() {
     need_tools();
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("t");
-    let pubkey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOr9yK2r3mQp6QkE4l2Zz8v1Xc0dYb7nWj5sT3uH8aFq ops\n";
+    let pubkey =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOr9yK2r3mQp6QkE4l2Zz8v1Xc0dYb7nWj5sT3uH8aFq ops\n";
     place(&root, "/root/.ssh/authorized_keys", pubkey.as_bytes());
-    place(&root, "/etc/shadow", b"root:$6$abcdefgh$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ:1::::::\n");
+    place(
+        &root,
+        "/etc/shadow",
+        b"root:$6$abcdefgh$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ:1::::::\n",
+    );
     let allow = vec![
-        AuditAllow { path: "/root/.ssh/authorized_keys".into(), rule: "authorized-keys".into(), reason: "operator key, by design".into() },
-        AuditAllow { path: "/etc/*".into(), rule: "netrc".into(), reason: "stale".into() },
+        AuditAllow {
+            path: "/root/.ssh/authorized_keys".into(),
+            rule: "authorized-keys".into(),
+            reason: "operator key, by design".into(),
+        },
+        AuditAllow {
+            path: "/etc/*".into(),
+            rule: "netrc".into(),
+            reason: "stale".into(),
+        },
     ];
     let report = audit::audit_dir(&root, &allow, 2).unwrap();
     assert_eq!(report.allowed.len(), 1, "{}", report.render());
@@ -459,11 +812,27 @@ fn allow_entries_suppress_reviewed_findings_and_stale_ones_are_listed() {
     assert_eq!(report.unused_allow.len(), 1);
     assert!(report.render().contains("matched nothing"));
 
-    let bad = vec![AuditAllow { path: "/x".into(), rule: "private_key".into(), reason: "r".into() }];
+    let bad = vec![AuditAllow {
+        path: "/x".into(),
+        rule: "private_key".into(),
+        reason: "r".into(),
+    }];
     let err = audit::audit_dir(&root, &bad, 1).unwrap_err().to_string();
-    assert!(err.contains("private_key") && err.contains("known rules"), "{err}");
-    let noreason = vec![AuditAllow { path: "/x".into(), rule: "netrc".into(), reason: " ".into() }];
-    assert!(audit::audit_dir(&root, &noreason, 1).unwrap_err().to_string().contains("reason"));
+    assert!(
+        err.contains("private_key") && err.contains("known rules"),
+        "{err}"
+    );
+    let noreason = vec![AuditAllow {
+        path: "/x".into(),
+        rule: "netrc".into(),
+        reason: " ".into(),
+    }];
+    assert!(
+        audit::audit_dir(&root, &noreason, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("reason")
+    );
 }
 
 #[test]
@@ -480,7 +849,11 @@ fn cli_exit_codes_and_allow_file() {
         list_rules: false,
     };
     assert_eq!(audit::run_cli(&args(&root)), 0);
-    place(&root, "/root/.netrc", b"machine h login u password Zq8kd02LmPx1vR\n");
+    place(
+        &root,
+        "/root/.netrc",
+        b"machine h login u password Zq8kd02LmPx1vR\n",
+    );
     assert_eq!(audit::run_cli(&args(&root)), 1);
     assert_eq!(audit::run_cli(&args(&work.path().join("missing"))), 2);
     let junk = work.path().join("junk.cpio");
@@ -503,22 +876,44 @@ fn debian_tree() -> PathBuf {
         return tree;
     }
     std::fs::create_dir_all(&data).unwrap();
-    let pkgs = ["busybox-static", "linux-image-amd64", "openssh-server", "openssh-client", "libssl3"];
+    let pkgs = [
+        "busybox-static",
+        "linux-image-amd64",
+        "openssh-server",
+        "openssh-client",
+        "libssl3",
+    ];
     for pkg in pkgs {
         // linux-image-amd64 is a metapackage: unpack the versioned image it depends on.
         let name = if pkg == "linux-image-amd64" {
-            let out = Command::new("apt-cache").args(["depends", pkg]).output().unwrap();
+            let out = Command::new("apt-cache")
+                .args(["depends", pkg])
+                .output()
+                .unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.lines()
-                .find_map(|l| l.trim().strip_prefix("Depends: ").filter(|d| d.starts_with("linux-image-")).map(str::to_string))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("Depends: ")
+                        .filter(|d| d.starts_with("linux-image-"))
+                        .map(str::to_string)
+                })
                 .expect("resolving linux-image-amd64's kernel package")
         } else {
             pkg.to_string()
         };
         let find = || {
-            std::fs::read_dir(&data).unwrap().flatten().map(|e| e.path()).find(|p| {
-                p.file_name().unwrap().to_string_lossy().starts_with(&format!("{name}_")) && p.extension().is_some_and(|e| e == "deb")
-            })
+            std::fs::read_dir(&data)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(&format!("{name}_"))
+                        && p.extension().is_some_and(|e| e == "deb")
+                })
         };
         let deb = match find() {
             Some(d) => d,
@@ -527,7 +922,11 @@ fn debian_tree() -> PathBuf {
                 find().unwrap()
             }
         };
-        run("dpkg-deb", &["-x", deb.to_str().unwrap(), tree.to_str().unwrap()], &data);
+        run(
+            "dpkg-deb",
+            &["-x", deb.to_str().unwrap(), tree.to_str().unwrap()],
+            &data,
+        );
     }
     std::fs::write(&stamp, b"").unwrap();
     tree
@@ -536,11 +935,23 @@ fn debian_tree() -> PathBuf {
 #[test]
 fn stock_debian_trees_are_clean() {
     let tree = debian_tree();
-    assert!(tree.join("usr/lib/x86_64-linux-gnu").exists() || tree.join("lib/x86_64-linux-gnu").exists());
+    assert!(
+        tree.join("usr/lib/x86_64-linux-gnu").exists()
+            || tree.join("lib/x86_64-linux-gnu").exists()
+    );
     let t = std::time::Instant::now();
-    let report = audit::audit_dir(&tree, &[], std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap();
+    let report = audit::audit_dir(
+        &tree,
+        &[],
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    )
+    .unwrap();
     eprintln!("{}in {:.2?}", report.render(), t.elapsed());
-    assert!(report.files_scanned > 3000, "{} files", report.files_scanned);
+    assert!(
+        report.files_scanned > 3000,
+        "{} files",
+        report.files_scanned
+    );
     assert!(report.findings.is_empty(), "{}", report.render());
 }
 
@@ -551,9 +962,14 @@ fn stock_debian_trees_are_clean() {
 fn export_corpus() {
     need_tools();
     let tmp = tempfile::tempdir().unwrap();
-    let work = std::env::var_os("IPA_AUDIT_EXPORT").map_or_else(|| tmp.path().to_path_buf(), PathBuf::from);
+    let work = std::env::var_os("IPA_AUDIT_EXPORT")
+        .map_or_else(|| tmp.path().to_path_buf(), PathBuf::from);
     std::fs::create_dir_all(&work).unwrap();
-    assert!(std::fs::read_dir(&work).unwrap().next().is_none(), "{} must be empty", work.display());
+    assert!(
+        std::fs::read_dir(&work).unwrap().next().is_none(),
+        "{} must be empty",
+        work.display()
+    );
     let plants = corpus(&work);
     let root = planted_tree(&work, &plants);
     let want = expected(&plants, "");

@@ -18,7 +18,10 @@ fn bin() -> &'static str {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A cache shared by the tests that only need indices (kept under target/ so
@@ -46,7 +49,11 @@ fn run(args: &[&str]) -> Output {
 
 fn sh(cmd: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(out.status.success(), "{cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -72,23 +79,39 @@ fn tinyipa() -> &'static Built {
             cache.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "tinyipa build failed");
-        Built { _dir: dir, out, cache }
+        Built {
+            _dir: dir,
+            out,
+            cache,
+        }
     })
 }
 
 #[test]
 fn tinyipa_outputs_verify_and_hold_a_rescue_system() {
     let b = tinyipa();
-    for f in ["tinyipa.kernel", "tinyipa.initramfs", "SHA256SUMS", "manifest.json", "tinyipa.kernel.sha512"] {
+    for f in [
+        "tinyipa.kernel",
+        "tinyipa.initramfs",
+        "SHA256SUMS",
+        "manifest.json",
+        "tinyipa.kernel.sha512",
+    ] {
         assert!(b.out.join(f).is_file(), "{f} missing");
     }
-    sh(&format!("cd {} && sha256sum -c --quiet SHA256SUMS && sha512sum -c --quiet tinyipa.initramfs.sha512", b.out.display()));
+    sh(&format!(
+        "cd {} && sha256sum -c --quiet SHA256SUMS && sha512sum -c --quiet tinyipa.initramfs.sha512",
+        b.out.display()
+    ));
     // The kernel is a bzImage.
     let kernel = std::fs::read(b.out.join("tinyipa.kernel")).unwrap();
     assert_eq!(&kernel[0x202..0x206], b"HdrS", "not a Linux boot image");
 
     // The initramfs is zstd + newc and lists cleanly with GNU cpio.
-    let list = sh(&format!("zstd -dc {} | cpio -t --quiet", b.out.join("tinyipa.initramfs").display()));
+    let list = sh(&format!(
+        "zstd -dc {} | cpio -t --quiet",
+        b.out.join("tinyipa.initramfs").display()
+    ));
     let has = |p: &str| list.lines().any(|l| l == p);
     for p in [
         "init",
@@ -105,17 +128,47 @@ fn tinyipa_outputs_verify_and_hold_a_rescue_system() {
     ] {
         assert!(has(p), "{p} missing from the initramfs");
     }
-    assert!(list.lines().any(|l| l.ends_with("/modules.dep")), "modules.dep missing");
-    assert!(list.lines().any(|l| l.ends_with("/virtio_net.ko")), "virtio_net missing");
-    assert!(!list.lines().any(|l| l.contains("ssh_host_") || l.contains("_host_key")), "a host key shipped");
-    assert!(!list.lines().any(|l| l.starts_with("usr/share/doc/")), "docs shipped");
+    assert!(
+        list.lines().any(|l| l.ends_with("/modules.dep")),
+        "modules.dep missing"
+    );
+    assert!(
+        list.lines().any(|l| l.ends_with("/virtio_net.ko")),
+        "virtio_net missing"
+    );
+    assert!(
+        !list
+            .lines()
+            .any(|l| l.contains("ssh_host_") || l.contains("_host_key")),
+        "a host key shipped"
+    );
+    assert!(
+        !list.lines().any(|l| l.starts_with("usr/share/doc/")),
+        "docs shipped"
+    );
 
     // Ownership and modes come from the metadata map, not the build host.
-    let long = sh(&format!("zstd -dc {} | cpio -tv --quiet", b.out.join("tinyipa.initramfs").display()));
-    let line = |p: &str| long.lines().find(|l| l.ends_with(&format!(" {p}"))).unwrap_or_else(|| panic!("{p}")).to_string();
-    assert!(line("dev/console").starts_with("crw-------"), "{}", line("dev/console"));
+    let long = sh(&format!(
+        "zstd -dc {} | cpio -tv --quiet",
+        b.out.join("tinyipa.initramfs").display()
+    ));
+    let line = |p: &str| {
+        long.lines()
+            .find(|l| l.ends_with(&format!(" {p}")))
+            .unwrap_or_else(|| panic!("{p}"))
+            .to_string()
+    };
+    assert!(
+        line("dev/console").starts_with("crw-------"),
+        "{}",
+        line("dev/console")
+    );
     assert!(line("tmp").starts_with("drwxrwxrwt"), "{}", line("tmp"));
-    assert!(line("etc/shadow").starts_with("-rw-------"), "{}", line("etc/shadow"));
+    assert!(
+        line("etc/shadow").starts_with("-rw-------"),
+        "{}",
+        line("etc/shadow")
+    );
     assert!(line("init").contains(" root     root "), "{}", line("init"));
 
     let manifest: serde_json::Value =
@@ -123,19 +176,41 @@ fn tinyipa_outputs_verify_and_hold_a_rescue_system() {
     assert_eq!(manifest["source_date_epoch"], 1700000000);
     assert_eq!(manifest["profile"]["name"], "tinyipa");
     let pkgs = manifest["packages"].as_array().unwrap();
-    assert!(pkgs.iter().any(|p| p["name"] == "busybox-static" && p["installed"] == "whole"));
-    assert!(pkgs.iter().any(|p| p["name"] == "libc6" && p["installed"] == "libraries"));
-    assert!(manifest["kernel"]["modules"].as_array().unwrap().iter().any(|m| m == "virtio_net"));
-    assert_eq!(manifest["agent"]["source"], "workspace");
-    let elements: Vec<&str> =
-        manifest["elements"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert!(
-        elements.iter().position(|e| *e == "kernel") < elements.iter().position(|e| *e == "busybox-init"),
+        pkgs.iter()
+            .any(|p| p["name"] == "busybox-static" && p["installed"] == "whole")
+    );
+    assert!(
+        pkgs.iter()
+            .any(|p| p["name"] == "libc6" && p["installed"] == "libraries")
+    );
+    assert!(
+        manifest["kernel"]["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "virtio_net")
+    );
+    assert_eq!(manifest["agent"]["source"], "workspace");
+    let elements: Vec<&str> = manifest["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        elements.iter().position(|e| *e == "kernel")
+            < elements.iter().position(|e| *e == "busybox-init"),
         "busybox-init depends on kernel: {elements:?}"
     );
     // Budget from the profile holds.
-    let initramfs = std::fs::metadata(b.out.join("tinyipa.initramfs")).unwrap().len();
-    assert!(initramfs < 20 * 1024 * 1024, "initramfs is {initramfs} bytes");
+    let initramfs = std::fs::metadata(b.out.join("tinyipa.initramfs"))
+        .unwrap()
+        .len();
+    assert!(
+        initramfs < 20 * 1024 * 1024,
+        "initramfs is {initramfs} bytes"
+    );
 }
 
 #[test]
@@ -153,8 +228,16 @@ fn two_builds_are_byte_identical() {
         cache.to_str().unwrap(),
     ]);
     assert!(o.status.success());
-    for f in ["tinyipa.kernel", "tinyipa.initramfs", "manifest.json", "SHA256SUMS"] {
-        let (x, y) = (std::fs::read(a.out.join(f)).unwrap(), std::fs::read(out.join(f)).unwrap());
+    for f in [
+        "tinyipa.kernel",
+        "tinyipa.initramfs",
+        "manifest.json",
+        "SHA256SUMS",
+    ] {
+        let (x, y) = (
+            std::fs::read(a.out.join(f)).unwrap(),
+            std::fs::read(out.join(f)).unwrap(),
+        );
         assert!(x == y, "{f} differs between two builds");
     }
 }
@@ -167,18 +250,38 @@ fn an_unprivileged_user_builds_the_same_bytes() {
         fn geteuid() -> u32;
     }
     let root = unsafe { geteuid() } == 0;
-    let dir = tempfile::Builder::new().prefix("ipa-rootless-").tempdir_in("/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("ipa-rootless-")
+        .tempdir_in("/tmp")
+        .unwrap();
     let work = dir.path();
     // The user gets its own copy of the cache (offline build: no network
     // needed, and the same inputs) and the agent the first build made.
-    sh(&format!("cp -a {} {}/cache", a.cache.display(), work.display()));
+    sh(&format!(
+        "cp -a {} {}/cache",
+        a.cache.display(),
+        work.display()
+    ));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.out.join("manifest.json")).unwrap()).unwrap();
     let agent = workspace().join("target/agent/x86_64-unknown-linux-musl/agent/ipa-agent");
-    let agent = if agent.is_file() { agent } else { workspace().join("target/agent/x86_64-unknown-linux-gnu/agent/ipa-agent") };
-    sh(&format!("cp {} {}/ipa-agent", agent.display(), work.display()));
+    let agent = if agent.is_file() {
+        agent
+    } else {
+        workspace().join("target/agent/x86_64-unknown-linux-gnu/agent/ipa-agent")
+    };
+    sh(&format!(
+        "cp {} {}/ipa-agent",
+        agent.display(),
+        work.display()
+    ));
     sh(&format!("cp {} {}/ipa-build", bin(), work.display()));
-    sh(&format!("cp -r {}/profiles {}/elements {}/", workspace().display(), workspace().display(), work.display()));
+    sh(&format!(
+        "cp -r {}/profiles {}/elements {}/",
+        workspace().display(),
+        workspace().display(),
+        work.display()
+    ));
     let cmd = format!(
         "cd {w} && SOURCE_DATE_EPOCH={EPOCH} CI=1 ./ipa-build --profile tinyipa --offline --cache {w}/cache \
          --agent {w}/ipa-agent --output {w}/out --no-install",
@@ -186,19 +289,37 @@ fn an_unprivileged_user_builds_the_same_bytes() {
     );
     let out = if root {
         let user = "ipa-build-test";
-        let _ = Command::new("useradd").args(["--system", "--no-create-home", user]).output();
+        let _ = Command::new("useradd")
+            .args(["--system", "--no-create-home", user])
+            .output();
         sh(&format!("chown -R {user} {}", work.display()));
-        Command::new("runuser").args(["-u", user, "--", "sh", "-c", &cmd]).output().unwrap()
+        Command::new("runuser")
+            .args(["-u", user, "--", "sh", "-c", &cmd])
+            .output()
+            .unwrap()
     } else {
         Command::new("sh").arg("-c").arg(&cmd).output().unwrap()
     };
-    eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "rootless build failed");
     let ours = std::fs::read(work.join("out/tinyipa.initramfs")).unwrap();
     let theirs = std::fs::read(a.out.join("tinyipa.initramfs")).unwrap();
     // The agent is the same binary in both, so the whole image must match.
-    assert_eq!(manifest["agent"]["sha256"], serde_json::from_slice::<serde_json::Value>(&std::fs::read(work.join("out/manifest.json")).unwrap()).unwrap()["agent"]["sha256"]);
-    assert!(ours == theirs, "the rootless build differs from the root build");
+    assert_eq!(
+        manifest["agent"]["sha256"],
+        serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(work.join("out/manifest.json")).unwrap()
+        )
+        .unwrap()["agent"]["sha256"]
+    );
+    assert!(
+        ours == theirs,
+        "the rootless build differs from the root build"
+    );
 }
 
 /// Writes `profile` as `<dir>/profiles/p.yaml` (extending the built-in
@@ -220,7 +341,10 @@ fn build_fixture(profile: &str, extra: &[&str]) -> (Output, PathBuf, tempfile::T
         "--cache",
         cache.to_str().unwrap(),
     ];
-    let extra: Vec<String> = extra.iter().map(|s| s.replace("{dir}", dir.path().to_str().unwrap())).collect();
+    let extra: Vec<String> = extra
+        .iter()
+        .map(|s| s.replace("{dir}", dir.path().to_str().unwrap()))
+        .collect();
     args.extend(extra.iter().map(String::as_str));
     let o = run(&args);
     (o, out, dir)
@@ -259,10 +383,17 @@ fn element_cycle_names_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     for (n, d) in [("ca", "cb"), ("cb", "ca")] {
         std::fs::create_dir_all(dir.path().join(n)).unwrap();
-        std::fs::write(dir.path().join(n).join("element.yaml"), format!("description: x\ndepends: [{d}]\n")).unwrap();
+        std::fs::write(
+            dir.path().join(n).join("element.yaml"),
+            format!("description: x\ndepends: [{d}]\n"),
+        )
+        .unwrap();
     }
     let ep = dir.path().to_str().unwrap().to_string();
-    let (o, out, _d) = build_fixture("extends: tinyipa\nelements: [ca]\n", &["--elements-path", &ep]);
+    let (o, out, _d) = build_fixture(
+        "extends: tinyipa\nelements: [ca]\n",
+        &["--elements-path", &ep],
+    );
     assert_failed_cleanly(&o, &out, 3, &["ca -> cb -> ca"]);
 }
 
@@ -276,7 +407,10 @@ fn element_file_entry_without_a_file_is_named() {
     )
     .unwrap();
     let ep = dir.path().to_str().unwrap().to_string();
-    let (o, out, _d) = build_fixture("extends: tinyipa\nelements: [broken]\n", &["--elements-path", &ep]);
+    let (o, out, _d) = build_fixture(
+        "extends: tinyipa\nelements: [broken]\n",
+        &["--elements-path", &ep],
+    );
     assert_failed_cleanly(&o, &out, 3, &["element.yaml:3", "/etc/missing.conf"]);
 }
 
@@ -352,7 +486,10 @@ fn real_inrelease() -> PathBuf {
             .into_iter()
             .flatten()
             .filter(|e| e.file_type().is_file())
-            .find(|e| std::fs::read(e.path()).is_ok_and(|d| d.starts_with(b"-----BEGIN PGP SIGNED MESSAGE")))
+            .find(|e| {
+                std::fs::read(e.path())
+                    .is_ok_and(|d| d.starts_with(b"-----BEGIN PGP SIGNED MESSAGE"))
+            })
             .map(|e| e.into_path())
     };
     if let Some(p) = find() {

@@ -29,7 +29,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 /// --format iso`. `Library` builds the kernel and initramfs with the binary
 /// and the ISO with `ipa_build::iso::build_iso`, for as long as the pipeline
 /// does not write ISOs itself.
-const SOURCE: Source = Source::Library;
+const SOURCE: Source = Source::Binary;
 
 #[allow(dead_code)]
 enum Source {
@@ -286,6 +286,37 @@ fn el_torito_catalog_has_bios_and_uefi_entries() {
         report.contains("MBR") && report.contains("GPT"),
         "no hybrid MBR/GPT:\n{report}"
     );
+}
+
+#[test]
+fn missing_bootloaders_are_named_and_nothing_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    let (kernel, initramfs) = (d.path().join("k"), d.path().join("i"));
+    std::fs::write(&kernel, b"kernel").unwrap();
+    std::fs::write(&initramfs, b"initramfs").unwrap();
+    let empty = d.path().join("bootloaders");
+    std::fs::create_dir(&empty).unwrap();
+    let inputs = ipa_build::iso::IsoInputs {
+        kernel: &kernel,
+        initramfs: &initramfs,
+        cmdline: "console=ttyS0",
+        label: "IPA_TEST",
+        source_date_epoch: EPOCH.parse().unwrap(),
+        bootloaders: &empty,
+        work_dir: d.path(),
+    };
+    let reporter = ipa_build::report::Reporter::quiet();
+    ipa_build::host::ensure(ipa_build::iso::host_needs(), true, &|m| eprintln!("{m}")).unwrap();
+    let out = d.path().join("x.iso");
+    let msg = ipa_build::iso::build_iso(&inputs, &out, &reporter)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("isolinux.bin")
+            && msg.contains("isolinux, syslinux-common, grub-efi-amd64-bin"),
+        "{msg}"
+    );
+    assert!(!out.exists());
 }
 
 /// One VM at a time: the timings mean something, and the agent's calls to

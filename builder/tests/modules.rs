@@ -253,7 +253,7 @@ fn builtin_names_are_skipped_and_unknown_names_get_suggestions() {
         .to_string();
     let staging = tempfile::tempdir().unwrap();
     let mut tree = Tree::new(staging.path());
-    let report = install_modules(&k, &[builtin.clone()], &mut tree).unwrap();
+    let report = install_modules(&k, std::slice::from_ref(&builtin), &mut tree).unwrap();
     assert_eq!(report.builtin, [builtin.replace('-', "_")]);
     assert!(report.installed.is_empty());
 

@@ -163,10 +163,13 @@ enum Expect {
     Fifo,
 }
 
+/// uid, gid, permission bits.
+type Perms = (u32, u32, u32);
+
 struct Built {
     _dir: tempfile::TempDir,
     tree: Tree,
-    expect: BTreeMap<String, (Expect, Option<(u32, u32, u32)>)>,
+    expect: BTreeMap<String, (Expect, Option<Perms>)>,
     /// Groups of paths that must be hardlinks of each other.
     links: Vec<BTreeSet<String>>,
 }

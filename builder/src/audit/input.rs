@@ -386,14 +386,12 @@ pub fn iso_files(file: &File) -> io::Result<Vec<IsoFile>> {
             }
             let su = &rec[(33 + nl + (1 - nl % 2)).min(rec.len())..];
             let name = rock_ridge_name(su).unwrap_or_else(|| {
-                let n = String::from_utf8_lossy(iso_name).into_owned();
-                let n = n
-                    .split(';')
+                let n = String::from_utf8_lossy(iso_name);
+                n.split(';')
                     .next()
                     .unwrap_or("")
                     .trim_end_matches('.')
-                    .to_string();
-                n
+                    .to_string()
             });
             let path = format!("{dir}/{name}");
             let (extent, dsize, flags) = (le32(rec, 2), le32(rec, 10), rec[25]);

@@ -893,9 +893,8 @@ fn docker_auth(
     at: usize,
     alen: usize,
 ) -> Option<(usize, usize, &'static str, String)> {
-    if memmem::find(&data[at.saturating_sub(64 * 1024)..at], b"\"auths\"").is_none() {
-        return None;
-    }
+    // Only inside a Docker-style `"auths"` map.
+    memmem::find(&data[at.saturating_sub(64 * 1024)..at], b"\"auths\"")?;
     let v = skip_assign(data, at + alen)?;
     if data.get(v - 1) != Some(&b'"') {
         return None;
@@ -1316,7 +1315,9 @@ fn generic(data: &[u8], hits: &mut Vec<Hit>) {
                 }
             });
             let val = &line[v..end];
-            if val.len() < 8
+            // Below 10 characters entropy says little: `hunter22` passes as
+            // well as `Zq8kd02L`. Short values are left to review.
+            if val.len() < 10
                 || val.len() > 512
                 || is_placeholder(val)
                 || val.starts_with(b"/")

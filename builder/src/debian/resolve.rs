@@ -325,6 +325,19 @@ impl Archive {
             .collect())
     }
 
+    /// The best candidate for `name` alone, without its dependencies: for
+    /// packages used only as a source of files on the build host side, such
+    /// as the bootloaders copied into an ISO.
+    pub fn resolve_exact(&self, name: &str) -> Result<Package, DebianError> {
+        let rel = Rel {
+            name: name.to_string(),
+            constraint: None,
+        };
+        self.choose(&rel, &BTreeMap::new())
+            .map(|i| self.packages[i].clone())
+            .ok_or_else(|| self.unknown(name, Vec::new()))
+    }
+
     /// Follows a kernel metapackage (`linux-image-amd64`) through its
     /// `linux-image-*` dependencies to the package that holds the kernel
     /// (`linux-image-6.1.0-NN-amd64`), without pulling anything else: the

@@ -397,8 +397,9 @@ mod tests {
     fn dev_numbers_split_like_glibc() {
         // makedev(8, 1) and makedev(259, 65536)
         assert_eq!(split_dev(0x801), (8, 1));
-        let dev = (259u64 & 0xfff) << 8 | (65536u64 & 0xff) | ((65536u64 & !0xff) << 12);
-        assert_eq!(split_dev(dev), (259, 65536));
+        let (major, minor) = (259u64, 65537u64);
+        let dev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & !0xff) << 12);
+        assert_eq!(split_dev(dev), (259, 65537));
     }
 
     #[test]

@@ -27,9 +27,9 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use object::{Endianness, Object};
 use object::elf;
 use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
+use object::{Endianness, Object};
 
 use crate::stage::Tree;
 
