@@ -5,17 +5,21 @@
 
 pub mod agent;
 pub mod audit;
+pub mod boot;
 pub mod cache;
 pub mod debian;
 pub mod diag;
+pub mod diff;
 pub mod element;
 pub mod emit;
 pub mod hooks;
 pub mod host;
+pub mod inspect;
 pub mod iso;
 pub mod pack;
 pub mod pipeline;
 pub mod profile;
+pub mod publish;
 pub mod report;
 pub mod scrub;
 pub mod stage;

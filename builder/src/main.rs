@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use ipa_build::pipeline::{self, BuildOptions};
 use ipa_build::profile::{Compression, Format};
@@ -33,6 +33,21 @@ enum Command {
     /// Scan a directory, an initramfs (any compression, concatenated) or an ISO
     /// for secrets. Exit 0 clean, 1 findings, 2 error.
     Audit(ipa_build::audit::AuditArgs),
+    /// Boot a build directory in QEMU (serial console on this terminal; Ctrl-A X quits).
+    Boot(ipa_build::boot::BootArgs),
+    /// Show what is in a build directory, an initramfs (any compression, concatenated) or an ISO.
+    Inspect(ipa_build::inspect::InspectArgs),
+    /// Compare two builds or initramfs files. Exit 0 same, 1 different, 2 error.
+    Diff(ipa_build::diff::DiffArgs),
+    /// Upload a build to Glance, verify its SHA-512, optionally set it on Ironic nodes, prune old images.
+    Publish(ipa_build::publish::PublishArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the ipa-build(1) man page (roff) on stdout.
+    Man,
     /// List the profiles and elements found, with their descriptions.
     List(PathArgs),
 }
@@ -121,15 +136,52 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::List(paths)) => list(&paths),
         Some(Command::Build(args)) => build(&args),
-        Some(Command::Audit(args)) => match ipa_build::audit::run_cli(&args) {
-            0 => Ok(()),
-            code => Err(u8::try_from(code).unwrap_or(2)),
-        },
+        Some(Command::Audit(args)) => exit(ipa_build::audit::run_cli(&args)),
+        Some(Command::Boot(args)) => exit(ipa_build::boot::run_cli(&args)),
+        Some(Command::Inspect(args)) => exit(ipa_build::inspect::run_cli(&args)),
+        Some(Command::Diff(args)) => exit(ipa_build::diff::run_cli(&args)),
+        Some(Command::Publish(args)) => exit(ipa_build::publish::run_cli(&args)),
+        Some(Command::Completions { shell }) => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ipa-build", &mut buf);
+            print_bytes(&buf)
+        }
+        Some(Command::Man) => {
+            let mut buf = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
+                Ok(()) => print_bytes(&buf),
+                Err(e) => {
+                    eprintln!("error: rendering the man page: {e}");
+                    Err(1)
+                }
+            }
+        }
         None => build(&cli.build),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
+    }
+}
+
+/// Writes generated text to stdout; a closed pipe (`| head`) is not an error.
+fn print_bytes(buf: &[u8]) -> Result<(), u8> {
+    use std::io::Write;
+    match std::io::stdout().write_all(buf) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            Err(1)
+        }
+    }
+}
+
+/// Maps a subcommand's status (0 success) onto `main`'s result.
+fn exit(code: i32) -> Result<(), u8> {
+    match code {
+        0 => Ok(()),
+        c => Err(u8::try_from(c).unwrap_or(2)),
     }
 }
 

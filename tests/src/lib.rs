@@ -12,10 +12,13 @@
 //! - [`process`]: a child process in its own process group, killed on drop.
 //! - [`ironic`]: an all-in-one Ironic and a typed client for what tests need.
 //! - [`agent`]: building and running `ipa-agent` against a fake root.
+//! - [`qemu`]: a VM booting a built ramdisk, its serial console in a file.
 
 pub mod agent;
+pub mod glance;
 pub mod ironic;
 pub mod net;
 pub mod paths;
 pub mod process;
+pub mod qemu;
 pub mod venv;

@@ -1,0 +1,616 @@
+//! `ipa-build boot DIR`: boot a build directory in QEMU, the way `mkosi vm`
+//! or `linuxkit run` do, to try an image before uploading it to Glance.
+//!
+//! The serial console is the terminal (`-nographic`; Ctrl-A X quits). Each
+//! NIC gets its own user-mode network on its own subnet (10.0.2.0/24 for the
+//! first, 10.0.3.0/24 for the second, ...): with one subnet on two NICs the
+//! guest would answer a forwarded connection through whichever NIC its
+//! routing table picks, and the other NIC's slirp drops the reply. Port
+//! forwards go to the first NIC, which is where the host (`10.0.2.2`) is.
+//!
+//! KVM is used only when it really works: on some machines `/dev/kvm` opens
+//! but QEMU aborts when it sets up the vCPU, so we start a paused QEMU once to
+//! find out and fall back to TCG.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::host::{self, HostError, Need};
+
+/// QEMU's own first MAC address, which most examples and tests assume.
+pub const DEFAULT_MAC: &str = "52:54:00:12:34:56";
+
+pub const QEMU: Need = Need {
+    what: "qemu-system-x86_64",
+    package: "qemu-system-x86",
+};
+pub const OVMF: Need = Need {
+    what: OVMF_CODE,
+    package: "ovmf",
+};
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// NIC models, in the order NICs are given them: a paravirtual one and an
+/// emulated one, so both kinds of driver are exercised.
+const NIC_MODELS: [&str; 2] = ["virtio-net-pci", "e1000"];
+
+/// Boot a build directory's kernel and initramfs (or its ISO) in QEMU.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BootArgs {
+    /// Build output directory (holds manifest.json, NAME.kernel, NAME.initramfs, NAME.iso).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Boot the ISO instead of the kernel and initramfs.
+    #[arg(long)]
+    pub iso: bool,
+    /// UEFI firmware (OVMF on q35) instead of BIOS (SeaBIOS on pc).
+    #[arg(long)]
+    pub uefi: bool,
+    /// Extra kernel argument after the manifest's command line (repeatable).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub append: Vec<String>,
+    /// Number of NICs: virtio-net, then e1000, alternating.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub nics: u8,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512, value_name = "MiB")]
+    pub memory: u32,
+    /// Forward host 127.0.0.1:HOST to guest port GUEST over TCP, e.g. 2222:22 (repeatable).
+    #[arg(long = "forward", value_name = "HOST:GUEST")]
+    pub forwards: Vec<Forward>,
+    /// MAC address of the first NIC (the one Ironic's port should name).
+    #[arg(long, default_value = DEFAULT_MAC, value_name = "MAC")]
+    pub mac: String,
+    /// Never use KVM, even when it works.
+    #[arg(long)]
+    pub no_kvm: bool,
+    /// Print the QEMU command line instead of running it.
+    #[arg(long)]
+    pub print: bool,
+    /// Never install missing host packages, even as root; just say what is missing.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+/// A TCP port forward from host 127.0.0.1 to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub host: u16,
+    pub guest: u16,
+}
+
+impl FromStr for Forward {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not HOST:GUEST with two port numbers, e.g. 2222:22");
+        let (h, g) = s.split_once(':').ok_or_else(bad)?;
+        let host = h.trim().parse().map_err(|_| bad())?;
+        let guest = g.trim().parse().map_err(|_| bad())?;
+        Ok(Forward { host, guest })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(
+        "{path}: cannot read the build manifest ({source}). Is {dir} a build output directory? Build one with `ipa-build --profile tinyipa --output {dir}`"
+    )]
+    Manifest {
+        path: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a build manifest: {reason}")]
+    BadManifest { path: PathBuf, reason: String },
+    #[error(
+        "{dir} has no {kind} artifact (manifest.json lists {listed}). Rebuild with `--format {kind}`"
+    )]
+    NoArtifact {
+        dir: PathBuf,
+        kind: &'static str,
+        listed: String,
+    },
+    #[error("{path}: listed in manifest.json but missing: {source}")]
+    Missing {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "--append does not reach an ISO boot: its boot menu holds the kernel arguments. Boot the kernel and initramfs instead (drop --iso), or rebuild with `ipa-build --append ARG`"
+    )]
+    AppendWithIso,
+    #[error("--mac {0:?}: expected six hex bytes separated by colons, e.g. {DEFAULT_MAC}")]
+    BadMac(String),
+    #[error("--nics {0}: use between 1 and 8 NICs")]
+    BadNics(u8),
+    #[error("--memory {0}: QEMU needs at least 64 MiB")]
+    BadMemory(u32),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("preparing the UEFI variable store {path}: {source}")]
+    Vars {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting qemu-system-x86_64: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// What a build directory offers to boot, from its `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildDir {
+    pub kernel: Option<PathBuf>,
+    pub initramfs: Option<PathBuf>,
+    pub iso: Option<PathBuf>,
+    /// The kernel command line the build was made with.
+    pub cmdline: String,
+}
+
+impl BuildDir {
+    /// Reads `DIR/manifest.json`.
+    pub fn read(dir: &Path) -> Result<Self, BootError> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| BootError::Manifest {
+            path: path.clone(),
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let bad = |reason: String| BootError::BadManifest {
+            path: path.clone(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let cmdline = value
+            .get("cmdline")
+            .and_then(|c| c.as_str())
+            .ok_or_else(|| bad("no \"cmdline\" string".into()))?
+            .to_string();
+        let artifacts = value
+            .get("artifacts")
+            .and_then(|a| a.as_array())
+            .ok_or_else(|| bad("no \"artifacts\" list".into()))?;
+        let mut found = BuildDir {
+            kernel: None,
+            initramfs: None,
+            iso: None,
+            cmdline,
+        };
+        for a in artifacts {
+            let (Some(kind), Some(file)) = (
+                a.get("kind").and_then(|k| k.as_str()),
+                a.get("file").and_then(|f| f.as_str()),
+            ) else {
+                return Err(bad("an artifact without \"kind\" and \"file\"".into()));
+            };
+            // Only plain file names: the manifest must not point outside DIR.
+            if file.contains('/') || file == ".." {
+                return Err(bad(format!("artifact file {file:?} is not a plain name")));
+            }
+            let slot = match kind {
+                "kernel" => &mut found.kernel,
+                "initramfs" => &mut found.initramfs,
+                "iso" => &mut found.iso,
+                _ => continue,
+            };
+            *slot = Some(dir.join(file));
+        }
+        Ok(found)
+    }
+
+    fn listed(&self) -> String {
+        let kinds: Vec<&str> = [
+            ("kernel", &self.kernel),
+            ("initramfs", &self.initramfs),
+            ("iso", &self.iso),
+        ]
+        .iter()
+        .filter(|(_, p)| p.is_some())
+        .map(|(k, _)| *k)
+        .collect();
+        if kinds.is_empty() {
+            "nothing bootable".into()
+        } else {
+            kinds.join(", ")
+        }
+    }
+}
+
+/// Accelerator QEMU runs the guest with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+/// True when KVM can really run a vCPU here: a paused QEMU with the host CPU
+/// model is started and asked to quit. Where `/dev/kvm` exists but cannot set
+/// the host's MSRs, QEMU aborts instead of quitting.
+pub fn kvm_works() -> bool {
+    let openable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if !openable {
+        return false;
+    }
+    let child = Command::new(QEMU.what)
+        .args([
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-machine",
+            "pc",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-S",
+            "-m",
+            "16",
+            "-serial",
+            "none",
+            "-monitor",
+            "stdio",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return false;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"quit\n");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// The MAC of NIC `index`: the given one for the first, then
+/// `52:54:00:12:35:NN` (away from QEMU's own automatic addresses).
+fn nic_mac(first: &str, index: u8) -> String {
+    if index == 0 {
+        first.to_ascii_lowercase()
+    } else {
+        format!("52:54:00:12:35:{index:02x}")
+    }
+}
+
+fn valid_mac(mac: &str) -> bool {
+    let parts: Vec<&str> = mac.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The full QEMU argument list for `args` on `build`. `vars` is the writable
+/// copy of the UEFI variable store (used only with `--uefi`).
+pub fn qemu_args(
+    args: &BootArgs,
+    build: &BuildDir,
+    dir: &Path,
+    accel: Accel,
+    vars: &Path,
+) -> Result<Vec<String>, BootError> {
+    if !valid_mac(&args.mac) {
+        return Err(BootError::BadMac(args.mac.clone()));
+    }
+    if args.nics == 0 || args.nics > 8 {
+        return Err(BootError::BadNics(args.nics));
+    }
+    if args.memory < 64 {
+        return Err(BootError::BadMemory(args.memory));
+    }
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    match accel {
+        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => push(&["-accel", "tcg"]),
+    }
+    push(&["-nographic", "-no-reboot", "-m", &args.memory.to_string()]);
+    if args.uefi {
+        push(&["-machine", "q35"]);
+        push(&[
+            "-drive",
+            &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+        ]);
+        push(&[
+            "-drive",
+            &format!("if=pflash,format=raw,file={}", vars.display()),
+        ]);
+    } else {
+        push(&["-machine", "pc"]);
+    }
+    let need = |slot: &Option<PathBuf>, kind: &'static str| {
+        slot.clone().ok_or_else(|| BootError::NoArtifact {
+            dir: dir.to_path_buf(),
+            kind,
+            listed: build.listed(),
+        })
+    };
+    if args.iso {
+        if !args.append.is_empty() {
+            return Err(BootError::AppendWithIso);
+        }
+        let iso = need(&build.iso, "iso")?;
+        push(&[
+            "-drive",
+            &format!("file={},media=cdrom,readonly=on", iso.display()),
+        ]);
+    } else {
+        let kernel = need(&build.kernel, "kernel")?;
+        let initramfs = need(&build.initramfs, "initramfs")?;
+        let mut cmdline = build.cmdline.trim().to_string();
+        for extra in &args.append {
+            cmdline.push(' ');
+            cmdline.push_str(extra.trim());
+        }
+        push(&[
+            "-kernel",
+            &kernel.display().to_string(),
+            "-initrd",
+            &initramfs.display().to_string(),
+            "-append",
+            cmdline.trim(),
+        ]);
+    }
+    for i in 0..args.nics {
+        let mut netdev = format!("user,id=n{i},net=10.0.{}.0/24", 2 + u16::from(i));
+        if i == 0 {
+            for f in &args.forwards {
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+            }
+        }
+        let model = NIC_MODELS[usize::from(i) % NIC_MODELS.len()];
+        // `romfile=`: no iPXE option ROM; we boot the kernel directly.
+        push(&[
+            "-netdev",
+            &netdev,
+            "-device",
+            &format!("{model},netdev=n{i},mac={},romfile=", nic_mac(&args.mac, i)),
+        ]);
+    }
+    Ok(a)
+}
+
+/// Runs `ipa-build boot`; returns the process exit code (QEMU's own, or 2
+/// when it could not be started).
+pub fn run_cli(args: &BootArgs) -> i32 {
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+fn run(args: &BootArgs) -> Result<i32, BootError> {
+    let build = BuildDir::read(&args.dir)?;
+    for path in [&build.kernel, &build.initramfs, &build.iso]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::metadata(path).map_err(|source| BootError::Missing {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let mut needs = vec![QEMU];
+    if args.uefi {
+        needs.push(OVMF);
+    }
+    if !args.print {
+        host::ensure(&needs, !args.no_install, &|m| eprintln!("{m}"))?;
+    }
+    let accel = if !args.no_kvm && kvm_works() {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
+    // The variable store is written by the firmware: use a throwaway copy.
+    let scratch = tempfile::tempdir().map_err(|source| BootError::Vars {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let vars = scratch.path().join("OVMF_VARS.fd");
+    let argv = qemu_args(args, &build, &args.dir, accel, &vars)?;
+    if args.print {
+        let quoted: Vec<String> = argv.iter().map(|s| shell_quote(s)).collect();
+        println!("{} {}", QEMU.what, quoted.join(" "));
+        return Ok(0);
+    }
+    if args.uefi {
+        std::fs::copy(OVMF_VARS, &vars).map_err(|source| BootError::Vars {
+            path: vars.clone(),
+            source,
+        })?;
+    }
+    eprintln!(
+        "booting {} with {} ({} MiB, {} NIC(s)); Ctrl-A X quits",
+        args.dir.display(),
+        match accel {
+            Accel::Kvm => "KVM",
+            Accel::Tcg => "TCG (no working KVM)",
+        },
+        args.memory,
+        args.nics
+    );
+    let status = Command::new(QEMU.what)
+        .args(&argv)
+        .status()
+        .map_err(BootError::Spawn)?;
+    Ok(status.code().unwrap_or(1))
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=,.:/@+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> BootArgs {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            boot: BootArgs,
+        }
+        let mut argv = vec!["boot"];
+        argv.extend(extra);
+        Cli::try_parse_from(argv).unwrap().boot
+    }
+
+    fn build_dir(dir: &Path, artifacts: &[(&str, &str)]) -> BuildDir {
+        let list: Vec<serde_json::Value> = artifacts
+            .iter()
+            .map(|(k, f)| serde_json::json!({"kind": k, "file": f, "size": 1}))
+            .collect();
+        let manifest = serde_json::json!({"cmdline": "console=ttyS0,115200n8", "artifacts": list});
+        std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+        BuildDir::read(dir).unwrap()
+    }
+
+    #[test]
+    fn kernel_boot_appends_arguments_and_gives_each_nic_its_subnet() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = build_dir(
+            dir.path(),
+            &[("kernel", "t.kernel"), ("initramfs", "t.initramfs")],
+        );
+        let a = args(&[
+            "out/t",
+            "--append",
+            "ipa-debug=1",
+            "--forward",
+            "2222:22",
+            "--forward",
+            "9999:9999",
+        ]);
+        let argv = qemu_args(&a, &build, dir.path(), Accel::Tcg, Path::new("v")).unwrap();
+        let joined = argv.join(" ");
+        assert!(joined.contains("-accel tcg"), "{joined}");
+        assert!(joined.contains("-m 512"), "{joined}");
+        let append = argv.iter().position(|s| s == "-append").unwrap();
+        assert_eq!(argv[append + 1], "console=ttyS0,115200n8 ipa-debug=1");
+        assert!(joined.contains(
+            "user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:9999-:9999 "
+        ));
+        assert!(joined.contains("virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile="));
+        assert!(joined.contains("user,id=n1,net=10.0.3.0/24 "), "{joined}");
+        assert!(joined.contains("e1000,netdev=n1,mac=52:54:00:12:35:01,romfile="));
+        assert!(!joined.contains("pflash"));
+    }
+
+    #[test]
+    fn uefi_iso_boot_uses_ovmf_and_refuses_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = build_dir(dir.path(), &[("iso", "t.iso")]);
+        let a = args(&[
+            "d",
+            "--iso",
+            "--uefi",
+            "--nics",
+            "1",
+            "--mac",
+            "52:54:00:AA:BB:CC",
+        ]);
+        let argv = qemu_args(&a, &build, dir.path(), Accel::Kvm, Path::new("/x/vars")).unwrap();
+        let joined = argv.join(" ");
+        assert!(joined.contains("-accel kvm -cpu host"));
+        assert!(joined.contains("-machine q35"));
+        assert!(joined.contains("if=pflash,format=raw,file=/x/vars"));
+        assert!(joined.contains("media=cdrom"));
+        assert!(joined.contains("mac=52:54:00:aa:bb:cc"));
+        assert!(!joined.contains("n1"));
+
+        let a = args(&["d", "--iso", "--append", "x=1"]);
+        let err = qemu_args(&a, &build, dir.path(), Accel::Tcg, Path::new("v")).unwrap_err();
+        assert!(matches!(err, BootError::AppendWithIso));
+    }
+
+    #[test]
+    fn missing_artifacts_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = build_dir(dir.path(), &[("iso", "t.iso")]);
+        let err = qemu_args(
+            &args(&["d"]),
+            &build,
+            dir.path(),
+            Accel::Tcg,
+            Path::new("v"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("no kernel artifact") && err.contains("lists iso"),
+            "{err}"
+        );
+        let err = qemu_args(
+            &args(&["d", "--iso", "--mac", "nope"]),
+            &build,
+            dir.path(),
+            Accel::Tcg,
+            Path::new("v"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, BootError::BadMac(_)));
+        assert!("2222".parse::<Forward>().is_err());
+        assert!("a:22".parse::<Forward>().is_err());
+        assert_eq!(
+            "2222:22".parse::<Forward>().unwrap(),
+            Forward {
+                host: 2222,
+                guest: 22
+            }
+        );
+    }
+
+    #[test]
+    fn a_directory_without_manifest_says_how_to_build_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = BuildDir::read(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("manifest.json") && err.contains("ipa-build --profile"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            r#"{"cmdline":"","artifacts":[{"kind":"kernel","file":"../x"}]}"#,
+        )
+        .unwrap();
+        let err = BuildDir::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a plain name"), "{err}");
+    }
+}

@@ -1,0 +1,399 @@
+//! `ipa-build diff`: what changed between two builds or two initramfs files.
+//!
+//! Before replacing a rescue image in production an operator wants to know
+//! exactly what moved: packages and versions (from the manifests), files and
+//! their sizes (from the initramfs contents, compared by SHA-256), and the
+//! kernel and its modules. Both sides are read with [`crate::inspect`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::inspect::{self, InspectError, Inspection};
+
+/// Arguments of `ipa-build diff`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DiffArgs {
+    /// The old side: a build directory or an initramfs.
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The new side: a build directory or an initramfs.
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// Print the differences as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A package on one side, from the manifest.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PackageSide {
+    pub version: String,
+    /// Size of the `.deb`, as recorded in the manifest.
+    pub size: u64,
+}
+
+/// A package present on both sides with a different version or size.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PackageChange {
+    pub name: String,
+    pub old: PackageSide,
+    pub new: PackageSide,
+    pub size_delta: i64,
+}
+
+/// A package present on one side only.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PackageOnly {
+    pub name: String,
+    pub version: String,
+    pub size: u64,
+}
+
+/// A file present on one side only.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileOnly {
+    pub path: String,
+    pub size: u64,
+}
+
+/// A file whose content differs.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileChange {
+    pub path: String,
+    pub old_size: u64,
+    pub new_size: u64,
+    pub size_delta: i64,
+}
+
+/// Kernel release and module changes.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct KernelChange {
+    pub old_release: Option<String>,
+    pub new_release: Option<String>,
+    pub modules_added: Vec<String>,
+    pub modules_removed: Vec<String>,
+}
+
+/// Totals of both sides.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    /// Size of the initramfs file.
+    pub old_size: u64,
+    pub new_size: u64,
+    pub size_delta: i64,
+    /// Sum of the file sizes inside.
+    pub old_uncompressed: u64,
+    pub new_uncompressed: u64,
+    pub uncompressed_delta: i64,
+    pub old_files: usize,
+    pub new_files: usize,
+}
+
+/// Everything that differs between A and B.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diff {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    /// False when a side has no manifest: package lists are then empty.
+    pub have_manifests: bool,
+    pub packages_added: Vec<PackageOnly>,
+    pub packages_removed: Vec<PackageOnly>,
+    pub packages_changed: Vec<PackageChange>,
+    pub files_added: Vec<FileOnly>,
+    pub files_removed: Vec<FileOnly>,
+    pub files_changed: Vec<FileChange>,
+    pub kernel: KernelChange,
+    pub totals: Totals,
+}
+
+impl Diff {
+    /// Whether A and B are the same in every respect compared.
+    pub fn is_empty(&self) -> bool {
+        self.packages_added.is_empty()
+            && self.packages_removed.is_empty()
+            && self.packages_changed.is_empty()
+            && self.files_added.is_empty()
+            && self.files_removed.is_empty()
+            && self.files_changed.is_empty()
+            && self.kernel.modules_added.is_empty()
+            && self.kernel.modules_removed.is_empty()
+            && self.kernel.old_release == self.kernel.new_release
+    }
+}
+
+fn delta(old: u64, new: u64) -> i64 {
+    new as i64 - old as i64
+}
+
+fn packages(ins: &Inspection) -> Option<BTreeMap<String, PackageSide>> {
+    let pkgs = ins.manifest.as_ref()?["packages"].as_array()?;
+    Some(
+        pkgs.iter()
+            .filter_map(|p| {
+                Some((
+                    p["name"].as_str()?.to_string(),
+                    PackageSide {
+                        version: p["version"].as_str().unwrap_or_default().to_string(),
+                        size: p["size"].as_u64().unwrap_or(0),
+                    },
+                ))
+            })
+            .collect(),
+    )
+}
+
+/// Inspects both paths and compares them.
+pub fn diff_paths(a: &Path, b: &Path) -> Result<Diff, InspectError> {
+    let old = inspect::inspect(a)?;
+    let new = inspect::inspect(b)?;
+    Ok(diff(&old, &new))
+}
+
+/// Compares two inspections (for an ISO, its initramfs is compared).
+pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
+    let (oi, ni) = (
+        old.initramfs.as_deref().unwrap_or(old),
+        new.initramfs.as_deref().unwrap_or(new),
+    );
+    let mut d = Diff {
+        a: old.path.clone(),
+        b: new.path.clone(),
+        have_manifests: false,
+        packages_added: Vec::new(),
+        packages_removed: Vec::new(),
+        packages_changed: Vec::new(),
+        files_added: Vec::new(),
+        files_removed: Vec::new(),
+        files_changed: Vec::new(),
+        kernel: KernelChange::default(),
+        totals: Totals {
+            old_size: oi.size,
+            new_size: ni.size,
+            size_delta: delta(oi.size, ni.size),
+            old_uncompressed: oi.total_bytes,
+            new_uncompressed: ni.total_bytes,
+            uncompressed_delta: delta(oi.total_bytes, ni.total_bytes),
+            old_files: oi.files.len(),
+            new_files: ni.files.len(),
+        },
+    };
+    if let (Some(op), Some(np)) = (packages(old), packages(new)) {
+        d.have_manifests = true;
+        for (name, o) in &op {
+            match np.get(name) {
+                None => d.packages_removed.push(PackageOnly {
+                    name: name.clone(),
+                    version: o.version.clone(),
+                    size: o.size,
+                }),
+                Some(n) if n != o => d.packages_changed.push(PackageChange {
+                    name: name.clone(),
+                    old: o.clone(),
+                    new: n.clone(),
+                    size_delta: delta(o.size, n.size),
+                }),
+                Some(_) => {}
+            }
+        }
+        for (name, n) in &np {
+            if !op.contains_key(name) {
+                d.packages_added.push(PackageOnly {
+                    name: name.clone(),
+                    version: n.version.clone(),
+                    size: n.size,
+                });
+            }
+        }
+    }
+    let of: BTreeMap<&str, _> = oi.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let nf: BTreeMap<&str, _> = ni.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    for (p, o) in &of {
+        match nf.get(p) {
+            None => d.files_removed.push(FileOnly {
+                path: p.to_string(),
+                size: o.size,
+            }),
+            Some(n) if n.sha256 != o.sha256 => d.files_changed.push(FileChange {
+                path: p.to_string(),
+                old_size: o.size,
+                new_size: n.size,
+                size_delta: delta(o.size, n.size),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (p, n) in &nf {
+        if !of.contains_key(p) {
+            d.files_added.push(FileOnly {
+                path: p.to_string(),
+                size: n.size,
+            });
+        }
+    }
+    let ok = oi.kernels.first();
+    let nk = ni.kernels.first();
+    let om: Vec<String> = ok.map(|k| k.modules.clone()).unwrap_or_default();
+    let nm: Vec<String> = nk.map(|k| k.modules.clone()).unwrap_or_default();
+    d.kernel = KernelChange {
+        old_release: ok.map(|k| k.release.clone()),
+        new_release: nk.map(|k| k.release.clone()),
+        modules_added: nm.iter().filter(|m| !om.contains(m)).cloned().collect(),
+        modules_removed: om.iter().filter(|m| !nm.contains(m)).cloned().collect(),
+    };
+    d
+}
+
+/// The human-readable report.
+pub fn render(d: &Diff) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "--- {}\n+++ {}", d.a.display(), d.b.display());
+    if !d.have_manifests {
+        let _ = writeln!(s, "(no manifest on one side: packages not compared)");
+    }
+    for p in &d.packages_added {
+        let _ = writeln!(s, "+ package {} {} ({} bytes)", p.name, p.version, p.size);
+    }
+    for p in &d.packages_removed {
+        let _ = writeln!(s, "- package {} {} ({} bytes)", p.name, p.version, p.size);
+    }
+    for p in &d.packages_changed {
+        let _ = writeln!(
+            s,
+            "~ package {} {} -> {} ({:+} bytes)",
+            p.name, p.old.version, p.new.version, p.size_delta
+        );
+    }
+    if d.kernel.old_release != d.kernel.new_release {
+        let _ = writeln!(
+            s,
+            "~ kernel {} -> {}",
+            d.kernel.old_release.as_deref().unwrap_or("(none)"),
+            d.kernel.new_release.as_deref().unwrap_or("(none)")
+        );
+    }
+    for m in &d.kernel.modules_added {
+        let _ = writeln!(s, "+ module {m}");
+    }
+    for m in &d.kernel.modules_removed {
+        let _ = writeln!(s, "- module {m}");
+    }
+    for f in &d.files_added {
+        let _ = writeln!(s, "+ {} ({} bytes)", f.path, f.size);
+    }
+    for f in &d.files_removed {
+        let _ = writeln!(s, "- {} ({} bytes)", f.path, f.size);
+    }
+    for f in &d.files_changed {
+        let _ = writeln!(
+            s,
+            "~ {} {} -> {} ({:+} bytes)",
+            f.path, f.old_size, f.new_size, f.size_delta
+        );
+    }
+    let t = &d.totals;
+    let _ = writeln!(
+        s,
+        "initramfs {} -> {} bytes ({:+}); contents {} -> {} bytes ({:+}); files {} -> {}",
+        t.old_size,
+        t.new_size,
+        t.size_delta,
+        t.old_uncompressed,
+        t.new_uncompressed,
+        t.uncompressed_delta,
+        t.old_files,
+        t.new_files
+    );
+    s
+}
+
+/// `ipa-build diff`: 0 when A and B are the same, 1 when they differ, 2 on error.
+pub fn run_cli(args: &DiffArgs) -> i32 {
+    let d = match diff_paths(&args.a, &args.b) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&d) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: cannot encode the diff as JSON: {e}");
+                return 2;
+            }
+        }
+    } else {
+        print!("{}", render(&d));
+    }
+    if d.is_empty() { 0 } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::{FileInfo, KernelInfo};
+    use serde_json::json;
+
+    fn ins(pkgs: serde_json::Value, files: &[(&str, u64, &str)], mods: &[&str]) -> Inspection {
+        Inspection {
+            kind: "build",
+            path: "x".into(),
+            size: 100,
+            segments: vec![],
+            files: files
+                .iter()
+                .map(|(p, s, h)| FileInfo {
+                    path: p.to_string(),
+                    size: *s,
+                    sha256: h.to_string(),
+                })
+                .collect(),
+            total_bytes: files.iter().map(|f| f.1).sum(),
+            kernels: vec![KernelInfo {
+                release: "6.1".into(),
+                modules: mods.iter().map(|m| m.to_string()).collect(),
+            }],
+            manifest: Some(json!({ "packages": pkgs })),
+            initramfs: None,
+        }
+    }
+
+    #[test]
+    fn reports_packages_files_and_modules() {
+        let a = ins(
+            json!([{"name":"busybox","version":"1","size":10},{"name":"old","version":"1","size":5}]),
+            &[
+                ("/bin/busybox", 10, "aa"),
+                ("/gone", 3, "bb"),
+                ("/same", 1, "cc"),
+            ],
+            &["e1000", "virtio_net"],
+        );
+        let b = ins(
+            json!([{"name":"busybox","version":"2","size":12},{"name":"pciutils","version":"3","size":7}]),
+            &[
+                ("/bin/busybox", 12, "ab"),
+                ("/new", 4, "dd"),
+                ("/same", 1, "cc"),
+            ],
+            &["virtio_net", "ext4"],
+        );
+        let d = diff(&a, &b);
+        assert!(d.have_manifests);
+        assert_eq!(d.packages_added[0].name, "pciutils");
+        assert_eq!(d.packages_removed[0].name, "old");
+        assert_eq!(d.packages_changed[0].size_delta, 2);
+        assert_eq!(d.files_added[0].path, "/new");
+        assert_eq!(d.files_removed[0].path, "/gone");
+        assert_eq!(d.files_changed.len(), 1);
+        assert_eq!(d.kernel.modules_added, ["ext4"]);
+        assert_eq!(d.kernel.modules_removed, ["e1000"]);
+        assert_eq!(d.totals.uncompressed_delta, 3);
+        assert!(!d.is_empty());
+        assert!(diff(&a, &a).is_empty());
+    }
+}

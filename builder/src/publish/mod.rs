@@ -1,0 +1,516 @@
+//! `ipa-build publish`: upload a build to Glance, prove the stored bytes are
+//! the built ones, optionally point Ironic nodes at them and prune old ones.
+//!
+//! Order matters for safety: every upload is read back and its SHA-512
+//! (`os_hash_value`) compared with the manifest before any node is touched;
+//! a mismatch deletes the image and fails. Pruning runs last and never
+//! deletes an image a listed node still references.
+
+pub mod clouds;
+pub mod glance;
+pub mod ironic;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use clouds::{CloudError, Session};
+use glance::{ApiError, Glance};
+pub use ironic::Role;
+
+/// Image properties ipa-build sets and later searches by.
+pub const PROP_MANIFEST: &str = "ipa_build_manifest";
+pub const PROP_PROFILE: &str = "ipa_build_profile";
+pub const PROP_VERSION: &str = "ipa_build_version";
+pub const PROP_ARTIFACT: &str = "ipa_build_artifact";
+pub const PROP_EPOCH: &str = "ipa_build_source_date_epoch";
+
+/// Arguments of `ipa-build publish`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PublishArgs {
+    /// The build directory (with manifest.json), e.g. out/tinyipa.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Cloud name from clouds.yaml [default: $OS_CLOUD, else the OS_* variables].
+    #[arg(long = "os-cloud", value_name = "NAME")]
+    pub os_cloud: Option<String>,
+    /// Image name prefix [default: the profile name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Ironic nodes (names or UUIDs) to point at the uploaded kernel and ramdisk.
+    #[arg(long = "set-nodes", value_name = "NODE", num_args = 1..)]
+    pub set_nodes: Vec<String>,
+    /// Which driver_info fields --set-nodes sets.
+    #[arg(long = "as", value_enum, default_value = "rescue")]
+    pub role: Role,
+    /// Delete older images of the same profile beyond the newest N builds.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{}: {message}; is this a build directory written by ipa-build?", path.display())]
+    Manifest { path: PathBuf, message: String },
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(
+        "image {id} ({name}) does not match the build: Glance {field} is {got}, the manifest says {expected}; the image was deleted. Rebuild or check the file was not modified after the build"
+    )]
+    Mismatch {
+        id: String,
+        name: String,
+        field: &'static str,
+        expected: String,
+        got: String,
+    },
+    #[error("image {id} ({name}) is {status:?} after upload, not active; it was deleted")]
+    NotActive {
+        id: String,
+        name: String,
+        status: String,
+    },
+    #[error(
+        "--set-nodes needs a baremetal endpoint: set baremetal_endpoint_override in clouds.yaml or OS_BAREMETAL_ENDPOINT"
+    )]
+    NoBaremetal,
+    #[error("--set-nodes needs both a kernel and an initramfs in {}", dir.display())]
+    NothingToSet { dir: PathBuf },
+}
+
+/// One artifact of the build as the manifest records it.
+#[derive(Debug, Clone)]
+pub struct BuildArtifact {
+    pub kind: String,
+    pub file: PathBuf,
+    pub size: u64,
+    pub sha512: String,
+}
+
+/// What publish needs from a build directory.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub dir: PathBuf,
+    pub profile: String,
+    pub tool_version: String,
+    pub source_date_epoch: u64,
+    /// SHA-256 of manifest.json: the build's identity in Glance.
+    pub manifest_hash: String,
+    pub artifacts: Vec<BuildArtifact>,
+}
+
+/// Reads `dir/manifest.json`.
+pub fn read_build(dir: &Path) -> Result<Build, PublishError> {
+    let path = dir.join("manifest.json");
+    let bad = |message: String| PublishError::Manifest {
+        path: path.clone(),
+        message,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let m: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let s = |v: &Value, what: &str| {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| bad(format!("missing string field {what}")))
+    };
+    let mut artifacts = Vec::new();
+    for a in m["artifacts"]
+        .as_array()
+        .ok_or_else(|| bad("missing field artifacts".into()))?
+    {
+        artifacts.push(BuildArtifact {
+            kind: s(&a["kind"], "artifacts[].kind")?,
+            file: dir.join(s(&a["file"], "artifacts[].file")?),
+            size: a["size"]
+                .as_u64()
+                .ok_or_else(|| bad("missing number artifacts[].size".into()))?,
+            sha512: s(&a["sha512"], "artifacts[].sha512")?,
+        });
+    }
+    Ok(Build {
+        dir: dir.to_path_buf(),
+        profile: s(&m["profile"]["name"], "profile.name")?,
+        tool_version: s(&m["tool"]["version"], "tool.version")?,
+        source_date_epoch: m["source_date_epoch"]
+            .as_u64()
+            .ok_or_else(|| bad("missing number source_date_epoch".into()))?,
+        manifest_hash: hex::encode(Sha256::digest(&bytes)),
+        artifacts,
+    })
+}
+
+/// `YYYYMMDD` (UTC) of a Unix time.
+pub fn date(epoch: u64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = (epoch / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+/// Glance disk and container formats of an artifact kind.
+pub fn formats(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "kernel" => ("aki", "aki"),
+        "initramfs" => ("ari", "ari"),
+        _ => ("iso", "bare"),
+    }
+}
+
+/// The image name: `NAME-<date>-<short manifest hash>.<kind>`.
+pub fn image_name(prefix: &str, build: &Build, kind: &str) -> String {
+    format!(
+        "{prefix}-{}-{}.{kind}",
+        date(build.source_date_epoch),
+        &build.manifest_hash[..12.min(build.manifest_hash.len())]
+    )
+}
+
+/// One image of the build in Glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    /// True when an identical image was already there (nothing uploaded).
+    pub existing: bool,
+}
+
+/// The result of a publish.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Outcome {
+    pub manifest_hash: String,
+    pub images: Vec<Published>,
+    pub nodes_set: Vec<String>,
+    /// Images `--keep` deleted.
+    pub deleted: Vec<String>,
+    /// Older images `--keep` would have deleted but a listed node references.
+    pub kept_referenced: Vec<String>,
+}
+
+impl Outcome {
+    /// The id of the image of `kind`.
+    pub fn id(&self, kind: &str) -> Option<&str> {
+        self.images
+            .iter()
+            .find(|i| i.kind == kind)
+            .map(|i| i.id.as_str())
+    }
+}
+
+/// What to do besides uploading.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub name: Option<String>,
+    pub set_nodes: Vec<String>,
+    pub role: Option<Role>,
+    pub keep: Option<usize>,
+}
+
+/// An HTTP agent that reports statuses instead of failing on them.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_recv_response(Some(Duration::from_secs(600)))
+        .build()
+        .into()
+}
+
+/// Publishes `build` through `session`.
+pub fn publish(build: &Build, session: &Session, opts: &Options) -> Result<Outcome, PublishError> {
+    let agent = agent();
+    let glance = Glance::new(&session.image, session.token.clone(), agent.clone());
+    let prefix = opts.name.clone().unwrap_or_else(|| build.profile.clone());
+    let mut out = Outcome {
+        manifest_hash: build.manifest_hash.clone(),
+        ..Outcome::default()
+    };
+    let existing = glance.list_by(PROP_MANIFEST, &build.manifest_hash)?;
+    for art in &build.artifacts {
+        let reuse = existing.iter().find(|i| {
+            i[PROP_ARTIFACT] == art.kind.as_str()
+                && i["status"] == "active"
+                && i["os_hash_value"] == art.sha512.as_str()
+        });
+        if let Some(img) = reuse {
+            out.images.push(Published {
+                kind: art.kind.clone(),
+                id: img["id"].as_str().unwrap_or_default().to_string(),
+                name: img["name"].as_str().unwrap_or_default().to_string(),
+                existing: true,
+            });
+            continue;
+        }
+        let name = image_name(&prefix, build, &art.kind);
+        out.images.push(upload_one(&glance, build, art, &name)?);
+    }
+    if !opts.set_nodes.is_empty() {
+        let (Some(kernel), Some(ramdisk)) = (
+            out.id("kernel").map(str::to_string),
+            out.id("initramfs").map(str::to_string),
+        ) else {
+            return Err(PublishError::NothingToSet {
+                dir: build.dir.clone(),
+            });
+        };
+        let base = session
+            .baremetal
+            .as_ref()
+            .ok_or(PublishError::NoBaremetal)?;
+        let ironic = ironic::Ironic::new(base, session.token.clone(), agent.clone());
+        let role = opts.role.unwrap_or(Role::Rescue);
+        for node in &opts.set_nodes {
+            ironic.set_images(node, role, &kernel, &ramdisk)?;
+            out.nodes_set.push(node.clone());
+        }
+    }
+    if let Some(keep) = opts.keep {
+        prune(&glance, session, build, opts, keep, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Creates, uploads and verifies one image; deletes it on any failure after create.
+fn upload_one(
+    glance: &Glance,
+    build: &Build,
+    art: &BuildArtifact,
+    name: &str,
+) -> Result<Published, PublishError> {
+    let (disk, container) = formats(&art.kind);
+    let props: BTreeMap<String, String> = [
+        (PROP_MANIFEST, build.manifest_hash.clone()),
+        (PROP_PROFILE, build.profile.clone()),
+        (PROP_VERSION, build.tool_version.clone()),
+        (PROP_ARTIFACT, art.kind.clone()),
+        (PROP_EPOCH, build.source_date_epoch.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let img = glance.create(name, disk, container, &props)?;
+    let id = img["id"].as_str().unwrap_or_default().to_string();
+    let result = glance
+        .upload(&id, &art.file)
+        .map_err(PublishError::from)
+        .and_then(|()| verify(glance, &id, name, art));
+    if let Err(e) = result {
+        // Best effort: the error to report is the upload/verify one.
+        let _ = glance.delete(&id);
+        return Err(e);
+    }
+    Ok(Published {
+        kind: art.kind.clone(),
+        id,
+        name: name.to_string(),
+        existing: false,
+    })
+}
+
+/// Reads the image back and compares status, hash algorithm, hash and size.
+fn verify(glance: &Glance, id: &str, name: &str, art: &BuildArtifact) -> Result<(), PublishError> {
+    let img = glance.get(id)?;
+    let status = img["status"].as_str().unwrap_or_default();
+    if status != "active" {
+        return Err(PublishError::NotActive {
+            id: id.into(),
+            name: name.into(),
+            status: status.into(),
+        });
+    }
+    let checks: [(&'static str, String, String); 3] = [
+        (
+            "os_hash_algo",
+            "sha512".into(),
+            img["os_hash_algo"].as_str().unwrap_or("(none)").into(),
+        ),
+        (
+            "os_hash_value",
+            art.sha512.clone(),
+            img["os_hash_value"].as_str().unwrap_or("(none)").into(),
+        ),
+        (
+            "size",
+            art.size.to_string(),
+            img["size"]
+                .as_u64()
+                .map(|s| s.to_string())
+                .unwrap_or("(none)".into()),
+        ),
+    ];
+    for (field, expected, got) in checks {
+        if expected != got {
+            return Err(PublishError::Mismatch {
+                id: id.into(),
+                name: name.into(),
+                field,
+                expected,
+                got,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Deletes images of the profile from builds older than the newest `keep`,
+/// sparing any image a `--set-nodes` node references.
+fn prune(
+    glance: &Glance,
+    session: &Session,
+    build: &Build,
+    opts: &Options,
+    keep: usize,
+    out: &mut Outcome,
+) -> Result<(), PublishError> {
+    let images = glance.list_by(PROP_PROFILE, &build.profile)?;
+    // Builds, newest first: this one, then by source date epoch and creation time.
+    let mut builds: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for i in &images {
+        let Some(h) = i[PROP_MANIFEST].as_str() else {
+            continue;
+        };
+        let epoch = i[PROP_EPOCH]
+            .as_str()
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0);
+        let created = i["created_at"].as_str().unwrap_or_default().to_string();
+        let e = builds
+            .entry(h.to_string())
+            .or_insert((epoch, created.clone()));
+        if created > e.1 {
+            e.1 = created;
+        }
+    }
+    let mut order: Vec<(String, (u64, String))> = builds.into_iter().collect();
+    order.sort_by(|a, b| {
+        (b.0 == build.manifest_hash)
+            .cmp(&(a.0 == build.manifest_hash))
+            .then(b.1.cmp(&a.1))
+    });
+    let keep_hashes: Vec<&str> = order.iter().take(keep).map(|(h, _)| h.as_str()).collect();
+    let nodes: Vec<Value> = match (&session.baremetal, opts.set_nodes.is_empty()) {
+        (Some(base), false) => {
+            let ironic = ironic::Ironic::new(base, session.token.clone(), agent());
+            opts.set_nodes
+                .iter()
+                .map(|n| ironic.node(n))
+                .collect::<Result<_, _>>()?
+        }
+        _ => Vec::new(),
+    };
+    for i in &images {
+        let (Some(h), Some(id)) = (i[PROP_MANIFEST].as_str(), i["id"].as_str()) else {
+            continue;
+        };
+        if keep_hashes.contains(&h) {
+            continue;
+        }
+        if nodes.iter().any(|n| ironic::references(n, id)) {
+            out.kept_referenced.push(id.to_string());
+            continue;
+        }
+        glance.delete(id)?;
+        out.deleted.push(id.to_string());
+    }
+    Ok(())
+}
+
+/// `ipa-build publish`: 0 on success, 2 on error.
+pub fn run_cli(args: &PublishArgs) -> i32 {
+    match run(args) {
+        Ok(o) => {
+            if args.json {
+                match serde_json::to_string_pretty(&o) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: cannot encode the result as JSON: {e}");
+                        return 2;
+                    }
+                }
+            } else {
+                for i in &o.images {
+                    let what = if i.existing {
+                        "already published"
+                    } else {
+                        "uploaded"
+                    };
+                    println!("{} {} {} ({what})", i.kind, i.id, i.name);
+                }
+                for n in &o.nodes_set {
+                    println!("node {n}: {:?} kernel and ramdisk set", args.role);
+                }
+                for d in &o.deleted {
+                    println!("deleted old image {d}");
+                }
+                for k in &o.kept_referenced {
+                    println!("kept old image {k}: a listed node still references it");
+                }
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+fn run(args: &PublishArgs) -> Result<Outcome, PublishError> {
+    let build = read_build(&args.dir)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let cloud = clouds::resolve(args.os_cloud.as_deref(), &env)?;
+    let session = clouds::connect(&cloud, &agent())?;
+    publish(
+        &build,
+        &session,
+        &Options {
+            name: args.name.clone(),
+            set_nodes: args.set_nodes.clone(),
+            role: Some(args.role),
+            keep: args.keep,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_names() {
+        assert_eq!(date(0), "19700101");
+        assert_eq!(date(1_700_000_000), "20231114");
+        assert_eq!(date(951_782_400), "20000229");
+        let b = Build {
+            dir: "x".into(),
+            profile: "tinyipa".into(),
+            tool_version: "0.1.0".into(),
+            source_date_epoch: 1_700_000_000,
+            manifest_hash: "0123456789abcdef".into(),
+            artifacts: vec![],
+        };
+        assert_eq!(
+            image_name("tinyipa", &b, "kernel"),
+            "tinyipa-20231114-0123456789ab.kernel"
+        );
+        assert_eq!(formats("initramfs"), ("ari", "ari"));
+        assert_eq!(formats("iso"), ("iso", "bare"));
+    }
+}
