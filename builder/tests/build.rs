@@ -509,3 +509,47 @@ fn a_dynamic_agent_is_refused() {
     // /bin/true is dynamic: refused before anything else is built.
     assert_failed_cleanly(&o, &out, 1, &["/bin/true", "static"]);
 }
+
+#[test]
+fn list_completions_and_man_page_come_from_the_cli_definitions() {
+    let text = |args: &[&str]| {
+        let o = Command::new(bin())
+            .args(args)
+            .current_dir(workspace())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ipa-build {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let list = text(&["list"]);
+    for name in [
+        "tinyipa",
+        "coreos",
+        "busybox-init",
+        "systemd-init",
+        "ssh-dropbear",
+        "ssh-openssh",
+    ] {
+        assert!(
+            list.contains(&format!("  {name} ")),
+            "{name} missing from `list`:\n{list}"
+        );
+    }
+    let bash = text(&["completions", "bash"]);
+    for word in ["publish", "inspect", "audit", "--profile", "--offline"] {
+        assert!(
+            bash.contains(word),
+            "{word} missing from the bash completions"
+        );
+    }
+    let man = text(&["man"]);
+    assert!(
+        man.contains(".TH ipa-build 1") && man.contains("\\-\\-profile"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+}
