@@ -151,16 +151,8 @@ pub fn read_build(dir: &Path) -> Result<Build, PublishError> {
 
 /// `YYYYMMDD` (UTC) of a Unix time.
 pub fn date(epoch: u64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = (epoch / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let days = i64::try_from(epoch / 86_400).unwrap_or(i64::MAX / 2);
+    let (y, m, d) = crate::debian::release::civil_from_days(days);
     format!("{y:04}{m:02}{d:02}")
 }
 
