@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use ipa_build::pack::{PackOptions, pack_to_file};
+use ipa_build::initramfs::{PackOptions, pack_to_file};
 use ipa_build::stage::Tree;
 
 fn main() -> anyhow::Result<()> {

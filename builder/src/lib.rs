@@ -1,25 +1,18 @@
 //! `ipa-build`: builds rescue and deploy ramdisks for OpenStack Ironic.
 //!
-//! The build is a fixed pipeline, read top to bottom in [`pipeline::build`];
+//! The build is a fixed pipeline, read top to bottom in [`build::build`];
 //! each stage is one module with one job. See `ARCHITECTURE.md` for the map.
 
 pub mod agent;
 pub mod audit;
-pub mod boot;
+pub mod build;
 pub mod cache;
+pub mod cmd;
+pub mod config;
 pub mod debian;
-pub mod diag;
-pub mod diff;
-pub mod element;
-pub mod emit;
-pub mod hooks;
 pub mod host;
-pub mod inspect;
-pub mod iso;
-pub mod pack;
-pub mod pipeline;
-pub mod profile;
+pub mod initramfs;
+pub mod manifest;
 pub mod publish;
 pub mod report;
-pub mod scrub;
 pub mod stage;

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use ipa_build::pipeline::{self, BuildOptions};
-use ipa_build::profile::{Compression, Format};
+use ipa_build::build::{self as pipeline, BuildOptions};
+use ipa_build::cache::Cache;
+use ipa_build::config::profile::{Compression, Format};
+use ipa_build::config::{element, profile};
 use ipa_build::report::{Reporter, human_bytes};
-use ipa_build::{cache::Cache, element, profile};
 
 /// Build small, reproducible, audited rescue and deploy ramdisks for OpenStack Ironic.
 ///
@@ -34,11 +35,11 @@ enum Command {
     /// for secrets. Exit 0 clean, 1 findings, 2 error.
     Audit(ipa_build::audit::AuditArgs),
     /// Boot a build directory in QEMU (serial console on this terminal; Ctrl-A X quits).
-    Boot(ipa_build::boot::BootArgs),
+    Boot(ipa_build::cmd::boot::BootArgs),
     /// Show what is in a build directory, an initramfs (any compression, concatenated) or an ISO.
-    Inspect(ipa_build::inspect::InspectArgs),
+    Inspect(ipa_build::cmd::inspect::InspectArgs),
     /// Compare two builds or initramfs files. Exit 0 same, 1 different, 2 error.
-    Diff(ipa_build::diff::DiffArgs),
+    Diff(ipa_build::cmd::diff::DiffArgs),
     /// Upload a build to Glance, verify its SHA-512, optionally set it on Ironic nodes, prune old images.
     Publish(ipa_build::publish::PublishArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
@@ -137,9 +138,9 @@ fn main() -> ExitCode {
         Some(Command::List(paths)) => list(&paths),
         Some(Command::Build(args)) => build(&args),
         Some(Command::Audit(args)) => exit(ipa_build::audit::run_cli(&args)),
-        Some(Command::Boot(args)) => exit(ipa_build::boot::run_cli(&args)),
-        Some(Command::Inspect(args)) => exit(ipa_build::inspect::run_cli(&args)),
-        Some(Command::Diff(args)) => exit(ipa_build::diff::run_cli(&args)),
+        Some(Command::Boot(args)) => exit(ipa_build::cmd::boot::run_cli(&args)),
+        Some(Command::Inspect(args)) => exit(ipa_build::cmd::inspect::run_cli(&args)),
+        Some(Command::Diff(args)) => exit(ipa_build::cmd::diff::run_cli(&args)),
         Some(Command::Publish(args)) => exit(ipa_build::publish::run_cli(&args)),
         Some(Command::Completions { shell }) => {
             let mut buf = Vec::new();
@@ -218,7 +219,8 @@ fn search_paths(paths: &PathArgs) -> (Vec<PathBuf>, Vec<PathBuf>) {
 fn list(paths: &PathArgs) -> Result<(), u8> {
     let (profile_dirs, element_dirs) = search_paths(paths);
     let print =
-        |title: &str, items: Result<Vec<(String, String)>, ipa_build::diag::ConfigError>| {
+        |title: &str,
+         items: Result<Vec<(String, String)>, ipa_build::config::diag::ConfigError>| {
             match items {
                 Ok(items) => {
                     println!("{title}:");

@@ -16,7 +16,7 @@ use std::process::Command;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ipa_build::audit::{self, AuditReport, Severity};
-use ipa_build::profile::AuditAllow;
+use ipa_build::config::profile::AuditAllow;
 
 fn have(tool: &str) -> bool {
     Command::new("sh")

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ipa_build::diag::{ConfigError, ErrorKind};
-use ipa_build::element::{self, DeviceKind, Mode};
-use ipa_build::profile::{self, Compression, Dependencies, Format, InitStyle};
+use ipa_build::config::diag::{ConfigError, ErrorKind};
+use ipa_build::config::element::{self, DeviceKind, Mode};
+use ipa_build::config::profile::{self, Compression, Dependencies, Format, InitStyle};
 
 const FIX: &str = "tests/fixtures/config";
 
@@ -204,7 +204,7 @@ fn profile_serializes_for_the_manifest() {
 
 #[test]
 fn sizes_parse() {
-    use ipa_build::diag::Scalar;
+    use ipa_build::config::diag::Scalar;
     let s = |t: &str| profile::parse_size(&Scalar::Str(t.to_string()));
     assert_eq!(s("20MiB"), Ok(20 << 20));
     assert_eq!(s("512 KiB"), Ok(512 << 10));

@@ -27,7 +27,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How the ISO under test is made. `Binary` is the real thing: `ipa-build
 /// --format iso`. `Library` builds the kernel and initramfs with the binary
-/// and the ISO with `ipa_build::iso::build_iso`, for as long as the pipeline
+/// and the ISO with `ipa_build::build::iso::build_iso`, for as long as the pipeline
 /// does not write ISOs itself.
 const SOURCE: Source = Source::Binary;
 
@@ -82,14 +82,14 @@ fn bootloaders() -> PathBuf {
     std::fs::create_dir_all(&debs).unwrap();
     let st = Command::new("apt-get")
         .arg("download")
-        .args(ipa_build::iso::ISO_PACKAGES)
+        .args(ipa_build::build::iso::ISO_PACKAGES)
         .current_dir(&debs)
         .status()
         .unwrap();
     assert!(
         st.success(),
         "apt-get download {:?} failed",
-        ipa_build::iso::ISO_PACKAGES
+        ipa_build::build::iso::ISO_PACKAGES
     );
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
@@ -139,19 +139,21 @@ fn build(dir: &Path, api_url: &str) -> PathBuf {
             let summary = ipa_build(&args);
             let cmdline = format!("{} {append}", summary["cmdline"].as_str().unwrap());
             let work = tempfile::tempdir().unwrap();
-            let inputs = ipa_build::iso::IsoInputs {
+            let inputs = ipa_build::build::iso::IsoInputs {
                 kernel: &dir.join("tinyipa.kernel"),
                 initramfs: &dir.join("tinyipa.initramfs"),
                 cmdline: &cmdline,
-                label: &ipa_build::iso::default_label("tinyipa"),
+                label: &ipa_build::build::iso::default_label("tinyipa"),
                 source_date_epoch: EPOCH.parse().unwrap(),
                 bootloaders: &bootloaders(),
                 work_dir: work.path(),
             };
             let reporter = ipa_build::report::Reporter::plain();
-            ipa_build::host::ensure(ipa_build::iso::host_needs(), true, &|m| reporter.info(m))
-                .unwrap();
-            ipa_build::iso::build_iso(&inputs, &dir.join("tinyipa.iso"), &reporter).unwrap();
+            ipa_build::host::ensure(ipa_build::build::iso::host_needs(), true, &|m| {
+                reporter.info(m)
+            })
+            .unwrap();
+            ipa_build::build::iso::build_iso(&inputs, &dir.join("tinyipa.iso"), &reporter).unwrap();
         }
     }
     dir.join("tinyipa.iso")
@@ -296,7 +298,7 @@ fn missing_bootloaders_are_named_and_nothing_is_written() {
     std::fs::write(&initramfs, b"initramfs").unwrap();
     let empty = d.path().join("bootloaders");
     std::fs::create_dir(&empty).unwrap();
-    let inputs = ipa_build::iso::IsoInputs {
+    let inputs = ipa_build::build::iso::IsoInputs {
         kernel: &kernel,
         initramfs: &initramfs,
         cmdline: "console=ttyS0",
@@ -306,9 +308,12 @@ fn missing_bootloaders_are_named_and_nothing_is_written() {
         work_dir: d.path(),
     };
     let reporter = ipa_build::report::Reporter::quiet();
-    ipa_build::host::ensure(ipa_build::iso::host_needs(), true, &|m| eprintln!("{m}")).unwrap();
+    ipa_build::host::ensure(ipa_build::build::iso::host_needs(), true, &|m| {
+        eprintln!("{m}")
+    })
+    .unwrap();
     let out = d.path().join("x.iso");
-    let msg = ipa_build::iso::build_iso(&inputs, &out, &reporter)
+    let msg = ipa_build::build::iso::build_iso(&inputs, &out, &reporter)
         .unwrap_err()
         .to_string();
     assert!(

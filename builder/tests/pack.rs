@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ipa_build::pack::{Compression, PackOptions, PackReport, cpio, pack};
+use ipa_build::initramfs::{Compression, PackOptions, PackReport, cpio, pack};
 use ipa_build::stage::{Meta, Special, Tree};
 use proptest::prelude::*;
 

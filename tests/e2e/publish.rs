@@ -258,7 +258,7 @@ fn real_builds() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
         let mut outs = Vec::new();
         for profile in ["tinyipa", "tinyipa-pci"] {
             let out = tmp.path().join(profile);
-            let opts = ipa_build::pipeline::BuildOptions {
+            let opts = ipa_build::build::BuildOptions {
                 profile: profile.into(),
                 profile_dirs: vec![profiles.clone(), root.join("profiles")],
                 element_dirs: vec![root.join("elements")],
@@ -277,7 +277,7 @@ fn real_builds() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
                 install_host_packages: true,
                 etc_apt: PathBuf::from("/etc/apt"),
             };
-            ipa_build::pipeline::build(&opts, &ipa_build::report::Reporter::quiet()).unwrap();
+            ipa_build::build::build(&opts, &ipa_build::report::Reporter::quiet()).unwrap();
             outs.push(out);
         }
         let b = outs.pop().unwrap();
@@ -289,7 +289,7 @@ fn real_builds() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
 #[test]
 fn inspect_and_diff_two_real_builds() {
     let (_, a, b) = real_builds();
-    let ins = ipa_build::inspect::inspect(a).unwrap();
+    let ins = ipa_build::cmd::inspect::inspect(a).unwrap();
     assert_eq!(ins.kind, "build");
     assert!(ins.manifest.is_some());
     let m = ins.manifest.as_ref().unwrap();
@@ -317,7 +317,7 @@ fn inspect_and_diff_two_real_builds() {
     );
     assert!(ins.largest_files(1)[0].size > 0);
 
-    let d = ipa_build::diff::diff_paths(a, b).unwrap();
+    let d = ipa_build::cmd::diff::diff_paths(a, b).unwrap();
     assert!(d.have_manifests);
     let added: Vec<&str> = d.packages_added.iter().map(|p| p.name.as_str()).collect();
     assert!(added.contains(&"pciutils"), "{added:?}");
@@ -330,11 +330,11 @@ fn inspect_and_diff_two_real_builds() {
     assert!(d.files_removed.is_empty(), "{:?}", d.files_removed);
     assert_eq!(d.kernel.old_release, d.kernel.new_release);
     assert!(d.totals.uncompressed_delta > 0);
-    assert!(ipa_build::diff::diff_paths(a, a).unwrap().is_empty());
+    assert!(ipa_build::cmd::diff::diff_paths(a, a).unwrap().is_empty());
 
     // The same through an initramfs file instead of the directory.
-    let file = ipa_build::inspect::build_initramfs(b, None).unwrap();
-    let d2 = ipa_build::diff::diff_paths(a, &file).unwrap();
+    let file = ipa_build::cmd::inspect::build_initramfs(b, None).unwrap();
+    let d2 = ipa_build::cmd::diff::diff_paths(a, &file).unwrap();
     assert!(!d2.have_manifests);
     assert_eq!(d2.files_added.len(), d.files_added.len());
 }

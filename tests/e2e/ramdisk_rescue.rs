@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ipa_build::pipeline::{BuildOptions, BuildSummary, build};
+use ipa_build::build::{BuildOptions, BuildSummary, build};
 use ipa_build::report::Reporter;
 use ipa_e2e::ironic::{Ironic, Node};
 use ipa_e2e::net::free_port;

@@ -2,7 +2,7 @@
 //!
 //! A rescue ramdisk is handed to the tenant, and deploy ramdisks are often
 //! served over plain HTTP: whatever secret a package, an element or a hook
-//! leaves in the tree is published. [`crate::scrub`] deletes what we know
+//! leaves in the tree is published. [`crate::build::scrub`] deletes what we know
 //! must never ship; this module *checks* that nothing else slipped through,
 //! and refuses to let the build emit the image if something did.
 //!
@@ -30,7 +30,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use walkdir::WalkDir;
 
-use crate::profile::AuditAllow;
+use crate::config::profile::AuditAllow;
 use scan::Job;
 
 /// How bad a finding is. Errors fail the build; warnings are reported (and

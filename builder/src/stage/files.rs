@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use crate::element::{DeviceKind, Element};
+use crate::config::element::{DeviceKind, Element};
 use crate::stage::tree::{Meta, Special, Tree, normalize};
 
 #[derive(Debug, thiserror::Error)]

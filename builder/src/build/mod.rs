@@ -3,6 +3,11 @@
 //! one to the next. `ARCHITECTURE.md` has the same list with each stage's
 //! invariants.
 
+pub mod emit;
+pub mod hooks;
+pub mod iso;
+pub mod scrub;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::BufWriter;
@@ -13,21 +18,21 @@ use serde::Serialize;
 use crate::agent::{self, AgentError};
 use crate::audit::{self, AuditError, Finding};
 use crate::cache::Cache;
+use crate::config::diag::ConfigError;
+use crate::config::element::{self, Element};
+use crate::config::profile::{self, Compression, Dependencies, Format, InitStyle, Profile};
 use crate::debian::{self, Archive, ArchiveConfig, DebianError, Package};
-use crate::diag::ConfigError;
-use crate::element::{self, Element};
-use crate::emit::{Artifact, EmitError, Emitter};
-use crate::hooks::{self, Hook, HookEnv, HookError};
 use crate::host::{self, HostError};
-use crate::iso::{self, IsoError, IsoInputs};
-use crate::pack::{self, PackError, PackOptions};
-use crate::profile::{self, Compression, Dependencies, Format, InitStyle, Profile};
+use crate::initramfs::{self as pack, PackError, PackOptions};
 use crate::report::{Reporter, StageTiming, human_bytes};
-use crate::scrub::{self, ScrubError};
 use crate::stage::Tree;
 use crate::stage::elf::{self, ElfError};
 use crate::stage::files::{self, FilesError};
 use crate::stage::modules::{self, ModulesError};
+use emit::{Artifact, EmitError, Emitter};
+use hooks::{Hook, HookEnv, HookError};
+use iso::{IsoError, IsoInputs};
+use scrub::ScrubError;
 
 /// Paths never installed from packages unless a profile says otherwise:
 /// documentation and translations a ramdisk has no reader for.
@@ -475,7 +480,7 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
         },
         agent: match &agent_bin {
             Some(bin) => {
-                let (size, sha256, _) = crate::emit::hash_file(bin)?;
+                let (size, sha256, _) = crate::build::emit::hash_file(bin)?;
                 Some(AgentRecord {
                     path: plan.agent_path.clone().unwrap_or_default(),
                     source: if opts.agent.is_some() {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::diag::{
+use crate::config::diag::{
     ConfigError, ErrorKind, Scalar, Snippet, Source, check_image_path, did_you_mean,
 };
 
@@ -91,7 +91,7 @@ pub struct Profile {
     /// The init system the image boots with.
     pub init: InitStyle,
     /// Elements to include, parents' first, duplicates dropped keeping the first.
-    /// Their `depends` are resolved by [`crate::element::resolve`].
+    /// Their `depends` are resolved by [`crate::config::element::resolve`].
     pub elements: Vec<String>,
     /// Extra Debian packages to install, parents' first.
     pub packages: Vec<String>,
@@ -132,7 +132,7 @@ impl Profile {
     /// for profiles built in code.
     ///
     /// ```no_run
-    /// # fn f(p: &ipa_build::profile::Profile) {
+    /// # fn f(p: &ipa_build::config::profile::Profile) {
     /// let at = p.site("size_budget.initramfs", None);
     /// let pkg = p.site("packages", Some("pciutils"));
     /// # }

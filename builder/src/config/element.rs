@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::diag::{
+use crate::config::diag::{
     ConfigError, ErrorKind, Scalar, Snippet, Source, check_image_path, did_you_mean,
 };
-use crate::profile::{InitStyle, Profile};
+use crate::config::profile::{InitStyle, Profile};
 
 /// A file permission mode, written in YAML as a quoted octal string (`"0755"`).
 ///
@@ -318,7 +318,7 @@ fn load_with_sites(name: &str, dir: &Path) -> Result<(Element, Sites), ConfigErr
     }
     let mut depends = Vec::new();
     for (i, d) in raw.depends.iter().enumerate() {
-        crate::profile::check_name(&d.value, "element")
+        crate::config::profile::check_name(&d.value, "element")
             .map_err(|m| bad(&format!("depends[{i}]"), m, src.at(d)))?;
         if d.value == name {
             return Err(ConfigError::new(

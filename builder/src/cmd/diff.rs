@@ -3,14 +3,14 @@
 //! Before replacing a rescue image in production an operator wants to know
 //! exactly what moved: packages and versions (from the manifests), files and
 //! their sizes (from the initramfs contents, compared by SHA-256), and the
-//! kernel and its modules. Both sides are read with [`crate::inspect`].
+//! kernel and its modules. Both sides are read with [`crate::cmd::inspect`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::inspect::{self, InspectError, Inspection};
+use crate::cmd::inspect::{self, InspectError, Inspection};
 
 /// Arguments of `ipa-build diff`.
 #[derive(clap::Args, Debug, Clone)]
@@ -335,7 +335,7 @@ pub fn run_cli(args: &DiffArgs) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::{FileInfo, KernelInfo};
+    use crate::cmd::inspect::{FileInfo, KernelInfo};
     use serde_json::json;
 
     fn ins(pkgs: serde_json::Value, files: &[(&str, u64, &str)], mods: &[&str]) -> Inspection {

@@ -1,0 +1,273 @@
+//! The one record of what a build produced: `manifest.json`.
+//!
+//! The emit stage writes it and every command that reads a build (`boot`,
+//! `inspect`, `diff`, `publish`) reads it back through [`Manifest::read`], so
+//! there is exactly one shape and one set of checks. The manifest holds no
+//! host paths and no timings: two builds of the same inputs write the same
+//! bytes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The version of the manifest's shape; bumped when a field changes meaning.
+pub const FORMAT: u32 = 1;
+
+/// The file name inside a build directory.
+pub const FILE_NAME: &str = "manifest.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(
+        "{}: cannot read the build manifest ({source}). Is {} a build output directory? Build one with `ipa-build --profile tinyipa --output {}`",
+        path.display(), dir.display(), dir.display()
+    )]
+    Read {
+        path: PathBuf,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a build manifest: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// What kind of file an artifact is; decides how it boots and how Glance stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    Kernel,
+    Initramfs,
+    Iso,
+}
+
+impl ArtifactKind {
+    pub const ALL: [ArtifactKind; 3] = [
+        ArtifactKind::Kernel,
+        ArtifactKind::Initramfs,
+        ArtifactKind::Iso,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ArtifactKind::Kernel => "kernel",
+            ArtifactKind::Initramfs => "initramfs",
+            ArtifactKind::Iso => "iso",
+        }
+    }
+}
+
+impl fmt::Display for ArtifactKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One file the build wrote, with the hashes an operator compares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub kind: ArtifactKind,
+    /// A plain file name inside the build directory (checked on read).
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Equals Glance's `os_hash_value` after upload.
+    pub sha512: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub tool: Tool,
+    pub profile: ProfileRecord,
+    pub source_date_epoch: u64,
+    pub elements: Vec<ElementRecord>,
+    pub packages: Vec<PackageRecord>,
+    pub kernel: KernelRecord,
+    pub agent: Option<AgentRecord>,
+    /// Packages whose files went into the ISO's boot loaders, not the image.
+    pub bootloaders: Vec<PackageRecord>,
+    pub cmdline: String,
+    pub compression: CompressionRecord,
+    pub files: u64,
+    pub uncompressed_bytes: u64,
+    pub scrubbed: Vec<String>,
+    pub audit: AuditRecord,
+    pub artifacts: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileRecord {
+    pub name: String,
+    pub description: String,
+    /// File names of the `extends` chain, base first (no host paths: the
+    /// manifest must not depend on where the checkout lives).
+    pub chain: Vec<String>,
+    pub init: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElementRecord {
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRecord {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    pub sha256: String,
+    pub size: u64,
+    pub suite: String,
+    /// `whole`, `libraries` when only its shared libraries were taken, or
+    /// `iso` for boot loader files.
+    pub installed: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelRecord {
+    pub package: String,
+    pub version: String,
+    pub sha256: String,
+    pub release: String,
+    pub modules: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Where the agent sits in the image (an image path, not a host path).
+    pub path: PathBuf,
+    /// `workspace` or `file` (`--agent`).
+    pub source: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompressionRecord {
+    pub kind: String,
+    pub level: Option<u32>,
+}
+
+/// What the secret audit let through, and why: reviewed exceptions from the
+/// profile's `audit.allow`, and warnings (such as `authorized_keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub allowed: Vec<AllowedRecord>,
+    pub warnings: Vec<FindingRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowedRecord {
+    pub finding: FindingRecord,
+    pub reason: String,
+}
+
+/// An audit finding as recorded: the same fields as the audit's own
+/// `Finding`, owned so that it can be read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    pub path: String,
+    pub offset: u64,
+    pub rule: String,
+    pub severity: String,
+    pub preview: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+}
+
+/// A manifest read from a build directory, with what readers need beside it.
+#[derive(Debug, Clone)]
+pub struct BuildDir {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// SHA-256 of `manifest.json` as written: the build's identity (publish
+    /// names Glance images after it).
+    pub manifest_sha256: String,
+}
+
+impl Manifest {
+    /// Reads and validates `DIR/manifest.json`: the shape must parse, the
+    /// format must be one we write, and every artifact must be a plain file
+    /// name, so that no reader can be pointed outside `DIR`.
+    pub fn read(dir: &Path) -> Result<BuildDir, ManifestError> {
+        let path = dir.join(FILE_NAME);
+        let bytes = std::fs::read(&path).map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let invalid = |reason: String| ManifestError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        if manifest.format != FORMAT {
+            return Err(invalid(format!(
+                "format {} (this ipa-build reads format {FORMAT})",
+                manifest.format
+            )));
+        }
+        for a in &manifest.artifacts {
+            if !is_plain_file_name(&a.file) {
+                return Err(invalid(format!(
+                    "artifact file {:?} is not a plain name",
+                    a.file
+                )));
+            }
+        }
+        Ok(BuildDir {
+            dir: dir.to_path_buf(),
+            manifest_sha256: hex::encode(Sha256::digest(&bytes)),
+            manifest,
+        })
+    }
+
+    /// The first artifact of a kind.
+    pub fn artifact(&self, kind: ArtifactKind) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| a.kind == kind)
+    }
+}
+
+impl BuildDir {
+    /// The host path of the first artifact of a kind.
+    pub fn path_of(&self, kind: ArtifactKind) -> Option<PathBuf> {
+        self.manifest.artifact(kind).map(|a| self.dir.join(&a.file))
+    }
+}
+
+/// A name that stays inside its directory: no separators, not `.` or `..`.
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && !name.contains('\0') && name != "." && name != ".."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_only() {
+        assert!(is_plain_file_name("tinyipa.kernel"));
+        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\0b"] {
+            assert!(!is_plain_file_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn artifact_kinds_serialize_lowercase() {
+        for k in ArtifactKind::ALL {
+            let s = serde_json::to_string(&k).unwrap();
+            assert_eq!(s, format!("\"{k}\""));
+            assert_eq!(serde_json::from_str::<ArtifactKind>(&s).unwrap(), k);
+        }
+    }
+}
