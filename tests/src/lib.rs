@@ -19,6 +19,7 @@ pub mod glance;
 pub mod ironic;
 pub mod net;
 pub mod paths;
+pub mod peer;
 pub mod process;
 pub mod qemu;
 pub mod venv;

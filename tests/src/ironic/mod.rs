@@ -18,24 +18,28 @@ mod client;
 mod config;
 mod node;
 
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use client::IronicClient;
 pub use config::IronicConfig;
 pub use node::{FAILURE_STATES, Node};
 
-use crate::process::GroupChild;
-use crate::venv::{self, Venv, VenvError};
-use crate::{net, paths};
+use crate::peer::{Peer, PeerError, Running};
+use crate::venv::{self, Venv};
 
 /// The Ironic release every test runs against.
 pub const IRONIC_REQUIREMENT: &str = "ironic==39.0.0";
 
-/// Name of the venv directory under [`paths::e2e_dir`].
+/// Name of the venv directory under [`crate::paths::e2e_dir`].
 pub const IRONIC_VENV: &str = "venv-ironic";
+
+/// Ironic as a peer service: its venv and pinned release.
+const IRONIC: Peer = Peer {
+    service: "ironic",
+    venv: IRONIC_VENV,
+    requirements: &[IRONIC_REQUIREMENT],
+};
 
 /// How long the API may take to answer after the process started. It takes
 /// about 7 s on a loaded 2-core machine; the margin covers parallel tests.
@@ -45,33 +49,7 @@ const API_START_TIMEOUT: Duration = Duration::from_secs(90);
 #[derive(Debug, thiserror::Error)]
 pub enum IronicError {
     #[error(transparent)]
-    Venv(#[from] VenvError),
-    #[error("cannot create or write {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("`{command}` failed ({status}); log {log}:\n{tail}")]
-    Setup {
-        command: String,
-        status: String,
-        log: PathBuf,
-        tail: String,
-    },
-    #[error("ironic exited before its API answered ({status}); log {log}:\n{tail}")]
-    Exited {
-        status: String,
-        log: PathBuf,
-        tail: String,
-    },
-    #[error("ironic's API at {url} did not answer within {waited:?}; log {log}:\n{tail}")]
-    NotReady {
-        url: String,
-        waited: Duration,
-        log: PathBuf,
-        tail: String,
-    },
+    Peer(#[from] PeerError),
     #[error("{method} {url}: {source}")]
     Http {
         method: &'static str,
@@ -124,7 +102,7 @@ pub struct Ironic {
     console_log: PathBuf,
     venv: Venv,
     // Order matters: the process must die before its state directory goes.
-    process: GroupChild,
+    server: Running,
     state: Option<tempfile::TempDir>,
 }
 
@@ -136,54 +114,48 @@ impl Ironic {
 
     /// Starts Ironic with `config`, creating the venv first if needed.
     pub fn start_with(config: IronicConfig) -> Result<Self, IronicError> {
-        let venv = venv::ensure(IRONIC_VENV, &[IRONIC_REQUIREMENT])?;
-        let runs = paths::e2e_dir().join("runs");
-        fs::create_dir_all(&runs).map_err(|source| io_err(&runs, source))?;
-        let state = tempfile::Builder::new()
-            .prefix("ironic-")
-            .tempdir_in(&runs)
-            .map_err(|source| io_err(&runs, source))?;
-        let dir = state.path().to_path_buf();
-        let port = net::free_port().map_err(|source| io_err(Path::new("127.0.0.1:0"), source))?;
-
-        let conf = dir.join("ironic.conf");
-        fs::write(&conf, config.render(&dir, port)).map_err(|source| io_err(&conf, source))?;
+        let peer = IRONIC.prepare()?;
+        let (dir, port) = (peer.dir().to_path_buf(), peer.port);
+        let conf = peer.write("ironic.conf", &config.render(&dir, port))?;
         if config.reveals_secrets() {
-            let policy = dir.join("policy.yaml");
-            fs::write(&policy, config::REVEAL_SECRETS_POLICY)
-                .map_err(|source| io_err(&policy, source))?;
+            peer.write("policy.yaml", config::REVEAL_SECRETS_POLICY)?;
         }
+        // `create_schema` stamps the newest revision directly (about 4 s)
+        // instead of replaying every migration (`upgrade`).
+        let mut dbsync = peer.venv.script_command("ironic-dbsync");
+        dbsync.arg("--config-file").arg(&conf).arg("create_schema");
+        peer.setup(&mut dbsync, &dir.join("dbsync.log"))?;
 
         let log = dir.join("ironic.log");
         let console_log = dir.join("ironic.console.log");
-        create_schema(&venv, &conf, &dir.join("dbsync.log"))?;
-
-        let console = File::create(&console_log).map_err(|source| io_err(&console_log, source))?;
-        let console_err = console
-            .try_clone()
-            .map_err(|source| io_err(&console_log, source))?;
-        let mut cmd = venv.script_command("ironic");
-        cmd.arg("--config-file")
-            .arg(&conf)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(console)
-            .stderr(console_err);
-        let process =
-            GroupChild::spawn(&mut cmd).map_err(|source| io_err(&venv.script("ironic"), source))?;
-
-        let base = format!("http://127.0.0.1:{port}");
-        let mut ironic = Self {
-            client: IronicClient::new(&base),
+        let mut cmd = peer.venv.script_command("ironic");
+        cmd.arg("--config-file").arg(&conf);
+        let mut server = peer.spawn(&mut cmd, &console_log)?;
+        let client = IronicClient::new(&format!("http://127.0.0.1:{port}"));
+        let tail = || {
+            let both = format!(
+                "{}\n--- stdout/stderr ---\n{}",
+                venv::file_tail(&log, 30),
+                venv::file_tail(&console_log, 30)
+            );
+            (log.clone(), both)
+        };
+        server.wait_ready(
+            "ironic",
+            client.base(),
+            API_START_TIMEOUT,
+            || client.is_up(),
+            tail,
+        )?;
+        Ok(Self {
+            client,
             port,
             log,
             console_log,
-            venv,
-            process,
-            state: Some(state),
-        };
-        ironic.wait_for_api()?;
-        Ok(ironic)
+            venv: peer.venv,
+            server,
+            state: Some(peer.state),
+        })
     }
 
     /// The API's base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
@@ -222,40 +194,6 @@ impl Ironic {
         }
     }
 
-    /// Polls `GET /` until it answers 200, the process dies, or time runs out.
-    fn wait_for_api(&mut self) -> Result<(), IronicError> {
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.process.try_status() {
-                return Err(IronicError::Exited {
-                    status: status.to_string(),
-                    log: self.console_log.clone(),
-                    tail: self.startup_tail(),
-                });
-            }
-            if self.client.is_up() {
-                return Ok(());
-            }
-            if started.elapsed() > API_START_TIMEOUT {
-                return Err(IronicError::NotReady {
-                    url: self.url().to_string(),
-                    waited: started.elapsed(),
-                    log: self.log.clone(),
-                    tail: self.startup_tail(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn startup_tail(&self) -> String {
-        format!(
-            "{}\n--- stdout/stderr ---\n{}",
-            venv::file_tail(&self.log, 30),
-            venv::file_tail(&self.console_log, 30)
-        )
-    }
-
     /// Keeps the state directory (config, sqlite, logs) after drop and
     /// returns its path.
     pub fn keep_state(&mut self) -> Option<PathBuf> {
@@ -277,7 +215,7 @@ impl Drop for Ironic {
     fn drop(&mut self) {
         // Read the tail before the kill: shutdown noise would bury the error.
         let tail = std::thread::panicking().then(|| self.log_tail(60));
-        let _ = self.process.kill_group();
+        let _ = self.server.process.kill_group();
         if let Some(tail) = tail {
             let kept = self.keep_state();
             eprintln!(
@@ -287,39 +225,5 @@ impl Drop for Ironic {
                 kept.as_deref().unwrap_or(Path::new("?")).display()
             );
         }
-    }
-}
-
-/// Creates the sqlite schema. `create_schema` stamps the newest revision
-/// directly (about 4 s) instead of replaying every migration (`upgrade`).
-fn create_schema(venv: &Venv, conf: &Path, log_path: &Path) -> Result<(), IronicError> {
-    let log = File::create(log_path).map_err(|source| io_err(log_path, source))?;
-    let log_err = log.try_clone().map_err(|source| io_err(log_path, source))?;
-    let mut cmd = venv.script_command("ironic-dbsync");
-    cmd.arg("--config-file")
-        .arg(conf)
-        .arg("create_schema")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
-    let shown = format!("{cmd:?}");
-    let status = cmd
-        .status()
-        .map_err(|source| io_err(&venv.script("ironic-dbsync"), source))?;
-    if status.success() {
-        return Ok(());
-    }
-    Err(IronicError::Setup {
-        command: shown,
-        status: status.to_string(),
-        log: log_path.to_path_buf(),
-        tail: venv::file_tail(log_path, 30),
-    })
-}
-
-fn io_err(path: &Path, source: std::io::Error) -> IronicError {
-    IronicError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
