@@ -683,7 +683,7 @@ mod properties {
             Just(Compression::Xz)
         ];
         let comp_level = compression.prop_flat_map(|c| {
-            let r = c.level_range();
+            let r = c.levels();
             (Just(c), proptest::option::of(*r.start()..=*r.end()))
         });
         let budget = proptest::option::of((

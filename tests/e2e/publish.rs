@@ -258,25 +258,12 @@ fn real_builds() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
         let mut outs = Vec::new();
         for profile in ["tinyipa", "tinyipa-pci"] {
             let out = tmp.path().join(profile);
-            let opts = ipa_build::build::BuildOptions {
-                profile: profile.into(),
-                profile_dirs: vec![profiles.clone(), root.join("profiles")],
-                element_dirs: vec![root.join("elements")],
-                output: Some(out.clone()),
-                cache_dir: root.join("target/test-cache"),
-                offline: false,
-                mirror: None,
-                agent: None,
-                source_date_epoch: Some(1_700_000_000),
-                compression: None,
-                level: None,
-                formats: Vec::new(),
-                append: Vec::new(),
-                work_dir: None,
-                keep_tree: None,
-                install_host_packages: true,
-                etc_apt: PathBuf::from("/etc/apt"),
-            };
+            let mut opts = ipa_build::build::BuildOptions::new(profile);
+            opts.profile_dirs = vec![profiles.clone(), root.join("profiles")];
+            opts.element_dirs = vec![root.join("elements")];
+            opts.output = Some(out.clone());
+            opts.cache_dir = root.join("target/test-cache");
+            opts.source_date_epoch = Some(1_700_000_000);
             ipa_build::build::build(&opts, &ipa_build::report::Reporter::quiet()).unwrap();
             outs.push(out);
         }

@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::cmd::{Error, Outcome, Status};
 use crate::host::{self, HostError, Need};
 
 /// QEMU's own first MAC address, which most examples and tests assume.
@@ -40,7 +41,7 @@ const NIC_MODELS: [&str; 2] = ["virtio-net-pci", "e1000"];
 
 /// Boot a build directory's kernel and initramfs (or its ISO) in QEMU.
 #[derive(clap::Args, Debug, Clone)]
-pub struct BootArgs {
+pub struct Args {
     /// Build output directory (holds manifest.json, NAME.kernel, NAME.initramfs, NAME.iso).
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
@@ -308,7 +309,7 @@ fn valid_mac(mac: &str) -> bool {
 /// The full QEMU argument list for `args` on `build`. `vars` is the writable
 /// copy of the UEFI variable store (used only with `--uefi`).
 pub fn qemu_args(
-    args: &BootArgs,
+    args: &Args,
     build: &BuildDir,
     dir: &Path,
     accel: Accel,
@@ -395,19 +396,28 @@ pub fn qemu_args(
     Ok(a)
 }
 
-/// Runs `ipa-build boot`; returns the process exit code (QEMU's own, or 2
-/// when it could not be started).
-pub fn run_cli(args: &BootArgs) -> i32 {
-    match run(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            2
-        }
-    }
+/// Boots the build in QEMU on this terminal; QEMU's own exit status is the
+/// outcome (with `--print`, the command line is printed instead).
+pub fn run(args: &Args) -> Result<Outcome, Error> {
+    let code = boot(args)?;
+    Ok(match code {
+        Boot::Printed(line) => Outcome::success(line),
+        Boot::Exited(c) => Outcome {
+            stdout: String::new(),
+            status: Status::Child(c),
+        },
+    })
 }
 
-fn run(args: &BootArgs) -> Result<i32, BootError> {
+/// How a boot ended.
+enum Boot {
+    /// `--print`: the QEMU command line, for stdout.
+    Printed(String),
+    /// QEMU ran and exited with this status.
+    Exited(u8),
+}
+
+fn boot(args: &Args) -> Result<Boot, BootError> {
     let build = BuildDir::read(&args.dir)?;
     for path in [&build.kernel, &build.initramfs, &build.iso]
         .into_iter()
@@ -439,8 +449,11 @@ fn run(args: &BootArgs) -> Result<i32, BootError> {
     let argv = qemu_args(args, &build, &args.dir, accel, &vars)?;
     if args.print {
         let quoted: Vec<String> = argv.iter().map(|s| shell_quote(s)).collect();
-        println!("{} {}", QEMU.what, quoted.join(" "));
-        return Ok(0);
+        return Ok(Boot::Printed(format!(
+            "{} {}\n",
+            QEMU.what,
+            quoted.join(" ")
+        )));
     }
     if args.uefi {
         std::fs::copy(OVMF_VARS, &vars).map_err(|source| BootError::Vars {
@@ -462,7 +475,12 @@ fn run(args: &BootArgs) -> Result<i32, BootError> {
         .args(&argv)
         .status()
         .map_err(BootError::Spawn)?;
-    Ok(status.code().unwrap_or(1))
+    Ok(Boot::Exited(
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(1),
+    ))
 }
 
 fn shell_quote(s: &str) -> String {
@@ -480,12 +498,12 @@ fn shell_quote(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn args(extra: &[&str]) -> BootArgs {
+    fn args(extra: &[&str]) -> Args {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Cli {
             #[command(flatten)]
-            boot: BootArgs,
+            boot: Args,
         }
         let mut argv = vec!["boot"];
         argv.extend(extra);

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cmd::inspect::{self, InspectError, Inspection};
+use crate::cmd::{Error, Outcome};
 
 /// Arguments of `ipa-build diff`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct DiffArgs {
+pub struct Args {
     /// The old side: a build directory or an initramfs.
     #[arg(value_name = "A")]
     pub a: PathBuf,
@@ -309,27 +310,16 @@ pub fn render(d: &Diff) -> String {
     s
 }
 
-/// `ipa-build diff`: 0 when A and B are the same, 1 when they differ, 2 on error.
-pub fn run_cli(args: &DiffArgs) -> i32 {
-    let d = match diff_paths(&args.a, &args.b) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    if args.json {
-        match serde_json::to_string_pretty(&d) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: cannot encode the diff as JSON: {e}");
-                return 2;
-            }
-        }
+/// Compares A and B; the differences (or `--json`) are the outcome, `Found`
+/// when there are any (exit 1, like diff(1)).
+pub fn run(args: &Args) -> Result<Outcome, Error> {
+    let d = diff_paths(&args.a, &args.b)?;
+    let text = if args.json {
+        crate::cmd::json(&d)?
     } else {
-        print!("{}", render(&d));
-    }
-    if d.is_empty() { 0 } else { 1 }
+        render(&d)
+    };
+    Ok(Outcome::found_if(!d.is_empty(), text))
 }
 
 #[cfg(test)]

@@ -14,10 +14,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::audit::input::{self, ArchiveError};
+use crate::cmd::{Error, Outcome};
 
 /// Arguments of `ipa-build inspect`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct InspectArgs {
+pub struct Args {
     /// A build directory (with manifest.json), an initramfs (any compression,
     /// or several concatenated) or an ISO image.
     #[arg(value_name = "PATH")]
@@ -353,27 +354,13 @@ fn module_name(path: &str) -> Option<String> {
     base.strip_suffix(".ko").map(str::to_string)
 }
 
-/// `ipa-build inspect`: prints the inspection; 0 on success, 2 on error.
-pub fn run_cli(args: &InspectArgs) -> i32 {
-    let ins = match inspect(&args.path) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+/// Inspects `args.path`; the report (or `--json`) is the outcome.
+pub fn run(args: &Args) -> Result<Outcome, Error> {
+    let ins = inspect(&args.path)?;
     if args.json {
-        match serde_json::to_string_pretty(&ins) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: cannot encode the inspection as JSON: {e}");
-                return 2;
-            }
-        }
-        return 0;
+        return crate::cmd::json(&ins).map(Outcome::success);
     }
-    print!("{}", render(&ins, args.tree, args.top));
-    0
+    Ok(Outcome::success(render(&ins, args.tree, args.top)))
 }
 
 /// The human-readable report.

@@ -36,8 +36,9 @@ pub enum Dependencies {
     Libraries,
 }
 
-/// An artifact the build writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An artifact the build writes: `output.formats` in a profile, `--format`
+/// on the command line (one type for both, so the names cannot drift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The kernel image (`NAME.kernel`).
@@ -48,38 +49,9 @@ pub enum Format {
     Iso,
 }
 
-/// Compression of the initramfs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// zstd: fast to decompress, the default.
-    Zstd,
-    /// gzip: understood by every kernel.
-    Gzip,
-    /// xz (written with a CRC32 check, the only one the kernel accepts).
-    Xz,
-}
-
-impl Compression {
-    /// The levels this compressor accepts.
-    pub fn level_range(self) -> std::ops::RangeInclusive<u32> {
-        match self {
-            // Above 19 zstd needs windows the kernel's initramfs decoder may refuse.
-            Compression::Zstd => 1..=19,
-            Compression::Gzip => 1..=9,
-            Compression::Xz => 0..=9,
-        }
-    }
-
-    /// The name as written in a profile.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-            Compression::Xz => "xz",
-        }
-    }
-}
+/// Compression of the initramfs: the pack stage's own type, so that there is
+/// one list of names and one table of level ranges.
+pub use crate::initramfs::compress::Compression;
 
 /// A profile after `extends` merging, validation and defaults: what the pipeline builds.
 #[derive(Debug, Clone, Serialize)]
@@ -692,7 +664,7 @@ fn validate(m: Merged, files: &[Source]) -> Result<Profile, ConfigError> {
         .map_or(Compression::Zstd, |c| c.value);
     let level = match m.level {
         Some(l) => {
-            let range = compression.level_range();
+            let range = compression.levels();
             let n = match &l.value {
                 Scalar::Int(n) => Some(*n),
                 Scalar::Str(s) => s.trim().parse::<i128>().ok(),

@@ -29,32 +29,6 @@ pub const PROP_VERSION: &str = "ipa_build_version";
 pub const PROP_ARTIFACT: &str = "ipa_build_artifact";
 pub const PROP_EPOCH: &str = "ipa_build_source_date_epoch";
 
-/// Arguments of `ipa-build publish`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct PublishArgs {
-    /// The build directory (with manifest.json), e.g. out/tinyipa.
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-    /// Cloud name from clouds.yaml [default: $OS_CLOUD, else the OS_* variables].
-    #[arg(long = "os-cloud", value_name = "NAME")]
-    pub os_cloud: Option<String>,
-    /// Image name prefix [default: the profile name].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Ironic nodes (names or UUIDs) to point at the uploaded kernel and ramdisk.
-    #[arg(long = "set-nodes", value_name = "NODE", num_args = 1..)]
-    pub set_nodes: Vec<String>,
-    /// Which driver_info fields --set-nodes sets.
-    #[arg(long = "as", value_enum, default_value = "rescue")]
-    pub role: Role,
-    /// Delete older images of the same profile beyond the newest N builds.
-    #[arg(long, value_name = "N")]
-    pub keep: Option<usize>,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -422,63 +396,6 @@ fn prune(
         out.deleted.push(id.to_string());
     }
     Ok(())
-}
-
-/// `ipa-build publish`: 0 on success, 2 on error.
-pub fn run_cli(args: &PublishArgs) -> i32 {
-    match run(args) {
-        Ok(o) => {
-            if args.json {
-                match serde_json::to_string_pretty(&o) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: cannot encode the result as JSON: {e}");
-                        return 2;
-                    }
-                }
-            } else {
-                for i in &o.images {
-                    let what = if i.existing {
-                        "already published"
-                    } else {
-                        "uploaded"
-                    };
-                    println!("{} {} {} ({what})", i.kind, i.id, i.name);
-                }
-                for n in &o.nodes_set {
-                    println!("node {n}: {:?} kernel and ramdisk set", args.role);
-                }
-                for d in &o.deleted {
-                    println!("deleted old image {d}");
-                }
-                for k in &o.kept_referenced {
-                    println!("kept old image {k}: a listed node still references it");
-                }
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            2
-        }
-    }
-}
-
-fn run(args: &PublishArgs) -> Result<Outcome, PublishError> {
-    let build = read_build(&args.dir)?;
-    let env = |k: &str| std::env::var(k).ok();
-    let cloud = clouds::resolve(args.os_cloud.as_deref(), &env)?;
-    let session = clouds::connect(&cloud, &agent())?;
-    publish(
-        &build,
-        &session,
-        &Options {
-            name: args.name.clone(),
-            set_nodes: args.set_nodes.clone(),
-            role: Some(args.role),
-            keep: args.keep,
-        },
-    )
 }
 
 #[cfg(test)]
