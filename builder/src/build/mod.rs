@@ -138,7 +138,7 @@ fn io_err<'a>(
 pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, BuildError> {
     // 1. Profile: one typed, validated configuration.
     let st = reporter.stage("profile", &opts.profile);
-    let mut profile = profile::load(&opts.profile, &opts.profile_dirs)?;
+    let mut profile = profile::load_with(&opts.profile, &opts.profile_dirs, &opts.overrides())?;
     apply_overrides(&mut profile, opts);
     st.done(profile.source.display());
 

@@ -318,7 +318,7 @@ fn load_with_sites(name: &str, dir: &Path) -> Result<(Element, Sites), ConfigErr
     }
     let mut depends = Vec::new();
     for (i, d) in raw.depends.iter().enumerate() {
-        crate::config::profile::check_name(&d.value, "element")
+        crate::config::validate::check_name(&d.value, "element")
             .map_err(|m| bad(&format!("depends[{i}]"), m, src.at(d)))?;
         if d.value == name {
             return Err(ConfigError::new(

@@ -6,3 +6,4 @@ pub mod diag;
 pub mod element;
 pub mod options;
 pub mod profile;
+pub mod validate;

@@ -70,3 +70,27 @@ impl BuildOptions {
         }
     }
 }
+
+/// What the command line overrides in a profile's `output:` section. Applied
+/// to the merged profile before validation ([`crate::config::profile::load_with`]),
+/// so `--level 30` is refused exactly like `level: 30`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--compression`.
+    pub compression: Option<Compression>,
+    /// `--level`.
+    pub level: Option<u32>,
+    /// `--format` (repeatable); empty keeps the profile's.
+    pub formats: Vec<Format>,
+}
+
+impl BuildOptions {
+    /// The profile overrides these options carry.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            compression: self.compression,
+            level: self.level,
+            formats: self.formats.clone(),
+        }
+    }
+}
