@@ -128,18 +128,18 @@ fn delta(old: u64, new: u64) -> i64 {
     new as i64 - old as i64
 }
 
+/// The packages of a build, by name, from its manifest (`None` without one).
 fn packages(ins: &Inspection) -> Option<BTreeMap<String, PackageSide>> {
-    let pkgs = ins.manifest.as_ref()?["packages"].as_array()?;
+    let m = ins.manifest.as_ref()?;
     Some(
-        pkgs.iter()
-            .filter_map(|p| {
-                Some((
-                    p["name"].as_str()?.to_string(),
-                    PackageSide {
-                        version: p["version"].as_str().unwrap_or_default().to_string(),
-                        size: p["size"].as_u64().unwrap_or(0),
-                    },
-                ))
+        m.packages
+            .iter()
+            .map(|p| {
+                let side = PackageSide {
+                    version: p.version.clone(),
+                    size: p.size,
+                };
+                (p.name.clone(), side)
             })
             .collect(),
     )
@@ -328,6 +328,24 @@ mod tests {
     use crate::cmd::inspect::{FileInfo, KernelInfo};
     use serde_json::json;
 
+    /// A manifest listing `pkgs` (name, version, size; the rest filled in).
+    fn manifest(pkgs: serde_json::Value) -> crate::manifest::Manifest {
+        let mut m = crate::cmd::test_manifest();
+        m["packages"] = pkgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let mut full = json!({"architecture": "amd64", "sha256": "00", "suite": "s", "installed": "whole"});
+                for k in ["name", "version", "size"] {
+                    full[k] = p[k].clone();
+                }
+                full
+            })
+            .collect();
+        serde_json::from_value(m).unwrap()
+    }
+
     fn ins(pkgs: serde_json::Value, files: &[(&str, u64, &str)], mods: &[&str]) -> Inspection {
         Inspection {
             kind: "build",
@@ -347,7 +365,7 @@ mod tests {
                 release: "6.1".into(),
                 modules: mods.iter().map(|m| m.to_string()).collect(),
             }],
-            manifest: Some(json!({ "packages": pkgs })),
+            manifest: Some(manifest(pkgs)),
             initramfs: None,
         }
     }

@@ -205,3 +205,27 @@ fn builtin(dir: &str) -> Vec<PathBuf> {
 fn same(a: &Path, b: &Path) -> bool {
     matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
+
+/// A complete `manifest.json` of an empty build, for tests to fill in the
+/// parts they are about (a typed reader refuses a partial one).
+#[cfg(test)]
+pub(crate) fn test_manifest() -> serde_json::Value {
+    serde_json::json!({
+        "format": crate::manifest::FORMAT,
+        "tool": {"name": "ipa-build", "version": "0.0.0"},
+        "profile": {"name": "t", "description": "test", "chain": ["t.yaml"], "init": "busybox"},
+        "source_date_epoch": 0,
+        "elements": [],
+        "packages": [],
+        "kernel": {"package": "linux-image-amd64", "version": "1", "sha256": "00", "release": "6.1", "modules": []},
+        "agent": null,
+        "bootloaders": [],
+        "cmdline": "",
+        "compression": {"kind": "zstd", "level": null},
+        "files": 0,
+        "uncompressed_bytes": 0,
+        "scrubbed": [],
+        "audit": {"allowed": [], "warnings": []},
+        "artifacts": []
+    })
+}

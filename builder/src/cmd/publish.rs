@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::cmd::{Error, Outcome};
+use crate::manifest::Manifest;
 use crate::publish::{self, Options, Role, clouds};
 
 /// Arguments of `ipa-build publish`.
@@ -36,7 +37,7 @@ pub struct Args {
 }
 /// Publishes the build; what was uploaded, set and deleted is the outcome.
 pub fn run(args: &Args) -> Result<Outcome, Error> {
-    let build = publish::read_build(&args.dir)?;
+    let build = Manifest::read(&args.dir)?;
     let env = |k: &str| std::env::var(k).ok();
     let cloud =
         clouds::resolve(args.os_cloud.as_deref(), &env).map_err(publish::PublishError::from)?;
