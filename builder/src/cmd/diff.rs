@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cmd::inspect::{self, InspectError, Inspection};
+use crate::cmd::inspect::{self, FileInfo, InspectError, Inspection};
 use crate::cmd::{Error, Outcome};
 
 /// Arguments of `ipa-build diff`.
@@ -145,6 +145,36 @@ fn packages(ins: &Inspection) -> Option<BTreeMap<String, PackageSide>> {
     )
 }
 
+/// What is only in the old map, only in the new one, and in both but changed.
+struct Sides<'a, K, V> {
+    removed: Vec<(&'a K, &'a V)>,
+    changed: Vec<(&'a K, &'a V, &'a V)>,
+    added: Vec<(&'a K, &'a V)>,
+}
+
+/// Compares two sorted maps key by key; `changed` says whether two values
+/// under the same key differ. Each list comes out in key order.
+fn compare<'a, K: Ord, V>(
+    old: &'a BTreeMap<K, V>,
+    new: &'a BTreeMap<K, V>,
+    changed: impl Fn(&V, &V) -> bool,
+) -> Sides<'a, K, V> {
+    let mut s = Sides {
+        removed: Vec::new(),
+        changed: Vec::new(),
+        added: Vec::new(),
+    };
+    for (k, o) in old {
+        match new.get(k) {
+            None => s.removed.push((k, o)),
+            Some(n) if changed(o, n) => s.changed.push((k, o, n)),
+            Some(_) => {}
+        }
+    }
+    s.added = new.iter().filter(|(k, _)| !old.contains_key(k)).collect();
+    s
+}
+
 /// Inspects both paths and compares them.
 pub fn diff_paths(a: &Path, b: &Path) -> Result<Diff, InspectError> {
     let old = inspect::inspect(a)?;
@@ -182,57 +212,44 @@ pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
     };
     if let (Some(op), Some(np)) = (packages(old), packages(new)) {
         d.have_manifests = true;
-        for (name, o) in &op {
-            match np.get(name) {
-                None => d.packages_removed.push(PackageOnly {
-                    name: name.clone(),
-                    version: o.version.clone(),
-                    size: o.size,
-                }),
-                Some(n) if n != o => d.packages_changed.push(PackageChange {
-                    name: name.clone(),
-                    old: o.clone(),
-                    new: n.clone(),
-                    size_delta: delta(o.size, n.size),
-                }),
-                Some(_) => {}
-            }
-        }
-        for (name, n) in &np {
-            if !op.contains_key(name) {
-                d.packages_added.push(PackageOnly {
-                    name: name.clone(),
-                    version: n.version.clone(),
-                    size: n.size,
-                });
-            }
-        }
+        let only = |name: &String, p: &PackageSide| PackageOnly {
+            name: name.clone(),
+            version: p.version.clone(),
+            size: p.size,
+        };
+        let sides = compare(&op, &np, |o, n| o != n);
+        d.packages_removed = sides.removed.iter().map(|(k, o)| only(k, o)).collect();
+        d.packages_added = sides.added.iter().map(|(k, n)| only(k, n)).collect();
+        d.packages_changed = sides
+            .changed
+            .iter()
+            .map(|(name, o, n)| PackageChange {
+                name: (*name).clone(),
+                old: (*o).clone(),
+                new: (*n).clone(),
+                size_delta: delta(o.size, n.size),
+            })
+            .collect();
     }
     let of: BTreeMap<&str, _> = oi.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let nf: BTreeMap<&str, _> = ni.files.iter().map(|f| (f.path.as_str(), f)).collect();
-    for (p, o) in &of {
-        match nf.get(p) {
-            None => d.files_removed.push(FileOnly {
-                path: p.to_string(),
-                size: o.size,
-            }),
-            Some(n) if n.sha256 != o.sha256 => d.files_changed.push(FileChange {
-                path: p.to_string(),
-                old_size: o.size,
-                new_size: n.size,
-                size_delta: delta(o.size, n.size),
-            }),
-            Some(_) => {}
-        }
-    }
-    for (p, n) in &nf {
-        if !of.contains_key(p) {
-            d.files_added.push(FileOnly {
-                path: p.to_string(),
-                size: n.size,
-            });
-        }
-    }
+    let only = |path: &&str, f: &&FileInfo| FileOnly {
+        path: path.to_string(),
+        size: f.size,
+    };
+    let sides = compare(&of, &nf, |o, n| o.sha256 != n.sha256);
+    d.files_removed = sides.removed.iter().map(|(k, o)| only(k, o)).collect();
+    d.files_added = sides.added.iter().map(|(k, n)| only(k, n)).collect();
+    d.files_changed = sides
+        .changed
+        .iter()
+        .map(|(path, o, n)| FileChange {
+            path: path.to_string(),
+            old_size: o.size,
+            new_size: n.size,
+            size_delta: delta(o.size, n.size),
+        })
+        .collect();
     let ok = oi.kernels.first();
     let nk = ni.kernels.first();
     let om: Vec<String> = ok.map(|k| k.modules.clone()).unwrap_or_default();

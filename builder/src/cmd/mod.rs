@@ -210,22 +210,47 @@ fn same(a: &Path, b: &Path) -> bool {
 /// parts they are about (a typed reader refuses a partial one).
 #[cfg(test)]
 pub(crate) fn test_manifest() -> serde_json::Value {
-    serde_json::json!({
-        "format": crate::manifest::FORMAT,
-        "tool": {"name": "ipa-build", "version": "0.0.0"},
-        "profile": {"name": "t", "description": "test", "chain": ["t.yaml"], "init": "busybox"},
-        "source_date_epoch": 0,
-        "elements": [],
-        "packages": [],
-        "kernel": {"package": "linux-image-amd64", "version": "1", "sha256": "00", "release": "6.1", "modules": []},
-        "agent": null,
-        "bootloaders": [],
-        "cmdline": "",
-        "compression": {"kind": "zstd", "level": null},
-        "files": 0,
-        "uncompressed_bytes": 0,
-        "scrubbed": [],
-        "audit": {"allowed": [], "warnings": []},
-        "artifacts": []
-    })
+    use crate::manifest::{
+        AuditRecord, CompressionRecord, KernelRecord, Manifest, ProfileRecord, Tool,
+    };
+    let text = |s: &str| s.to_string();
+    let manifest = Manifest {
+        format: crate::manifest::FORMAT,
+        tool: Tool {
+            name: text("ipa-build"),
+            version: text("0.0.0"),
+        },
+        profile: ProfileRecord {
+            name: text("t"),
+            description: text("test"),
+            chain: vec![text("t.yaml")],
+            init: text("busybox"),
+        },
+        source_date_epoch: 0,
+        elements: Vec::new(),
+        packages: Vec::new(),
+        kernel: KernelRecord {
+            package: text("linux-image-amd64"),
+            version: text("1"),
+            sha256: text("00"),
+            release: text("6.1"),
+            modules: Vec::new(),
+        },
+        agent: None,
+        bootloaders: Vec::new(),
+        cmdline: String::new(),
+        compression: CompressionRecord {
+            kind: text("zstd"),
+            level: None,
+        },
+        files: 0,
+        uncompressed_bytes: 0,
+        scrubbed: Vec::new(),
+        audit: AuditRecord {
+            allowed: Vec::new(),
+            warnings: Vec::new(),
+        },
+        artifacts: Vec::new(),
+    };
+    serde_json::to_value(manifest).expect("a manifest is plain data")
 }
