@@ -645,50 +645,64 @@ pub fn resolve(profile: &Profile, element_dirs: &[PathBuf]) -> Result<Vec<Elemen
         )?;
     }
     for e in loaded.values() {
-        if let Some(want) = e.init
-            && want != profile.init
-        {
-            let word = |s: InitStyle| match s {
-                InitStyle::Busybox => "busybox",
-                InitStyle::Systemd => "systemd",
-            };
-            let at = sites.get(&e.name).and_then(|s| s.init.clone());
-            let listed = profile
-                .elements
-                .iter()
-                .position(|n| *n == e.name)
-                .and_then(|i| profile.element_sites.get(i).cloned().flatten());
-            return Err(ConfigError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "element `{}` works only with `init: {}`, but profile `{}` uses `init: {}`",
-                    e.name,
-                    word(want),
-                    profile.name,
-                    word(profile.init)
-                ),
-            )
-            .field("init")
-            .at_opt(at)
-            .note(match listed {
-                Some(l) => format!(
-                    "`{}` is listed at {}:{}:{}",
-                    e.name,
-                    l.path.display(),
-                    l.line,
-                    l.column
-                ),
-                None => format!("`{}` is pulled in by another element's `depends`", e.name),
-            })
-            .help(format!(
-                "drop `{}` from the profile or switch the profile to `init: {}`",
-                e.name,
-                word(want)
-            )));
-        }
+        check_init(profile, e, &sites)?;
     }
-    // Kahn's algorithm, always taking the ready element that ranks first:
-    // listed elements by list position, then everything else by name.
+    build_order(profile, loaded)
+}
+
+/// An element whose `init` differs from the profile's is an error naming
+/// both, pointing at the element's `init` and noting where it was listed.
+fn check_init(profile: &Profile, e: &Element, sites: &DependSites) -> Result<(), ConfigError> {
+    let Some(want) = e.init.filter(|w| *w != profile.init) else {
+        return Ok(());
+    };
+    let word = |s: InitStyle| match s {
+        InitStyle::Busybox => "busybox",
+        InitStyle::Systemd => "systemd",
+    };
+    let at = sites.get(&e.name).and_then(|s| s.init.clone());
+    let listed = profile
+        .elements
+        .iter()
+        .position(|n| *n == e.name)
+        .and_then(|i| profile.element_sites.get(i).cloned().flatten());
+    Err(ConfigError::new(
+        ErrorKind::Conflict,
+        format!(
+            "element `{}` works only with `init: {}`, but profile `{}` uses `init: {}`",
+            e.name,
+            word(want),
+            profile.name,
+            word(profile.init)
+        ),
+    )
+    .field("init")
+    .at_opt(at)
+    .note(match listed {
+        Some(l) => format!(
+            "`{}` is listed at {}:{}:{}",
+            e.name,
+            l.path.display(),
+            l.line,
+            l.column
+        ),
+        None => format!("`{}` is pulled in by another element's `depends`", e.name),
+    })
+    .help(format!(
+        "drop `{}` from the profile or switch the profile to `init: {}`",
+        e.name,
+        word(want)
+    )))
+}
+
+/// Kahn's algorithm, always taking the ready element that ranks first:
+/// listed elements by list position, then everything else by name.
+/// [`visit`] has rejected cycles, so something is always ready; the error
+/// is a guard, not a path a profile can reach.
+fn build_order(
+    profile: &Profile,
+    mut loaded: BTreeMap<String, Element>,
+) -> Result<Vec<Element>, ConfigError> {
     let rank = |n: &str| {
         let pos = profile
             .elements
@@ -705,7 +719,6 @@ pub fn resolve(profile: &Profile, element_dirs: &[PathBuf]) -> Result<Vec<Elemen
             .filter(|e| !done.contains(&e.name) && e.depends.iter().all(|d| done.contains(d)))
             .map(|e| rank(&e.name))
             .min();
-        // visit() has rejected cycles, so something is always ready.
         let Some((_, name)) = next else {
             return Err(ConfigError::new(
                 ErrorKind::Cycle,
