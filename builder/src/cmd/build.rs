@@ -37,7 +37,8 @@ pub struct Args {
     /// Initramfs compression, overriding the profile.
     #[arg(long, value_enum)]
     pub compression: Option<Compression>,
-    /// Compression level, overriding the profile.
+    /// Compression level, overriding the profile; checked against the
+    /// compressor's range exactly like `output.level`.
     #[arg(long)]
     pub level: Option<u32>,
     /// Artifacts to write, overriding the profile (repeatable).

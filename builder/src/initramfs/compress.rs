@@ -63,12 +63,12 @@ use liblzma::write::XzEncoder;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// zstd: fast to decompress, the default.
+    /// Fast to decompress; the default.
     #[default]
     Zstd,
-    /// gzip: understood by every kernel.
+    /// Understood by every kernel and boot loader.
     Gzip,
-    /// xz (written with a CRC32 check, the only one the kernel accepts).
+    /// Usually the smallest; written with a CRC32 check, the only one the kernel accepts.
     Xz,
     /// No compression: a bare cpio archive (for inspection and tests). Not
     /// offered to profiles or the command line: a ramdisk is always compressed.
