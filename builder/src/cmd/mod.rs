@@ -9,8 +9,10 @@
 //!
 //! Exit codes (the README's "Exit codes" table): 0 success; 1 the command
 //! worked and found something (`audit` findings, `diff` differences) or a
-//! build failed; 2 a bad command line, or an error in a command that uses 1
-//! for findings; 3 to 6 the build's own classes (see [`Error::exit_code`]).
+//! build failed; 2 a bad command line, or the error of any command other
+//! than a build (so `audit` and `diff` keep 1 for "found"); 3 a profile or
+//! element that does not load (`build`, `list`); 4 to 6 the build's own
+//! classes (see [`Error::exit_code`]).
 
 use std::path::{Path, PathBuf};
 
