@@ -29,19 +29,19 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `ipa-build --profile p --profiles-path DIR EXTRA...`.
+fn build_p(dir: &tempfile::TempDir, extra: &[&str]) -> Output {
+    let mut args = vec!["--profile", "p", "--profiles-path", path(dir.path())];
+    args.extend(extra);
+    ipa_build(&args)
+}
+
 #[test]
 fn level_30_on_the_command_line_fails_like_level_30_in_the_profile() {
     let plain = profiles("description: d\ninit: busybox\n");
-    let cli = ipa_build(&[
-        "--profile",
-        "p",
-        "--profiles-path",
-        path(plain.path()),
-        "--level",
-        "30",
-    ]);
+    let cli = build_p(&plain, &["--level", "30"]);
     let file = profiles("description: d\ninit: busybox\noutput:\n  level: 30\n");
-    let yaml = ipa_build(&["--profile", "p", "--profiles-path", path(file.path())]);
+    let yaml = build_p(&file, &[]);
     let headline =
         "error: `output.level`: level 30 is out of range for zstd (the default compression)\n";
     for o in [&cli, &yaml] {
@@ -79,13 +79,7 @@ fn a_failed_build_with_json_prints_the_error_object_on_stdout() {
     let bad = profiles(
         "description: d\ninit: busybox\naudit:\n  allow:\n    - {path: /x, rule: netrx, reason: r}\n",
     );
-    let o = ipa_build(&[
-        "--profile",
-        "p",
-        "--profiles-path",
-        path(bad.path()),
-        "--json",
-    ]);
+    let o = build_p(&bad, &["--json"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("unknown audit rule `netrx`")
