@@ -12,10 +12,16 @@ use clap::Parser;
 #[command(name = "ipa-build-audit")]
 struct Cli {
     #[command(flatten)]
-    args: ipa_build::audit::AuditArgs,
+    args: ipa_build::cmd::audit::Args,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ExitCode::from(ipa_build::audit::run_cli(&cli.args).clamp(0, 255) as u8)
+    let result = ipa_build::cmd::audit::run(&cli.args);
+    let code = ipa_build::cmd::exit_code(&result);
+    match result {
+        Ok(o) => print!("{}", o.stdout),
+        Err(e) => eprintln!("error: {e}"),
+    }
+    ExitCode::from(code)
 }

@@ -835,12 +835,17 @@ fn allow_entries_suppress_reviewed_findings_and_stale_ones_are_listed() {
     );
 }
 
+/// `ipa-build audit`'s exit status for these arguments.
+fn run_cli(args: &ipa_build::cmd::audit::Args) -> u8 {
+    ipa_build::cmd::exit_code(&ipa_build::cmd::audit::run(args))
+}
+
 #[test]
 fn cli_exit_codes_and_allow_file() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("t");
     place(&root, "/etc/hostname", b"ipa\n");
-    let args = |p: &Path| audit::AuditArgs {
+    let args = |p: &Path| ipa_build::cmd::audit::Args {
         path: p.to_path_buf(),
         json: true,
         allow_file: None,
@@ -848,23 +853,23 @@ fn cli_exit_codes_and_allow_file() {
         threads: Some(1),
         list_rules: false,
     };
-    assert_eq!(audit::run_cli(&args(&root)), 0);
+    assert_eq!(run_cli(&args(&root)), 0);
     place(
         &root,
         "/root/.netrc",
         b"machine h login u password Zq8kd02LmPx1vR\n",
     );
-    assert_eq!(audit::run_cli(&args(&root)), 1);
-    assert_eq!(audit::run_cli(&args(&work.path().join("missing"))), 2);
+    assert_eq!(run_cli(&args(&root)), 1);
+    assert_eq!(run_cli(&args(&work.path().join("missing"))), 2);
     let junk = work.path().join("junk.cpio");
     std::fs::write(&junk, b"070701garbage").unwrap();
-    assert_eq!(audit::run_cli(&args(&junk)), 2);
+    assert_eq!(run_cli(&args(&junk)), 2);
 
     let prof = work.path().join("p.yaml");
     std::fs::write(&prof, "name: x\naudit:\n  allow:\n    - path: /root/.netrc\n      rule: netrc\n      reason: test fixture\n").unwrap();
     let mut a = args(&root);
     a.allow_file = Some(prof);
-    assert_eq!(audit::run_cli(&a), 0);
+    assert_eq!(run_cli(&a), 0);
 }
 
 /// Debian packages unpacked once into `target/test-data/audit-clean`.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ipa_build::config::diag::{ConfigError, ErrorKind};
 use ipa_build::config::element::{self, DeviceKind, Mode};
+use ipa_build::config::options::Overrides;
 use ipa_build::config::profile::{self, Compression, Dependencies, Format, InitStyle};
 
 const FIX: &str = "tests/fixtures/config";
@@ -683,7 +684,7 @@ mod properties {
             Just(Compression::Xz)
         ];
         let comp_level = compression.prop_flat_map(|c| {
-            let r = c.level_range();
+            let r = c.levels();
             (Just(c), proptest::option::of(*r.start()..=*r.end()))
         });
         let budget = proptest::option::of((
@@ -995,5 +996,109 @@ error: `elements`: expected a list
 3 | elements: kernel
   |           ^^^^^^
   = help: write `[a, b]`, or one `- a` line per item"#,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Command-line overrides and audit rule names are checked at load time.
+
+/// Writes `files` (name, YAML) into a fresh profile directory.
+fn temp_profiles(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, yaml) in files {
+        std::fs::write(dir.path().join(name), yaml).unwrap();
+    }
+    dir
+}
+
+/// The rendered error with the temporary directory written as `DIR`.
+fn rendered(e: &ConfigError, dir: &Path) -> String {
+    e.to_string().replace(&dir.display().to_string(), "DIR")
+}
+
+#[test]
+fn level_30_on_the_command_line_is_refused_like_level_30_in_a_profile() {
+    let tmp = temp_profiles(&[
+        ("plain.yaml", "description: d\ninit: busybox\n"),
+        (
+            "level30.yaml",
+            "description: d\ninit: busybox\noutput:\n  level: 30\n",
+        ),
+    ]);
+    let dirs = vec![tmp.path().to_path_buf()];
+    let overrides = Overrides {
+        level: Some(30),
+        ..Overrides::default()
+    };
+    let cli = profile::load_with("plain", &dirs, &overrides).unwrap_err();
+    let file = profile::load("level30", &dirs).unwrap_err();
+    let (c, f) = (cli.diagnostic(), file.diagnostic());
+    assert_eq!(c.message, f.message);
+    assert_eq!((c.kind, &c.field, &c.help), (f.kind, &f.field, &f.help));
+    golden(
+        &cli,
+        "
+error: `output.level`: level 30 is out of range for zstd (the default compression)
+  = help: zstd accepts 1..=19",
+    );
+    assert_eq!(
+        rendered(&file, tmp.path()),
+        "\
+error: `output.level`: level 30 is out of range for zstd (the default compression)
+ --> DIR/level30.yaml:4:10
+  |
+4 |   level: 30
+  |          ^^
+  = help: zstd accepts 1..=19"
+    );
+    // A new compression drops the profile's level (chosen for the other
+    // compressor), and its own range applies to --level.
+    let gzip = Overrides {
+        compression: Some(Compression::Gzip),
+        level: Some(12),
+        ..Overrides::default()
+    };
+    let e = profile::load_with("level30", &dirs, &gzip).unwrap_err();
+    golden(
+        &e,
+        "
+error: `output.level`: level 12 is out of range for gzip
+  = help: gzip accepts 1..=9",
+    );
+    let ok = Overrides {
+        compression: Some(Compression::Gzip),
+        formats: vec![Format::Iso, Format::Iso],
+        ..Overrides::default()
+    };
+    let p = profile::load_with("level30", &dirs, &ok).unwrap();
+    assert_eq!(p.output.compression, Compression::Gzip);
+    assert_eq!(p.output.level, None);
+    assert_eq!(p.output.formats, vec![Format::Iso]);
+}
+
+#[test]
+fn unknown_audit_rule_is_a_config_error_with_a_suggestion() {
+    let tmp = temp_profiles(&[(
+        "p.yaml",
+        "description: d
+init: busybox
+audit:
+  allow:
+    - path: /etc/ssl/private/test.key
+      rule: privat-key
+      reason: a test key, published on purpose
+",
+    )]);
+    let e = profile::load("p", &[tmp.path().to_path_buf()]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidValue);
+    assert_eq!(
+        rendered(&e, tmp.path()),
+        "\
+error: `audit.allow[0].rule`: unknown audit rule `privat-key`
+ --> DIR/p.yaml:6:13
+  |
+6 |       rule: privat-key
+  |             ^^^^^^^^^^
+  = help: did you mean `private-key`?"
     );
 }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use ipa_build::manifest::Manifest;
 use ipa_build::publish::clouds::{self, Session};
 use ipa_build::publish::{self, Options, PublishError, Role};
 use ipa_e2e::glance::Glance;
@@ -73,7 +74,17 @@ fn fake_build(dir: &Path, seed: u8, epoch: u64, corrupt: bool) -> PathBuf {
         "tool": {"name": "ipa-build", "version": "0.1.0"},
         "profile": {"name": "tinyipa-e2e", "description": "", "chain": [], "init": "busybox"},
         "source_date_epoch": epoch,
+        "elements": [],
         "packages": [],
+        "kernel": {"package": "linux-image-amd64", "version": "1", "sha256": "", "release": "6.1", "modules": []},
+        "agent": null,
+        "bootloaders": [],
+        "cmdline": "",
+        "compression": {"kind": "zstd", "level": null},
+        "files": 0,
+        "uncompressed_bytes": 0,
+        "scrubbed": [],
+        "audit": {"allowed": [], "warnings": []},
         "artifacts": artifacts,
     });
     std::fs::write(
@@ -108,8 +119,7 @@ fn publish_verifies_sets_nodes_reuses_and_prunes() {
     let tmp = tempfile::tempdir().unwrap();
 
     // 1. First build: upload, verify, set both nodes' rescue fields.
-    let b1 =
-        publish::read_build(&fake_build(&tmp.path().join("b1"), 1, 1_700_000_000, false)).unwrap();
+    let b1 = Manifest::read(&fake_build(&tmp.path().join("b1"), 1, 1_700_000_000, false)).unwrap();
     let opts = Options {
         set_nodes: vec!["pub-node-1".into(), n2.uuid().to_string()],
         role: Some(Role::Rescue),
@@ -134,7 +144,7 @@ fn publish_verifies_sets_nodes_reuses_and_prunes() {
             .unwrap()
             .starts_with("tinyipa-e2e-20231114-")
     );
-    assert_eq!(img["ipa_build_manifest"], b1.manifest_hash.as_str());
+    assert_eq!(img["ipa_build_manifest"], b1.manifest_sha256.as_str());
     let img = get(&format!("{}/v2/images/{r1}", glance.url()));
     assert_eq!(img["disk_format"], "ari");
     assert_eq!(img["container_format"], "ari");
@@ -149,14 +159,13 @@ fn publish_verifies_sets_nodes_reuses_and_prunes() {
     assert!(again.images.iter().all(|i| i.existing));
     assert_eq!(again.id("kernel"), Some(k1.as_str()));
     assert_eq!(
-        images_with(glance.url(), "ipa_build_manifest", &b1.manifest_hash).len(),
+        images_with(glance.url(), "ipa_build_manifest", &b1.manifest_sha256).len(),
         2
     );
 
     // 3. Second build as node 1's deploy images with --keep 1: node 1 still
     //    references build 1 for rescue, so build 1 must survive.
-    let b2 =
-        publish::read_build(&fake_build(&tmp.path().join("b2"), 2, 1_700_100_000, false)).unwrap();
+    let b2 = Manifest::read(&fake_build(&tmp.path().join("b2"), 2, 1_700_100_000, false)).unwrap();
     let o2 = publish::publish(
         &b2,
         &session,
@@ -201,13 +210,12 @@ fn publish_verifies_sets_nodes_reuses_and_prunes() {
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(
         left.iter()
-            .all(|i| i["ipa_build_manifest"] == b2.manifest_hash.as_str())
+            .all(|i| i["ipa_build_manifest"] == b2.manifest_sha256.as_str())
     );
     assert!(get(&format!("{}/v2/images/{k1}", glance.url())).is_null());
 
     // 5. A file modified after hashing is caught, and its image deleted.
-    let bad =
-        publish::read_build(&fake_build(&tmp.path().join("bad"), 3, 1_700_200_000, true)).unwrap();
+    let bad = Manifest::read(&fake_build(&tmp.path().join("bad"), 3, 1_700_200_000, true)).unwrap();
     let err = publish::publish(
         &bad,
         &session,
@@ -227,7 +235,7 @@ fn publish_verifies_sets_nodes_reuses_and_prunes() {
         ),
         "{err}"
     );
-    let bad_images = images_with(glance.url(), "ipa_build_manifest", &bad.manifest_hash);
+    let bad_images = images_with(glance.url(), "ipa_build_manifest", &bad.manifest_sha256);
     assert!(
         bad_images
             .iter()
@@ -258,25 +266,12 @@ fn real_builds() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
         let mut outs = Vec::new();
         for profile in ["tinyipa", "tinyipa-pci"] {
             let out = tmp.path().join(profile);
-            let opts = ipa_build::build::BuildOptions {
-                profile: profile.into(),
-                profile_dirs: vec![profiles.clone(), root.join("profiles")],
-                element_dirs: vec![root.join("elements")],
-                output: Some(out.clone()),
-                cache_dir: root.join("target/test-cache"),
-                offline: false,
-                mirror: None,
-                agent: None,
-                source_date_epoch: Some(1_700_000_000),
-                compression: None,
-                level: None,
-                formats: Vec::new(),
-                append: Vec::new(),
-                work_dir: None,
-                keep_tree: None,
-                install_host_packages: true,
-                etc_apt: PathBuf::from("/etc/apt"),
-            };
+            let mut opts = ipa_build::build::BuildOptions::new(profile);
+            opts.profile_dirs = vec![profiles.clone(), root.join("profiles")];
+            opts.element_dirs = vec![root.join("elements")];
+            opts.output = Some(out.clone());
+            opts.cache_dir = root.join("target/test-cache");
+            opts.source_date_epoch = Some(1_700_000_000);
             ipa_build::build::build(&opts, &ipa_build::report::Reporter::quiet()).unwrap();
             outs.push(out);
         }
@@ -294,11 +289,8 @@ fn inspect_and_diff_two_real_builds() {
     assert!(ins.manifest.is_some());
     let m = ins.manifest.as_ref().unwrap();
     assert_eq!(ins.kernels.len(), 1);
-    assert_eq!(
-        ins.kernels[0].release,
-        m["kernel"]["release"].as_str().unwrap()
-    );
-    let wanted: Vec<String> = serde_json::from_value(m["kernel"]["modules"].clone()).unwrap();
+    assert_eq!(ins.kernels[0].release, m.kernel.release);
+    let wanted: Vec<String> = m.kernel.modules.clone();
     for w in &wanted {
         let base = w.rsplit('/').next().unwrap();
         let base = base.split(".ko").next().unwrap().replace('-', "_");
@@ -357,14 +349,14 @@ fn publish_a_real_build() {
     let cloud = clouds::find("standalone", &[clouds_yaml]).unwrap();
     let session = clouds::connect(&cloud, &publish::agent()).unwrap();
     assert_eq!(session.image, glance.url());
-    let build = publish::read_build(a).unwrap();
+    let build = Manifest::read(a).unwrap();
     let o = publish::publish(&build, &session, &Options::default()).unwrap();
-    for art in &build.artifacts {
-        let id = o.id(&art.kind).unwrap();
+    for art in &build.manifest.artifacts {
+        let id = o.id(art.kind.name()).unwrap();
         let img = get(&format!("{}/v2/images/{id}", glance.url()));
         assert_eq!(
             img["os_hash_value"].as_str().unwrap(),
-            sha512_hex(&art.file)
+            sha512_hex(&build.dir.join(&art.file))
         );
         assert_eq!(img["size"].as_u64().unwrap(), art.size);
     }

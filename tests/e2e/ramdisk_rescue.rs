@@ -36,25 +36,11 @@ const RESCUE_TIMEOUT: Duration = Duration::from_secs(420);
 /// Builds `profile` into `out` with the shared test download cache.
 fn build_profile(profile: &str, out: &Path) -> BuildSummary {
     let root = workspace_root();
-    let opts = BuildOptions {
-        profile: profile.into(),
-        profile_dirs: vec![root.join("profiles")],
-        element_dirs: vec![root.join("elements")],
-        output: Some(out.to_path_buf()),
-        cache_dir: root.join("target/test-cache"),
-        offline: false,
-        mirror: None,
-        agent: None,
-        source_date_epoch: None,
-        compression: None,
-        level: None,
-        formats: Vec::new(),
-        append: Vec::new(),
-        work_dir: None,
-        keep_tree: None,
-        install_host_packages: true,
-        etc_apt: PathBuf::from("/etc/apt"),
-    };
+    let mut opts = BuildOptions::new(profile);
+    opts.profile_dirs = vec![root.join("profiles")];
+    opts.element_dirs = vec![root.join("elements")];
+    opts.output = Some(out.to_path_buf());
+    opts.cache_dir = root.join("target/test-cache");
     build(&opts, &Reporter::quiet()).unwrap_or_else(|e| panic!("building {profile}: {e}"))
 }
 

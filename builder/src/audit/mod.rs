@@ -377,34 +377,9 @@ fn apply_allow(
 }
 
 // ---------------------------------------------------------------------------
-// Command line: `ipa-build audit PATH`
+// Reviewed exceptions from a profile file (`ipa-build audit --allow-file`;
+// the command line itself is `cmd::audit`).
 // ---------------------------------------------------------------------------
-
-/// `ipa-build audit`: the build's secret audit on a directory, an initramfs
-/// (cpio, plain/gzip/zstd/xz, concatenated segments) or an ISO image.
-/// Exit status: 0 clean, 1 findings, 2 error.
-#[derive(clap::Args, Debug, Clone)]
-pub struct AuditArgs {
-    /// Directory, initramfs or ISO image to scan.
-    #[arg(value_name = "PATH")]
-    pub path: PathBuf,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// Take reviewed exceptions from this profile's `audit.allow` list
-    /// (only that file; `extends:` is not followed).
-    #[arg(long, value_name = "PROFILE.yaml")]
-    pub allow_file: Option<PathBuf>,
-    /// Warnings (such as authorized_keys) fail too.
-    #[arg(long)]
-    pub strict: bool,
-    /// Worker threads [default: all cores].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// List the rules and exit.
-    #[arg(long)]
-    pub list_rules: bool,
-}
 
 /// The part of a profile `--allow-file` reads.
 #[derive(Deserialize)]
@@ -448,53 +423,4 @@ pub fn load_allow_file(path: &Path) -> Result<Vec<AuditAllow>, AuditError> {
             reason: e.reason,
         })
         .collect())
-}
-
-/// Runs `ipa-build audit`; returns the process exit status (0 clean, 1
-/// findings, 2 error). Reports go to stdout, errors to stderr.
-pub fn run_cli(args: &AuditArgs) -> i32 {
-    if args.list_rules {
-        for (name, what) in rules::RULES {
-            println!("{name:26} {what}");
-        }
-        return 0;
-    }
-    let allow = match &args.allow_file {
-        Some(p) => match load_allow_file(p) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("ipa-build audit: error: {e}");
-                return 2;
-            }
-        },
-        None => Vec::new(),
-    };
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let report = match audit_path(&args.path, &allow, threads) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ipa-build audit: error: {e}");
-            return 2;
-        }
-    };
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(j) => println!("{j}"),
-            Err(e) => {
-                eprintln!("ipa-build audit: error: serialising the report: {e}");
-                return 2;
-            }
-        }
-    } else {
-        print!("{}", report.render());
-    }
-    let failing = report.errors().count()
-        + if args.strict {
-            report.warnings().count()
-        } else {
-            0
-        };
-    i32::from(failing > 0)
 }

@@ -20,7 +20,7 @@ use crate::audit::{self, AuditError, Finding};
 use crate::cache::Cache;
 use crate::config::diag::ConfigError;
 use crate::config::element::{self, Element};
-use crate::config::profile::{self, Compression, Dependencies, Format, InitStyle, Profile};
+use crate::config::profile::{self, Dependencies, Format, InitStyle, Profile};
 use crate::debian::{self, Archive, ArchiveConfig, DebianError, Package};
 use crate::host::{self, HostError};
 use crate::initramfs::{self as pack, PackError, PackOptions};
@@ -47,41 +47,7 @@ pub const DEFAULT_EXCLUDE: &[&str] = &[
     "/usr/share/initramfs-tools/**",
 ];
 
-/// Everything the command line can say about one build.
-#[derive(Debug, Clone)]
-pub struct BuildOptions {
-    /// Profile name (looked up in `profile_dirs`) or path to a YAML file.
-    pub profile: String,
-    pub profile_dirs: Vec<PathBuf>,
-    /// Element directories, first match wins (the user's come first).
-    pub element_dirs: Vec<PathBuf>,
-    /// Output directory; `None` means `out/<output name>`.
-    pub output: Option<PathBuf>,
-    pub cache_dir: PathBuf,
-    pub offline: bool,
-    /// Replaces the URI of the first apt source.
-    pub mirror: Option<String>,
-    /// A prebuilt static agent instead of building the workspace's.
-    pub agent: Option<PathBuf>,
-    /// `None`: taken from the newest signed index (`InRelease` `Date:`), so the
-    /// same archive state gives the same bytes without the user choosing.
-    pub source_date_epoch: Option<u64>,
-    pub compression: Option<Compression>,
-    pub level: Option<u32>,
-    /// Non-empty: replaces the profile's `output.formats`.
-    pub formats: Vec<Format>,
-    /// Extra kernel arguments after the profile's and the elements' (used by
-    /// the ISO's boot menu and recorded in the manifest).
-    pub append: Vec<String>,
-    /// Where the temporary staging tree goes (default: the system's temp dir).
-    pub work_dir: Option<PathBuf>,
-    /// Keep the staged tree here after the build, for inspection.
-    pub keep_tree: Option<PathBuf>,
-    /// Allow installing missing host packages with apt-get when root.
-    pub install_host_packages: bool,
-    /// `/etc/apt` of the host, where default sources come from.
-    pub etc_apt: PathBuf,
-}
+pub use crate::config::options::BuildOptions;
 
 /// What a successful build reports (`--json` prints it).
 #[derive(Debug, Clone, Serialize)]
@@ -172,7 +138,7 @@ fn io_err<'a>(
 pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, BuildError> {
     // 1. Profile: one typed, validated configuration.
     let st = reporter.stage("profile", &opts.profile);
-    let mut profile = profile::load(&opts.profile, &opts.profile_dirs)?;
+    let mut profile = profile::load_with(&opts.profile, &opts.profile_dirs, &opts.overrides())?;
     apply_overrides(&mut profile, opts);
     st.done(profile.source.display());
 
@@ -387,11 +353,7 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
     let packed = pack::pack(
         &tree,
         &PackOptions {
-            compression: match profile.output.compression {
-                Compression::Zstd => pack::compress::Compression::Zstd,
-                Compression::Gzip => pack::compress::Compression::Gzip,
-                Compression::Xz => pack::compress::Compression::Xz,
-            },
+            compression: profile.output.compression,
             level: profile.output.level.map(|l| l as i32),
             source_date_epoch,
             threads,

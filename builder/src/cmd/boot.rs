@@ -18,7 +18,9 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::cmd::{Error, Outcome, Status};
 use crate::host::{self, HostError, Need};
+use crate::manifest::{ArtifactKind, Manifest, ManifestError};
 
 /// QEMU's own first MAC address, which most examples and tests assume.
 pub const DEFAULT_MAC: &str = "52:54:00:12:34:56";
@@ -40,7 +42,7 @@ const NIC_MODELS: [&str; 2] = ["virtio-net-pci", "e1000"];
 
 /// Boot a build directory's kernel and initramfs (or its ISO) in QEMU.
 #[derive(clap::Args, Debug, Clone)]
-pub struct BootArgs {
+pub struct Args {
     /// Build output directory (holds manifest.json, NAME.kernel, NAME.initramfs, NAME.iso).
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
@@ -96,17 +98,8 @@ impl FromStr for Forward {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
-    #[error(
-        "{path}: cannot read the build manifest ({source}). Is {dir} a build output directory? Build one with `ipa-build --profile tinyipa --output {dir}`"
-    )]
-    Manifest {
-        path: PathBuf,
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not a build manifest: {reason}")]
-    BadManifest { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error(
         "{dir} has no {kind} artifact (manifest.json lists {listed}). Rebuild with `--format {kind}`"
     )]
@@ -154,55 +147,16 @@ pub struct BuildDir {
 }
 
 impl BuildDir {
-    /// Reads `DIR/manifest.json`.
+    /// Reads `DIR/manifest.json` through [`Manifest::read`], which checks
+    /// that every artifact is a plain file name inside `DIR`.
     pub fn read(dir: &Path) -> Result<Self, BootError> {
-        let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| BootError::Manifest {
-            path: path.clone(),
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-        let bad = |reason: String| BootError::BadManifest {
-            path: path.clone(),
-            reason,
-        };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let cmdline = value
-            .get("cmdline")
-            .and_then(|c| c.as_str())
-            .ok_or_else(|| bad("no \"cmdline\" string".into()))?
-            .to_string();
-        let artifacts = value
-            .get("artifacts")
-            .and_then(|a| a.as_array())
-            .ok_or_else(|| bad("no \"artifacts\" list".into()))?;
-        let mut found = BuildDir {
-            kernel: None,
-            initramfs: None,
-            iso: None,
-            cmdline,
-        };
-        for a in artifacts {
-            let (Some(kind), Some(file)) = (
-                a.get("kind").and_then(|k| k.as_str()),
-                a.get("file").and_then(|f| f.as_str()),
-            ) else {
-                return Err(bad("an artifact without \"kind\" and \"file\"".into()));
-            };
-            // Only plain file names: the manifest must not point outside DIR.
-            if file.contains('/') || file == ".." {
-                return Err(bad(format!("artifact file {file:?} is not a plain name")));
-            }
-            let slot = match kind {
-                "kernel" => &mut found.kernel,
-                "initramfs" => &mut found.initramfs,
-                "iso" => &mut found.iso,
-                _ => continue,
-            };
-            *slot = Some(dir.join(file));
-        }
-        Ok(found)
+        let build = Manifest::read(dir)?;
+        Ok(BuildDir {
+            kernel: build.path_of(ArtifactKind::Kernel),
+            initramfs: build.path_of(ArtifactKind::Initramfs),
+            iso: build.path_of(ArtifactKind::Iso),
+            cmdline: build.manifest.cmdline,
+        })
     }
 
     fn listed(&self) -> String {
@@ -308,7 +262,7 @@ fn valid_mac(mac: &str) -> bool {
 /// The full QEMU argument list for `args` on `build`. `vars` is the writable
 /// copy of the UEFI variable store (used only with `--uefi`).
 pub fn qemu_args(
-    args: &BootArgs,
+    args: &Args,
     build: &BuildDir,
     dir: &Path,
     accel: Accel,
@@ -395,19 +349,28 @@ pub fn qemu_args(
     Ok(a)
 }
 
-/// Runs `ipa-build boot`; returns the process exit code (QEMU's own, or 2
-/// when it could not be started).
-pub fn run_cli(args: &BootArgs) -> i32 {
-    match run(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            2
-        }
-    }
+/// Boots the build in QEMU on this terminal; QEMU's own exit status is the
+/// outcome (with `--print`, the command line is printed instead).
+pub fn run(args: &Args) -> Result<Outcome, Error> {
+    let code = boot(args)?;
+    Ok(match code {
+        Boot::Printed(line) => Outcome::success(line),
+        Boot::Exited(c) => Outcome {
+            stdout: String::new(),
+            status: Status::Child(c),
+        },
+    })
 }
 
-fn run(args: &BootArgs) -> Result<i32, BootError> {
+/// How a boot ended.
+enum Boot {
+    /// `--print`: the QEMU command line, for stdout.
+    Printed(String),
+    /// QEMU ran and exited with this status.
+    Exited(u8),
+}
+
+fn boot(args: &Args) -> Result<Boot, BootError> {
     let build = BuildDir::read(&args.dir)?;
     for path in [&build.kernel, &build.initramfs, &build.iso]
         .into_iter()
@@ -439,8 +402,11 @@ fn run(args: &BootArgs) -> Result<i32, BootError> {
     let argv = qemu_args(args, &build, &args.dir, accel, &vars)?;
     if args.print {
         let quoted: Vec<String> = argv.iter().map(|s| shell_quote(s)).collect();
-        println!("{} {}", QEMU.what, quoted.join(" "));
-        return Ok(0);
+        return Ok(Boot::Printed(format!(
+            "{} {}\n",
+            QEMU.what,
+            quoted.join(" ")
+        )));
     }
     if args.uefi {
         std::fs::copy(OVMF_VARS, &vars).map_err(|source| BootError::Vars {
@@ -462,7 +428,12 @@ fn run(args: &BootArgs) -> Result<i32, BootError> {
         .args(&argv)
         .status()
         .map_err(BootError::Spawn)?;
-    Ok(status.code().unwrap_or(1))
+    Ok(Boot::Exited(
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(1),
+    ))
 }
 
 fn shell_quote(s: &str) -> String {
@@ -480,26 +451,35 @@ fn shell_quote(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn args(extra: &[&str]) -> BootArgs {
+    fn args(extra: &[&str]) -> Args {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Cli {
             #[command(flatten)]
-            boot: BootArgs,
+            boot: Args,
         }
         let mut argv = vec!["boot"];
         argv.extend(extra);
         Cli::try_parse_from(argv).unwrap().boot
     }
 
+    /// Writes a manifest listing `artifacts` (kind, file) and reads it back.
     fn build_dir(dir: &Path, artifacts: &[(&str, &str)]) -> BuildDir {
+        write_manifest(dir, artifacts);
+        BuildDir::read(dir).unwrap()
+    }
+
+    fn write_manifest(dir: &Path, artifacts: &[(&str, &str)]) {
         let list: Vec<serde_json::Value> = artifacts
             .iter()
-            .map(|(k, f)| serde_json::json!({"kind": k, "file": f, "size": 1}))
+            .map(|(k, f)| {
+                serde_json::json!({"kind": k, "file": f, "size": 1, "sha256": "00", "sha512": "00"})
+            })
             .collect();
-        let manifest = serde_json::json!({"cmdline": "console=ttyS0,115200n8", "artifacts": list});
+        let mut manifest = crate::cmd::test_manifest();
+        manifest["cmdline"] = "console=ttyS0,115200n8".into();
+        manifest["artifacts"] = list.into();
         std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
-        BuildDir::read(dir).unwrap()
     }
 
     #[test]
@@ -605,11 +585,7 @@ mod tests {
             err.contains("manifest.json") && err.contains("ipa-build --profile"),
             "{err}"
         );
-        std::fs::write(
-            dir.path().join("manifest.json"),
-            r#"{"cmdline":"","artifacts":[{"kind":"kernel","file":"../x"}]}"#,
-        )
-        .unwrap();
+        write_manifest(dir.path(), &[("kernel", "../x")]);
         let err = BuildDir::read(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a plain name"), "{err}");
     }

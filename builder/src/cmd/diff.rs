@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cmd::inspect::{self, InspectError, Inspection};
+use crate::cmd::inspect::{self, FileInfo, InspectError, Inspection};
+use crate::cmd::{Error, Outcome};
 
 /// Arguments of `ipa-build diff`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct DiffArgs {
+pub struct Args {
     /// The old side: a build directory or an initramfs.
     #[arg(value_name = "A")]
     pub a: PathBuf,
@@ -127,21 +128,51 @@ fn delta(old: u64, new: u64) -> i64 {
     new as i64 - old as i64
 }
 
+/// The packages of a build, by name, from its manifest (`None` without one).
 fn packages(ins: &Inspection) -> Option<BTreeMap<String, PackageSide>> {
-    let pkgs = ins.manifest.as_ref()?["packages"].as_array()?;
+    let m = ins.manifest.as_ref()?;
     Some(
-        pkgs.iter()
-            .filter_map(|p| {
-                Some((
-                    p["name"].as_str()?.to_string(),
-                    PackageSide {
-                        version: p["version"].as_str().unwrap_or_default().to_string(),
-                        size: p["size"].as_u64().unwrap_or(0),
-                    },
-                ))
+        m.packages
+            .iter()
+            .map(|p| {
+                let side = PackageSide {
+                    version: p.version.clone(),
+                    size: p.size,
+                };
+                (p.name.clone(), side)
             })
             .collect(),
     )
+}
+
+/// What is only in the old map, only in the new one, and in both but changed.
+struct Sides<'a, K, V> {
+    removed: Vec<(&'a K, &'a V)>,
+    changed: Vec<(&'a K, &'a V, &'a V)>,
+    added: Vec<(&'a K, &'a V)>,
+}
+
+/// Compares two sorted maps key by key; `changed` says whether two values
+/// under the same key differ. Each list comes out in key order.
+fn compare<'a, K: Ord, V>(
+    old: &'a BTreeMap<K, V>,
+    new: &'a BTreeMap<K, V>,
+    changed: impl Fn(&V, &V) -> bool,
+) -> Sides<'a, K, V> {
+    let mut s = Sides {
+        removed: Vec::new(),
+        changed: Vec::new(),
+        added: Vec::new(),
+    };
+    for (k, o) in old {
+        match new.get(k) {
+            None => s.removed.push((k, o)),
+            Some(n) if changed(o, n) => s.changed.push((k, o, n)),
+            Some(_) => {}
+        }
+    }
+    s.added = new.iter().filter(|(k, _)| !old.contains_key(k)).collect();
+    s
 }
 
 /// Inspects both paths and compares them.
@@ -181,57 +212,44 @@ pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
     };
     if let (Some(op), Some(np)) = (packages(old), packages(new)) {
         d.have_manifests = true;
-        for (name, o) in &op {
-            match np.get(name) {
-                None => d.packages_removed.push(PackageOnly {
-                    name: name.clone(),
-                    version: o.version.clone(),
-                    size: o.size,
-                }),
-                Some(n) if n != o => d.packages_changed.push(PackageChange {
-                    name: name.clone(),
-                    old: o.clone(),
-                    new: n.clone(),
-                    size_delta: delta(o.size, n.size),
-                }),
-                Some(_) => {}
-            }
-        }
-        for (name, n) in &np {
-            if !op.contains_key(name) {
-                d.packages_added.push(PackageOnly {
-                    name: name.clone(),
-                    version: n.version.clone(),
-                    size: n.size,
-                });
-            }
-        }
+        let only = |name: &String, p: &PackageSide| PackageOnly {
+            name: name.clone(),
+            version: p.version.clone(),
+            size: p.size,
+        };
+        let sides = compare(&op, &np, |o, n| o != n);
+        d.packages_removed = sides.removed.iter().map(|(k, o)| only(k, o)).collect();
+        d.packages_added = sides.added.iter().map(|(k, n)| only(k, n)).collect();
+        d.packages_changed = sides
+            .changed
+            .iter()
+            .map(|(name, o, n)| PackageChange {
+                name: (*name).clone(),
+                old: (*o).clone(),
+                new: (*n).clone(),
+                size_delta: delta(o.size, n.size),
+            })
+            .collect();
     }
     let of: BTreeMap<&str, _> = oi.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let nf: BTreeMap<&str, _> = ni.files.iter().map(|f| (f.path.as_str(), f)).collect();
-    for (p, o) in &of {
-        match nf.get(p) {
-            None => d.files_removed.push(FileOnly {
-                path: p.to_string(),
-                size: o.size,
-            }),
-            Some(n) if n.sha256 != o.sha256 => d.files_changed.push(FileChange {
-                path: p.to_string(),
-                old_size: o.size,
-                new_size: n.size,
-                size_delta: delta(o.size, n.size),
-            }),
-            Some(_) => {}
-        }
-    }
-    for (p, n) in &nf {
-        if !of.contains_key(p) {
-            d.files_added.push(FileOnly {
-                path: p.to_string(),
-                size: n.size,
-            });
-        }
-    }
+    let only = |path: &&str, f: &&FileInfo| FileOnly {
+        path: path.to_string(),
+        size: f.size,
+    };
+    let sides = compare(&of, &nf, |o, n| o.sha256 != n.sha256);
+    d.files_removed = sides.removed.iter().map(|(k, o)| only(k, o)).collect();
+    d.files_added = sides.added.iter().map(|(k, n)| only(k, n)).collect();
+    d.files_changed = sides
+        .changed
+        .iter()
+        .map(|(path, o, n)| FileChange {
+            path: path.to_string(),
+            old_size: o.size,
+            new_size: n.size,
+            size_delta: delta(o.size, n.size),
+        })
+        .collect();
     let ok = oi.kernels.first();
     let nk = ni.kernels.first();
     let om: Vec<String> = ok.map(|k| k.modules.clone()).unwrap_or_default();
@@ -309,27 +327,16 @@ pub fn render(d: &Diff) -> String {
     s
 }
 
-/// `ipa-build diff`: 0 when A and B are the same, 1 when they differ, 2 on error.
-pub fn run_cli(args: &DiffArgs) -> i32 {
-    let d = match diff_paths(&args.a, &args.b) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    if args.json {
-        match serde_json::to_string_pretty(&d) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: cannot encode the diff as JSON: {e}");
-                return 2;
-            }
-        }
+/// Compares A and B; the differences (or `--json`) are the outcome, `Found`
+/// when there are any (exit 1, like diff(1)).
+pub fn run(args: &Args) -> Result<Outcome, Error> {
+    let d = diff_paths(&args.a, &args.b)?;
+    let text = if args.json {
+        crate::cmd::json(&d)?
     } else {
-        print!("{}", render(&d));
-    }
-    if d.is_empty() { 0 } else { 1 }
+        render(&d)
+    };
+    Ok(Outcome::found_if(!d.is_empty(), text))
 }
 
 #[cfg(test)]
@@ -337,6 +344,24 @@ mod tests {
     use super::*;
     use crate::cmd::inspect::{FileInfo, KernelInfo};
     use serde_json::json;
+
+    /// A manifest listing `pkgs` (name, version, size; the rest filled in).
+    fn manifest(pkgs: serde_json::Value) -> crate::manifest::Manifest {
+        let mut m = crate::cmd::test_manifest();
+        m["packages"] = pkgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let mut full = json!({"architecture": "amd64", "sha256": "00", "suite": "s", "installed": "whole"});
+                for k in ["name", "version", "size"] {
+                    full[k] = p[k].clone();
+                }
+                full
+            })
+            .collect();
+        serde_json::from_value(m).unwrap()
+    }
 
     fn ins(pkgs: serde_json::Value, files: &[(&str, u64, &str)], mods: &[&str]) -> Inspection {
         Inspection {
@@ -357,7 +382,7 @@ mod tests {
                 release: "6.1".into(),
                 modules: mods.iter().map(|m| m.to_string()).collect(),
             }],
-            manifest: Some(json!({ "packages": pkgs })),
+            manifest: Some(manifest(pkgs)),
             initramfs: None,
         }
     }

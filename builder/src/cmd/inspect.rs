@@ -14,10 +14,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::audit::input::{self, ArchiveError};
+use crate::cmd::{Error, Outcome};
+use crate::manifest::{ArtifactKind, Manifest, ManifestError};
 
 /// Arguments of `ipa-build inspect`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct InspectArgs {
+pub struct Args {
     /// A build directory (with manifest.json), an initramfs (any compression,
     /// or several concatenated) or an ISO image.
     #[arg(value_name = "PATH")]
@@ -43,11 +45,8 @@ pub enum InspectError {
     },
     #[error("{}: not a readable initramfs: {source}", path.display())]
     Archive { path: PathBuf, source: ArchiveError },
-    #[error("{}: invalid JSON: {source}; is this the manifest.json ipa-build wrote?", path.display())]
-    Manifest {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error(
         "{}: neither a build directory (manifest.json or *.initramfs), an initramfs nor an ISO image",
         path.display()
@@ -97,8 +96,8 @@ pub struct Inspection {
     pub files: Vec<FileInfo>,
     pub total_bytes: u64,
     pub kernels: Vec<KernelInfo>,
-    /// `manifest.json` of a build directory, as written.
-    pub manifest: Option<serde_json::Value>,
+    /// `manifest.json` of a build directory, read and checked by [`Manifest::read`].
+    pub manifest: Option<Manifest>,
     /// The initramfs found inside an ISO.
     pub initramfs: Option<Box<Inspection>>,
 }
@@ -156,26 +155,26 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
     })
 }
 
-/// Reads `manifest.json` of a build directory, if there is one.
-pub fn read_manifest(dir: &Path) -> Result<Option<serde_json::Value>, InspectError> {
-    let path = dir.join("manifest.json");
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| InspectError::Manifest { path, source }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(InspectError::Io { path, source }),
+/// Reads `manifest.json` of a build directory, if there is one (a directory
+/// of initramfs files without one can still be inspected).
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, InspectError> {
+    match Manifest::read(dir) {
+        Ok(build) => Ok(Some(build.manifest)),
+        Err(ManifestError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
 /// The initramfs of a build directory: the manifest's `initramfs` artifact,
 /// else the only `*.initramfs` file.
-pub fn build_initramfs(dir: &Path, manifest: Option<&serde_json::Value>) -> Option<PathBuf> {
+pub fn build_initramfs(dir: &Path, manifest: Option<&Manifest>) -> Option<PathBuf> {
     let named = manifest
-        .and_then(|m| m["artifacts"].as_array())
-        .and_then(|arts| arts.iter().find(|a| a["kind"] == "initramfs"))
-        .and_then(|a| a["file"].as_str())
-        .map(|f| dir.join(f));
+        .and_then(|m| m.artifact(ArtifactKind::Initramfs))
+        .map(|a| dir.join(&a.file));
     if let Some(p) = named.filter(|p| p.is_file()) {
         return Some(p);
     }
@@ -353,27 +352,37 @@ fn module_name(path: &str) -> Option<String> {
     base.strip_suffix(".ko").map(str::to_string)
 }
 
-/// `ipa-build inspect`: prints the inspection; 0 on success, 2 on error.
-pub fn run_cli(args: &InspectArgs) -> i32 {
-    let ins = match inspect(&args.path) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+/// Inspects `args.path`; the report (or `--json`) is the outcome.
+pub fn run(args: &Args) -> Result<Outcome, Error> {
+    let ins = inspect(&args.path)?;
     if args.json {
-        match serde_json::to_string_pretty(&ins) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: cannot encode the inspection as JSON: {e}");
-                return 2;
-            }
-        }
-        return 0;
+        return crate::cmd::json(&ins).map(Outcome::success);
     }
-    print!("{}", render(&ins, args.tree, args.top));
-    0
+    Ok(Outcome::success(render(&ins, args.tree, args.top)))
+}
+
+/// The manifest's part of the report: profile, tool, packages, artifacts.
+fn render_manifest(s: &mut String, m: &Manifest) {
+    use crate::report::human_bytes;
+    use std::fmt::Write;
+    let _ = writeln!(
+        s,
+        "  profile {} · tool {} {} · SOURCE_DATE_EPOCH {}",
+        m.profile.name, m.tool.name, m.tool.version, m.source_date_epoch
+    );
+    let _ = writeln!(s, "  {} packages:", m.packages.len());
+    for p in &m.packages {
+        let _ = writeln!(s, "    {} {} ({})", p.name, p.version, p.installed);
+    }
+    for a in &m.artifacts {
+        let _ = writeln!(
+            s,
+            "  artifact {} {} ({})",
+            a.kind,
+            a.file,
+            human_bytes(a.size)
+        );
+    }
 }
 
 /// The human-readable report.
@@ -383,37 +392,7 @@ pub fn render(ins: &Inspection, tree: bool, top: usize) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{} ({})", ins.path.display(), ins.kind);
     if let Some(m) = &ins.manifest {
-        let _ = writeln!(
-            s,
-            "  profile {} · tool {} {} · SOURCE_DATE_EPOCH {}",
-            m["profile"]["name"].as_str().unwrap_or("?"),
-            m["tool"]["name"].as_str().unwrap_or("?"),
-            m["tool"]["version"].as_str().unwrap_or("?"),
-            m["source_date_epoch"]
-        );
-        if let Some(pkgs) = m["packages"].as_array() {
-            let _ = writeln!(s, "  {} packages:", pkgs.len());
-            for p in pkgs {
-                let _ = writeln!(
-                    s,
-                    "    {} {} ({})",
-                    p["name"].as_str().unwrap_or("?"),
-                    p["version"].as_str().unwrap_or("?"),
-                    p["installed"].as_str().unwrap_or("?")
-                );
-            }
-        }
-        if let Some(arts) = m["artifacts"].as_array() {
-            for a in arts {
-                let _ = writeln!(
-                    s,
-                    "  artifact {} {} ({})",
-                    a["kind"].as_str().unwrap_or("?"),
-                    a["file"].as_str().unwrap_or("?"),
-                    human_bytes(a["size"].as_u64().unwrap_or(0))
-                );
-            }
-        }
+        render_manifest(&mut s, m);
     }
     let body = ins.initramfs.as_deref().unwrap_or(ins);
     if ins.initramfs.is_some() {

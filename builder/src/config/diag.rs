@@ -494,132 +494,137 @@ impl Source {
         use serde_saphyr::Error as E;
         let inner = err.without_snippet();
         let loc = inner.location();
-        let parents = loc.map(|l| {
-            key_path_at(
-                &self.text,
-                usize::try_from(l.line()).unwrap_or(1),
-                usize::try_from(l.column()).unwrap_or(1),
-            )
-        });
-        let parents = parents.unwrap_or_default();
-        let within = |parents: &[String]| {
-            if parents.is_empty() {
-                String::new()
-            } else {
-                format!(" in `{}`", parents.join("."))
-            }
-        };
-        let mut e = match inner {
-            E::SerdeUnknownField {
-                field, expected, ..
-            } => {
-                let mut e = ConfigError::new(
-                    ErrorKind::UnknownKey,
-                    format!("unknown key `{field}`{}", within(&parents)),
-                );
-                e = match did_you_mean(field, expected.iter().copied()) {
-                    Some(best) => e.help(format!("did you mean `{best}`?")),
-                    None => e.help(format!("expected one of {}", expected.join(", "))),
-                };
-                let mut full = parents.clone();
-                full.push(field.clone());
-                e.field(full.join("."))
-            }
-            E::SerdeUnknownVariant {
-                variant, expected, ..
-            } => {
-                let field = parents.join(".");
-                let mut help = String::new();
-                if let Some(best) = did_you_mean(variant, expected.iter().copied()) {
-                    help = format!("did you mean `{best}`? ");
-                }
-                help.push_str(&format!("expected one of {}", expected.join(", ")));
-                ConfigError::new(
-                    ErrorKind::InvalidValue,
-                    format!("unknown value `{variant}` for `{field}`"),
+        let parents = loc
+            .map(|l| {
+                key_path_at(
+                    &self.text,
+                    usize::try_from(l.line()).unwrap_or(1),
+                    usize::try_from(l.column()).unwrap_or(1),
                 )
-                .help(help)
-                .field(field)
-            }
-            E::DuplicateMappingKey { key, .. } => {
-                let key = key.clone().unwrap_or_else(|| "?".to_string());
-                let mut full = parents.clone();
-                full.push(key.clone());
-                ConfigError::new(
-                    ErrorKind::DuplicateKey,
-                    format!("duplicate key `{key}`{}", within(&parents)),
-                )
-                .help("remove one of them: YAML tools disagree on which one wins")
-                .field(full.join("."))
-            }
-            E::SerdeMissingField { field, .. } => {
-                let mut full = parents.clone();
-                full.push((*field).to_string());
-                ConfigError::new(
-                    ErrorKind::MissingField,
-                    format!("missing key `{field}`{}", within(&parents)),
-                )
-                .help(format!("add a `{field}:` key to this mapping"))
-                .field(full.join("."))
-            }
-            E::Unexpected { expected, .. }
-                if expected.contains("sequence") || expected.contains("mapping") =>
-            {
-                let field = parents.join(".");
-                let (what, example) = if expected.contains("sequence") {
-                    ("a list", "`[a, b]`, or one `- a` line per item")
-                } else {
-                    (
-                        "a mapping",
-                        "`key: value` lines, indented under their parent",
-                    )
-                };
-                let text = if field.is_empty() {
-                    format!("expected {what} here")
-                } else {
-                    format!("`{field}`: expected {what}")
-                };
-                ConfigError::new(ErrorKind::Syntax, text)
-                    .help(format!("write {example}"))
-                    .field(field)
-            }
-            E::ExternallyTaggedEnumExpectedScalarOrMapping { .. } => {
-                let field = parents.join(".");
-                ConfigError::new(
-                    ErrorKind::Syntax,
-                    format!("`{field}`: expected a single name, not a list or mapping"),
-                )
-                .field(field)
-            }
-            other => {
-                let msg = serde_saphyr::MessageFormatter::format_message(
-                    &serde_saphyr::UserMessageFormatter,
-                    other,
-                );
-                let field = parents.join(".");
-                let text = if field.is_empty() {
-                    msg.to_string()
-                } else {
-                    format!("`{field}`: {msg}")
-                };
-                ConfigError::new(ErrorKind::Syntax, text).field(field)
-            }
-        };
-        if let Some(l) = loc {
-            let mut s = self.snippet(&l);
-            if let E::SerdeUnknownField { field, .. } = inner {
-                s.len = field.chars().count();
-            }
-            if let E::DuplicateMappingKey { key: Some(k), .. } = inner {
-                s.len = k.chars().count();
-            }
-            if let E::SerdeMissingField { .. } = inner {
-                s.len = 1;
-            }
-            e = e.at(s);
+            })
+            .unwrap_or_default();
+        let e = describe(inner, &parents);
+        let Some(l) = loc else { return e };
+        // Underline the offending key itself where there is one.
+        let mut s = self.snippet(&l);
+        match inner {
+            E::SerdeUnknownField { field, .. } => s.len = field.chars().count(),
+            E::DuplicateMappingKey { key: Some(k), .. } => s.len = k.chars().count(),
+            E::SerdeMissingField { .. } => s.len = 1,
+            _ => {}
         }
-        e
+        e.at(s)
     }
+}
+
+/// " in `a.b`" for a key found under `parents`, or nothing at the top level.
+fn within(parents: &[String]) -> String {
+    if parents.is_empty() {
+        String::new()
+    } else {
+        format!(" in `{}`", parents.join("."))
+    }
+}
+
+/// `parents` plus `key`, as a field path.
+fn field_path(parents: &[String], key: &str) -> String {
+    let mut full = parents.to_vec();
+    full.push(key.to_string());
+    full.join(".")
+}
+
+/// The message, field and advice for one of saphyr's errors found under
+/// `parents`; [`Source::convert`] adds the position.
+fn describe(inner: &serde_saphyr::Error, parents: &[String]) -> ConfigError {
+    use serde_saphyr::Error as E;
+    let field = parents.join(".");
+    match inner {
+        E::SerdeUnknownField {
+            field: key,
+            expected,
+            ..
+        } => ConfigError::new(
+            ErrorKind::UnknownKey,
+            format!("unknown key `{key}`{}", within(parents)),
+        )
+        .help(match did_you_mean(key, expected.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("expected one of {}", expected.join(", ")),
+        })
+        .field(field_path(parents, key)),
+        E::SerdeUnknownVariant {
+            variant, expected, ..
+        } => {
+            let mut help = String::new();
+            if let Some(best) = did_you_mean(variant, expected.iter().copied()) {
+                help = format!("did you mean `{best}`? ");
+            }
+            help.push_str(&format!("expected one of {}", expected.join(", ")));
+            ConfigError::new(
+                ErrorKind::InvalidValue,
+                format!("unknown value `{variant}` for `{field}`"),
+            )
+            .help(help)
+            .field(field)
+        }
+        E::DuplicateMappingKey { key, .. } => {
+            let key = key.clone().unwrap_or_else(|| "?".to_string());
+            ConfigError::new(
+                ErrorKind::DuplicateKey,
+                format!("duplicate key `{key}`{}", within(parents)),
+            )
+            .help("remove one of them: YAML tools disagree on which one wins")
+            .field(field_path(parents, &key))
+        }
+        E::SerdeMissingField { field: key, .. } => ConfigError::new(
+            ErrorKind::MissingField,
+            format!("missing key `{key}`{}", within(parents)),
+        )
+        .help(format!("add a `{key}:` key to this mapping"))
+        .field(field_path(parents, key)),
+        E::Unexpected { expected, .. }
+            if expected.contains("sequence") || expected.contains("mapping") =>
+        {
+            wrong_shape(expected.contains("sequence"), field)
+        }
+        E::ExternallyTaggedEnumExpectedScalarOrMapping { .. } => ConfigError::new(
+            ErrorKind::Syntax,
+            format!("`{field}`: expected a single name, not a list or mapping"),
+        )
+        .field(field),
+        other => {
+            let msg = serde_saphyr::MessageFormatter::format_message(
+                &serde_saphyr::UserMessageFormatter,
+                other,
+            );
+            let text = if field.is_empty() {
+                msg.to_string()
+            } else {
+                format!("`{field}`: {msg}")
+            };
+            ConfigError::new(ErrorKind::Syntax, text).field(field)
+        }
+    }
+}
+
+/// A scalar where a list (`sequence`) or a mapping was expected.
+fn wrong_shape(sequence: bool, field: String) -> ConfigError {
+    let (what, example) = if sequence {
+        ("a list", "`[a, b]`, or one `- a` line per item")
+    } else {
+        (
+            "a mapping",
+            "`key: value` lines, indented under their parent",
+        )
+    };
+    let text = if field.is_empty() {
+        format!("expected {what} here")
+    } else {
+        format!("`{field}`: expected {what}")
+    };
+    ConfigError::new(ErrorKind::Syntax, text)
+        .help(format!("write {example}"))
+        .field(field)
 }
 
 /// A scalar read without deciding its type, so that a check after

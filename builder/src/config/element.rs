@@ -15,6 +15,7 @@ use crate::config::diag::{
     ConfigError, ErrorKind, Scalar, Snippet, Source, check_image_path, did_you_mean,
 };
 use crate::config::profile::{InitStyle, Profile};
+use crate::config::validate;
 
 /// A file permission mode, written in YAML as a quoted octal string (`"0755"`).
 ///
@@ -264,224 +265,268 @@ fn load_with_sites(name: &str, dir: &Path) -> Result<(Element, Sites), ConfigErr
             .collect(),
         init: raw.init.as_ref().map(|i| src.at(i)),
     };
-    let bad = |field: &str, msg: String, at: Snippet| {
-        ConfigError::new(ErrorKind::InvalidValue, format!("`{field}`: {msg}"))
-            .field(field)
-            .at(at)
-    };
-    let path_of = |field: &str, v: &Spanned<String>| -> Result<PathBuf, ConfigError> {
-        check_image_path(&v.value).map_err(|m| bad(field, m, src.at(v)))?;
-        if v.value.contains(['*', '?', '[']) {
-            return Err(bad(
-                field,
-                format!("`{}` is a glob; a single path is needed here", v.value),
-                src.at(v),
-            ));
-        }
-        Ok(PathBuf::from(normalize(&v.value)))
-    };
-    let mode_of = |field: &str, v: &Option<Spanned<Scalar>>| -> Result<Option<Mode>, ConfigError> {
-        match v {
-            None => Ok(None),
-            Some(m) => parse_mode(&m.value, src.raw(&m.referenced).unwrap_or("?")).map(Some).map_err(|msg| {
-                let e = bad(field, msg, src.at(m));
-                if !matches!(m.value, Scalar::Str(_)) {
-                    e.help("YAML 1.1 reads 0755 as octal and YAML 1.2 as decimal; quotes make it unambiguous")
-                } else {
-                    e
-                }
-            }),
-        }
-    };
-    let id_of = |field: &str, v: &Option<Spanned<Scalar>>| -> Result<u32, ConfigError> {
-        match v {
-            None => Ok(0),
-            Some(id) => match &id.value {
-                Scalar::Int(n) => u32::try_from(*n)
-                    .map_err(|_| bad(field, format!("{n} is not a valid id"), src.at(id))),
-                Scalar::Str(t) | Scalar::Other(t) => Err(bad(
-                    field,
-                    format!("`{t}` is not a numeric id"),
-                    src.at(id),
-                )
-                .help("owners and groups are numeric ids (`0` for root), because the image has its own /etc/passwd")),
-            },
-        }
-    };
-    let desc = raw.description.value.trim().to_string();
-    if desc.is_empty() || desc.contains('\n') {
-        return Err(bad(
-            "description",
-            "must be one non-empty line".to_string(),
-            src.at(&raw.description),
-        ));
-    }
-    let mut depends = Vec::new();
-    for (i, d) in raw.depends.iter().enumerate() {
-        crate::config::profile::check_name(&d.value, "element")
-            .map_err(|m| bad(&format!("depends[{i}]"), m, src.at(d)))?;
-        if d.value == name {
-            return Err(ConfigError::new(
-                ErrorKind::Cycle,
-                format!("element `{name}` depends on itself"),
-            )
-            .field("depends")
-            .at(src.at(d)));
-        }
-        if !depends.contains(&d.value) {
-            depends.push(d.value.clone());
-        }
-    }
-    let agent = match &raw.agent {
-        Some(a) => Some(path_of("agent", a)?),
-        None => None,
-    };
-    let mut directories = Vec::new();
-    for (i, d) in raw.directories.iter().enumerate() {
-        let f = format!("directories[{i}]");
-        directories.push(Directory {
-            path: path_of(&format!("{f}.path"), &d.path)?,
-            mode: mode_of(&format!("{f}.mode"), &d.mode)?.unwrap_or(Mode(0o755)),
-            owner: id_of(&format!("{f}.owner"), &d.owner)?,
-            group: id_of(&format!("{f}.group"), &d.group)?,
-        });
-    }
-    let mut symlinks = Vec::new();
-    for (i, l) in raw.symlinks.iter().enumerate() {
-        let f = format!("symlinks[{i}]");
-        if l.target.value.is_empty() {
-            return Err(bad(
-                &format!("{f}.target"),
-                "is empty".to_string(),
-                src.at(&l.target),
-            ));
-        }
-        symlinks.push(Symlink {
-            path: path_of(&format!("{f}.path"), &l.path)?,
-            target: PathBuf::from(&l.target.value),
-        });
-    }
-    let mut devices = Vec::new();
-    for (i, d) in raw.devices.iter().enumerate() {
-        let f = format!("devices[{i}]");
-        let (major, minor) = match (d.kind.value, &d.major, &d.minor) {
-            (DeviceKind::Fifo, None, None) => (0, 0),
-            (DeviceKind::Fifo, Some(n), _) | (DeviceKind::Fifo, None, Some(n)) => {
-                return Err(bad(
-                    &f,
-                    "a fifo has no major/minor numbers".to_string(),
-                    src.at(n),
-                )
-                .help("remove `major` and `minor`, or use `type: char` / `type: block`"));
-            }
-            (_, Some(a), Some(b)) => (a.value, b.value),
-            (_, _, _) => {
-                return Err(bad(
-                    &f,
-                    "a char or block device needs both `major` and `minor`".to_string(),
-                    src.at(&d.kind),
-                ));
-            }
-        };
-        devices.push(Device {
-            path: path_of(&format!("{f}.path"), &d.path)?,
-            kind: d.kind.value,
-            major,
-            minor,
-            mode: mode_of(&format!("{f}.mode"), &d.mode)?.unwrap_or(Mode(0o600)),
-            owner: id_of(&format!("{f}.owner"), &d.owner)?,
-            group: id_of(&format!("{f}.group"), &d.group)?,
-        });
-    }
-    let files_dir = dir.join("files");
-    let files_dir = files_dir.is_dir().then_some(files_dir);
-    let mut files = Vec::new();
-    for (i, fm) in raw.files.iter().enumerate() {
-        let f = format!("files[{i}]");
-        let path = path_of(&format!("{f}.path"), &fm.path)?;
-        let rel = path.strip_prefix("/").unwrap_or(&path);
-        let source = dir.join("files").join(rel);
-        if !source.is_file() {
-            return Err(ConfigError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "`{f}.path`: element `{name}` ships no file {}",
-                    source.display()
-                ),
-            )
-            .field(format!("{f}.path"))
-            .at(src.at(&fm.path))
-            .help(format!(
-                "put the file at {} or remove this entry",
-                source.display()
-            )));
-        }
-        files.push(FileMeta {
-            path,
-            source,
-            mode: mode_of(&format!("{f}.mode"), &fm.mode)?,
-            owner: id_of(&format!("{f}.owner"), &fm.owner)?,
-            group: id_of(&format!("{f}.group"), &fm.group)?,
-        });
-    }
-    let mut scrub = Vec::new();
-    for (i, s) in raw.scrub.iter().enumerate() {
-        let f = format!("scrub[{i}]");
-        check_image_path(&s.value).map_err(|m| bad(&f, m, src.at(s)))?;
-        globset::Glob::new(&s.value).map_err(|e| {
-            bad(
-                &f,
-                format!("`{}` is not a valid glob: {}", s.value, e.kind()),
-                src.at(s),
-            )
-        })?;
-        scrub.push(s.value.clone());
-    }
-    for (i, p) in raw.packages.iter().enumerate() {
-        if p.value.is_empty() || p.value.contains(char::is_whitespace) {
-            return Err(bad(
-                &format!("packages[{i}]"),
-                format!("`{}` is not a package name", p.value),
-                src.at(p),
-            ));
-        }
-    }
-    for (i, m) in raw.modules.iter().enumerate() {
-        if m.value.is_empty()
-            || !m
-                .value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(bad(
-                &format!("modules[{i}]"),
-                format!("`{}` is not a kernel module name", m.value),
-                src.at(m),
-            ));
-        }
-    }
+    let doc = Doc { src: &src };
     let element = Element {
         name: name.to_string(),
-        description: desc,
-        depends,
-        init: raw.init.map(|i| i.value),
-        packages: raw.packages.into_iter().map(|p| p.value).collect(),
-        modules: raw.modules.into_iter().map(|p| p.value).collect(),
+        description: doc.description(&raw.description)?,
+        depends: doc.depends(name, &raw.depends)?,
+        init: raw.init.as_ref().map(|i| i.value),
+        agent: raw
+            .agent
+            .as_ref()
+            .map(|a| doc.path("agent", a))
+            .transpose()?,
+        directories: doc.directories(&raw.directories)?,
+        symlinks: doc.symlinks(&raw.symlinks)?,
+        devices: doc.devices(&raw.devices)?,
+        files: doc.files(name, dir, &raw.files)?,
+        scrub: doc.scrub(&raw.scrub)?,
+        packages: doc.words(&raw.packages, "packages", |v| {
+            validate::check_word(v, "package name")
+        })?,
+        modules: doc.words(&raw.modules, "modules", |v| {
+            // An element's message has no `.ko` advice, unlike a profile's.
+            validate::check_module(v).map_err(|_| format!("`{v}` is not a kernel module name"))
+        })?,
         cmdline: raw
             .cmdline
             .map(|c| c.value.trim().to_string())
             .unwrap_or_default(),
-        agent,
-        directories,
-        symlinks,
-        devices,
-        files,
-        scrub,
         dir: dir.to_path_buf(),
-        files_dir,
+        files_dir: Some(dir.join("files")).filter(|d| d.is_dir()),
         hooks: list_hooks(dir)?,
     };
     Ok((element, sites))
+}
+
+/// One `element.yaml` being checked: each method checks one kind of value
+/// or one section and points at the file position of what it refuses.
+struct Doc<'a> {
+    src: &'a Source,
+}
+
+impl Doc<'_> {
+    /// "`field`: msg" at `v`'s position.
+    fn bad<T>(&self, field: &str, msg: String, v: &Spanned<T>) -> ConfigError {
+        ConfigError::new(ErrorKind::InvalidValue, format!("`{field}`: {msg}"))
+            .field(field)
+            .at(self.src.at(v))
+    }
+
+    /// A single absolute image path (no glob), normalised.
+    fn path(&self, field: &str, v: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+        check_image_path(&v.value).map_err(|m| self.bad(field, m, v))?;
+        if v.value.contains(['*', '?', '[']) {
+            let msg = format!("`{}` is a glob; a single path is needed here", v.value);
+            return Err(self.bad(field, msg, v));
+        }
+        Ok(PathBuf::from(normalize(&v.value)))
+    }
+
+    /// An optional mode: a quoted octal string ([`parse_mode`]).
+    fn mode(&self, field: &str, v: Option<&Spanned<Scalar>>) -> Result<Option<Mode>, ConfigError> {
+        let Some(m) = v else { return Ok(None) };
+        let raw = self.src.raw(&m.referenced).unwrap_or("?");
+        parse_mode(&m.value, raw).map(Some).map_err(|msg| {
+            let e = self.bad(field, msg, m);
+            if matches!(m.value, Scalar::Str(_)) {
+                e
+            } else {
+                e.help("YAML 1.1 reads 0755 as octal and YAML 1.2 as decimal; quotes make it unambiguous")
+            }
+        })
+    }
+
+    /// An optional numeric owner or group id; default 0 (root).
+    fn id(&self, field: &str, v: Option<&Spanned<Scalar>>) -> Result<u32, ConfigError> {
+        let Some(id) = v else { return Ok(0) };
+        match &id.value {
+            Scalar::Int(n) => {
+                u32::try_from(*n).map_err(|_| self.bad(field, format!("{n} is not a valid id"), id))
+            }
+            Scalar::Str(t) | Scalar::Other(t) => Err(self
+                .bad(field, format!("`{t}` is not a numeric id"), id)
+                .help("owners and groups are numeric ids (`0` for root), because the image has its own /etc/passwd")),
+        }
+    }
+
+    /// The mode, owner and group of entry `f`, with `default` for the mode.
+    fn owner(
+        &self,
+        f: &str,
+        mode: Option<&Spanned<Scalar>>,
+        owner: Option<&Spanned<Scalar>>,
+        group: Option<&Spanned<Scalar>>,
+    ) -> Result<(Option<Mode>, u32, u32), ConfigError> {
+        Ok((
+            self.mode(&format!("{f}.mode"), mode)?,
+            self.id(&format!("{f}.owner"), owner)?,
+            self.id(&format!("{f}.group"), group)?,
+        ))
+    }
+
+    /// Each item of `list` checked with `check`, naming `field[i]`.
+    fn words(
+        &self,
+        list: &[Spanned<String>],
+        field: &str,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, v) in list.iter().enumerate() {
+            check(&v.value).map_err(|m| self.bad(&format!("{field}[{i}]"), m, v))?;
+            out.push(v.value.clone());
+        }
+        Ok(out)
+    }
+
+    /// `description`: one non-empty line.
+    fn description(&self, d: &Spanned<String>) -> Result<String, ConfigError> {
+        let desc = d.value.trim().to_string();
+        if desc.is_empty() || desc.contains('\n') {
+            let msg = "must be one non-empty line".to_string();
+            return Err(self.bad("description", msg, d));
+        }
+        Ok(desc)
+    }
+
+    /// `depends`: valid element names, not itself, duplicates dropped.
+    fn depends(&self, name: &str, list: &[Spanned<String>]) -> Result<Vec<String>, ConfigError> {
+        let mut depends = Vec::new();
+        for (i, d) in list.iter().enumerate() {
+            validate::check_name(&d.value, "element")
+                .map_err(|m| self.bad(&format!("depends[{i}]"), m, d))?;
+            if d.value == name {
+                return Err(ConfigError::new(
+                    ErrorKind::Cycle,
+                    format!("element `{name}` depends on itself"),
+                )
+                .field("depends")
+                .at(self.src.at(d)));
+            }
+            if !depends.contains(&d.value) {
+                depends.push(d.value.clone());
+            }
+        }
+        Ok(depends)
+    }
+
+    /// `directories`: default mode 0755.
+    fn directories(&self, list: &[RawDirectory]) -> Result<Vec<Directory>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, d) in list.iter().enumerate() {
+            let f = format!("directories[{i}]");
+            let path = self.path(&format!("{f}.path"), &d.path)?;
+            let (mode, owner, group) =
+                self.owner(&f, d.mode.as_ref(), d.owner.as_ref(), d.group.as_ref())?;
+            out.push(Directory {
+                path,
+                mode: mode.unwrap_or(Mode(0o755)),
+                owner,
+                group,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `symlinks`: an absolute link path and a non-empty target, kept verbatim.
+    fn symlinks(&self, list: &[RawSymlink]) -> Result<Vec<Symlink>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, l) in list.iter().enumerate() {
+            let f = format!("symlinks[{i}]");
+            if l.target.value.is_empty() {
+                return Err(self.bad(&format!("{f}.target"), "is empty".to_string(), &l.target));
+            }
+            out.push(Symlink {
+                path: self.path(&format!("{f}.path"), &l.path)?,
+                target: PathBuf::from(&l.target.value),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `devices`: char and block devices need major and minor, a fifo has
+    /// neither; default mode 0600.
+    fn devices(&self, list: &[RawDevice]) -> Result<Vec<Device>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, d) in list.iter().enumerate() {
+            let f = format!("devices[{i}]");
+            let (major, minor) = match (d.kind.value, &d.major, &d.minor) {
+                (DeviceKind::Fifo, None, None) => (0, 0),
+                (DeviceKind::Fifo, Some(n), _) | (DeviceKind::Fifo, None, Some(n)) => {
+                    let msg = "a fifo has no major/minor numbers".to_string();
+                    return Err(self
+                        .bad(&f, msg, n)
+                        .help("remove `major` and `minor`, or use `type: char` / `type: block`"));
+                }
+                (_, Some(a), Some(b)) => (a.value, b.value),
+                (_, _, _) => {
+                    let msg = "a char or block device needs both `major` and `minor`";
+                    return Err(self.bad(&f, msg.to_string(), &d.kind));
+                }
+            };
+            let path = self.path(&format!("{f}.path"), &d.path)?;
+            let (mode, owner, group) =
+                self.owner(&f, d.mode.as_ref(), d.owner.as_ref(), d.group.as_ref())?;
+            out.push(Device {
+                path,
+                kind: d.kind.value,
+                major,
+                minor,
+                mode: mode.unwrap_or(Mode(0o600)),
+                owner,
+                group,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `files`: metadata for files the element ships in `files/`, each of
+    /// which must exist.
+    fn files(
+        &self,
+        name: &str,
+        dir: &Path,
+        list: &[RawFile],
+    ) -> Result<Vec<FileMeta>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, fm) in list.iter().enumerate() {
+            let f = format!("files[{i}]");
+            let path = self.path(&format!("{f}.path"), &fm.path)?;
+            let rel = path.strip_prefix("/").unwrap_or(&path);
+            let source = dir.join("files").join(rel);
+            if !source.is_file() {
+                return Err(ConfigError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "`{f}.path`: element `{name}` ships no file {}",
+                        source.display()
+                    ),
+                )
+                .field(format!("{f}.path"))
+                .at(self.src.at(&fm.path))
+                .help(format!(
+                    "put the file at {} or remove this entry",
+                    source.display()
+                )));
+            }
+            let (mode, owner, group) =
+                self.owner(&f, fm.mode.as_ref(), fm.owner.as_ref(), fm.group.as_ref())?;
+            out.push(FileMeta {
+                path,
+                source,
+                mode,
+                owner,
+                group,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `scrub`: absolute image path globs.
+    fn scrub(&self, list: &[Spanned<String>]) -> Result<Vec<String>, ConfigError> {
+        self.words(list, "scrub", validate::check_glob)
+    }
 }
 
 /// Removes `.` components and doubled or trailing slashes: `/a//b/./c/` is `/a/b/c`.
@@ -600,50 +645,64 @@ pub fn resolve(profile: &Profile, element_dirs: &[PathBuf]) -> Result<Vec<Elemen
         )?;
     }
     for e in loaded.values() {
-        if let Some(want) = e.init
-            && want != profile.init
-        {
-            let word = |s: InitStyle| match s {
-                InitStyle::Busybox => "busybox",
-                InitStyle::Systemd => "systemd",
-            };
-            let at = sites.get(&e.name).and_then(|s| s.init.clone());
-            let listed = profile
-                .elements
-                .iter()
-                .position(|n| *n == e.name)
-                .and_then(|i| profile.element_sites.get(i).cloned().flatten());
-            return Err(ConfigError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "element `{}` works only with `init: {}`, but profile `{}` uses `init: {}`",
-                    e.name,
-                    word(want),
-                    profile.name,
-                    word(profile.init)
-                ),
-            )
-            .field("init")
-            .at_opt(at)
-            .note(match listed {
-                Some(l) => format!(
-                    "`{}` is listed at {}:{}:{}",
-                    e.name,
-                    l.path.display(),
-                    l.line,
-                    l.column
-                ),
-                None => format!("`{}` is pulled in by another element's `depends`", e.name),
-            })
-            .help(format!(
-                "drop `{}` from the profile or switch the profile to `init: {}`",
-                e.name,
-                word(want)
-            )));
-        }
+        check_init(profile, e, &sites)?;
     }
-    // Kahn's algorithm, always taking the ready element that ranks first:
-    // listed elements by list position, then everything else by name.
+    build_order(profile, loaded)
+}
+
+/// An element whose `init` differs from the profile's is an error naming
+/// both, pointing at the element's `init` and noting where it was listed.
+fn check_init(profile: &Profile, e: &Element, sites: &DependSites) -> Result<(), ConfigError> {
+    let Some(want) = e.init.filter(|w| *w != profile.init) else {
+        return Ok(());
+    };
+    let word = |s: InitStyle| match s {
+        InitStyle::Busybox => "busybox",
+        InitStyle::Systemd => "systemd",
+    };
+    let at = sites.get(&e.name).and_then(|s| s.init.clone());
+    let listed = profile
+        .elements
+        .iter()
+        .position(|n| *n == e.name)
+        .and_then(|i| profile.element_sites.get(i).cloned().flatten());
+    Err(ConfigError::new(
+        ErrorKind::Conflict,
+        format!(
+            "element `{}` works only with `init: {}`, but profile `{}` uses `init: {}`",
+            e.name,
+            word(want),
+            profile.name,
+            word(profile.init)
+        ),
+    )
+    .field("init")
+    .at_opt(at)
+    .note(match listed {
+        Some(l) => format!(
+            "`{}` is listed at {}:{}:{}",
+            e.name,
+            l.path.display(),
+            l.line,
+            l.column
+        ),
+        None => format!("`{}` is pulled in by another element's `depends`", e.name),
+    })
+    .help(format!(
+        "drop `{}` from the profile or switch the profile to `init: {}`",
+        e.name,
+        word(want)
+    )))
+}
+
+/// Kahn's algorithm, always taking the ready element that ranks first:
+/// listed elements by list position, then everything else by name.
+/// [`visit`] has rejected cycles, so something is always ready; the error
+/// is a guard, not a path a profile can reach.
+fn build_order(
+    profile: &Profile,
+    mut loaded: BTreeMap<String, Element>,
+) -> Result<Vec<Element>, ConfigError> {
     let rank = |n: &str| {
         let pos = profile
             .elements
@@ -660,7 +719,6 @@ pub fn resolve(profile: &Profile, element_dirs: &[PathBuf]) -> Result<Vec<Elemen
             .filter(|e| !done.contains(&e.name) && e.depends.iter().all(|d| done.contains(d)))
             .map(|e| rank(&e.name))
             .min();
-        // visit() has rejected cycles, so something is always ready.
         let Some((_, name)) = next else {
             return Err(ConfigError::new(
                 ErrorKind::Cycle,

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::config::diag::{
-    ConfigError, ErrorKind, Scalar, Snippet, Source, check_image_path, did_you_mean,
-};
+use crate::config::diag::{ConfigError, ErrorKind, Scalar, Snippet, Source, did_you_mean};
+use crate::config::options::Overrides;
+use crate::config::validate;
 
 /// The init system the image boots with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,8 +36,9 @@ pub enum Dependencies {
     Libraries,
 }
 
-/// An artifact the build writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An artifact the build writes: `output.formats` in a profile, `--format`
+/// on the command line (one type for both, so the names cannot drift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The kernel image (`NAME.kernel`).
@@ -48,38 +49,9 @@ pub enum Format {
     Iso,
 }
 
-/// Compression of the initramfs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// zstd: fast to decompress, the default.
-    Zstd,
-    /// gzip: understood by every kernel.
-    Gzip,
-    /// xz (written with a CRC32 check, the only one the kernel accepts).
-    Xz,
-}
-
-impl Compression {
-    /// The levels this compressor accepts.
-    pub fn level_range(self) -> std::ops::RangeInclusive<u32> {
-        match self {
-            // Above 19 zstd needs windows the kernel's initramfs decoder may refuse.
-            Compression::Zstd => 1..=19,
-            Compression::Gzip => 1..=9,
-            Compression::Xz => 0..=9,
-        }
-    }
-
-    /// The name as written in a profile.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-            Compression::Xz => "xz",
-        }
-    }
-}
+/// Compression of the initramfs: the pack stage's own type, so that there is
+/// one list of names and one table of level ranges.
+pub use crate::initramfs::compress::Compression;
 
 /// A profile after `extends` merging, validation and defaults: what the pipeline builds.
 #[derive(Debug, Clone, Serialize)]
@@ -367,7 +339,44 @@ struct Merged {
     allow: Vec<(usize, RawAllow)>,
 }
 
+/// The "file number" of a value from the command line: there is no such
+/// file in the chain, so a message about it has no snippet to quote.
+const CLI: usize = usize::MAX;
+
+impl<T> At<T> {
+    /// A value given on the command line.
+    fn cli(value: T) -> At<T> {
+        At {
+            value,
+            loc: serde_saphyr::Location::UNKNOWN,
+            file: CLI,
+        }
+    }
+}
+
 impl Merged {
+    /// Lays the command line's overrides over the chain. A different
+    /// compression drops the chain's level, which was chosen for the other
+    /// compressor; `--level` then sets its own.
+    fn apply_overrides(&mut self, o: &Overrides) {
+        if let Some(c) = o.compression {
+            let current = self
+                .compression
+                .as_ref()
+                .map_or(Compression::Zstd, |x| x.value);
+            if c != current {
+                self.level = None;
+            }
+            self.compression = Some(At::cli(c));
+        }
+        if let Some(l) = o.level {
+            self.level = Some(At::cli(Scalar::Int(i128::from(l))));
+        }
+        if !o.formats.is_empty() {
+            self.formats = Some(At::cli(o.formats.clone()));
+        }
+    }
+
     /// Lays `raw` (file number `f` of the chain) over what is merged so far.
     fn apply(&mut self, raw: RawProfile, f: usize) {
         fn set<T>(slot: &mut Option<At<T>>, v: Option<Spanned<T>>, f: usize) {
@@ -413,6 +422,18 @@ impl Merged {
 /// is a path. `extends` inside a file works the same way, except that a path
 /// is relative to the file that says it.
 pub fn load(name_or_path: &str, profile_dirs: &[PathBuf]) -> Result<Profile, ConfigError> {
+    load_with(name_or_path, profile_dirs, &Overrides::default())
+}
+
+/// [`load`] with the command line's overrides (`--compression`, `--level`,
+/// `--format`) laid over the merged chain *before* validation, so that a
+/// value from the command line is held to the same checks, and refused
+/// with the same message, as the same value written in the profile.
+pub fn load_with(
+    name_or_path: &str,
+    profile_dirs: &[PathBuf],
+    overrides: &Overrides,
+) -> Result<Profile, ConfigError> {
     let top = find(name_or_path, profile_dirs, None)
         .ok_or_else(|| not_found(name_or_path, profile_dirs))?;
     // Read the chain child-first, then merge it base-first.
@@ -453,6 +474,7 @@ pub fn load(name_or_path: &str, profile_dirs: &[PathBuf]) -> Result<Profile, Con
     for (f, raw) in raws.into_iter().enumerate() {
         merged.apply(raw, f);
     }
+    merged.apply_overrides(overrides);
     validate(merged, &files)
 }
 
@@ -545,314 +567,415 @@ pub fn list(profile_dirs: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigErr
 
 // ---------------------------------------------------------------------------
 // Validation: turn the merged document into a Profile, or say what is wrong.
+// One function per section of the profile; `validate` reads like the file.
 
-/// Checks every merged value and applies defaults.
-fn validate(m: Merged, files: &[Source]) -> Result<Profile, ConfigError> {
-    let leaf = files.last().map(|s| s.path.clone()).unwrap_or_default();
-    let snip = |file: usize, loc: &serde_saphyr::Location| files.get(file).map(|s| s.snippet(loc));
-    let bad = |field: &str, msg: String, file: usize, loc: &serde_saphyr::Location| {
+/// Where checks find the chain's files, to point at the value they refuse.
+struct Ctx<'a> {
+    files: &'a [Source],
+    /// The profile that was asked for (the end of the chain).
+    leaf: PathBuf,
+}
+
+impl Ctx<'_> {
+    /// The snippet of file `file` at `loc`; `None` for a value from the
+    /// command line ([`CLI`]), which has no file.
+    fn snip(&self, file: usize, loc: &serde_saphyr::Location) -> Option<Snippet> {
+        self.files.get(file).map(|s| s.snippet(loc))
+    }
+
+    /// "`field`: msg" pointing at where `file` wrote the value.
+    fn bad(
+        &self,
+        field: &str,
+        msg: String,
+        file: usize,
+        loc: &serde_saphyr::Location,
+    ) -> ConfigError {
         ConfigError::new(ErrorKind::InvalidValue, format!("`{field}`: {msg}"))
             .field(field)
-            .at_opt(snip(file, loc))
-    };
-    let missing = |field: &str, help: &str| {
+            .at_opt(self.snip(file, loc))
+    }
+
+    /// [`Ctx::bad`] for a merged value.
+    fn bad_at<T>(&self, field: &str, msg: String, at: &At<T>) -> ConfigError {
+        self.bad(field, msg, at.file, &at.loc)
+    }
+
+    /// Runs a shared validator on a merged string, naming `field` on failure.
+    fn check(
+        &self,
+        field: &str,
+        at: &At<String>,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<(), ConfigError> {
+        check(&at.value).map_err(|msg| self.bad_at(field, msg, at))
+    }
+
+    /// A key no file of the chain sets, though it has no default.
+    fn missing(&self, field: &str, help: &str) -> ConfigError {
         ConfigError::new(
             ErrorKind::MissingField,
             format!(
                 "profile {} has no `{field}` (neither it nor any profile it extends sets one)",
-                leaf.display()
+                self.leaf.display()
             ),
         )
         .field(field)
         .help(help.to_string())
-    };
+    }
 
+    /// Checks every item of an appended list with `check`, naming `field[i]`
+    /// on failure; duplicates are dropped, keeping the first.
+    fn list_of(
+        &self,
+        items: &[At<String>],
+        field: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            self.check(&format!("{field}[{i}]"), it, check)?;
+            if !out.contains(&it.value) {
+                out.push(it.value.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Checks every merged value and applies defaults.
+fn validate(mut m: Merged, files: &[Source]) -> Result<Profile, ConfigError> {
+    let leaf = files.last().map(|s| s.path.clone()).unwrap_or_default();
+    let cx = Ctx {
+        files,
+        leaf: leaf.clone(),
+    };
     let sites = record_sites(&m, files);
     let name = leaf
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("profile")
         .to_string();
+    let description = description(&cx, m.description.take())?;
+    let init = m
+        .init
+        .take()
+        .ok_or_else(|| cx.missing("init", "add `init: busybox` or `init: systemd`"))?
+        .value;
+    let (elements, element_sites) = elements(&cx, &m.elements)?;
+    Ok(Profile {
+        description,
+        init,
+        elements,
+        packages: cx.list_of(&m.packages, "packages", validate::check_package)?,
+        exclude: cx.list_of(&m.exclude, "exclude", validate::check_glob)?,
+        scrub: cx.list_of(&m.scrub, "scrub", validate::check_glob)?,
+        debian: debian(&cx, &mut m)?,
+        kernel: kernel(&cx, &mut m)?,
+        output: output(&cx, &mut m, &name)?,
+        size_budget: size_budget(&cx, &mut m)?,
+        audit: audit(&cx, std::mem::take(&mut m.allow))?,
+        name,
+        source: leaf,
+        chain: files.iter().map(|s| s.path.clone()).collect(),
+        element_sites,
+        sites,
+    })
+}
 
-    let description = m.description.ok_or_else(|| {
-        missing(
+/// `description`: required, one line.
+fn description(cx: &Ctx<'_>, d: Option<At<String>>) -> Result<String, ConfigError> {
+    let d = d.ok_or_else(|| {
+        cx.missing(
             "description",
             "add `description: <one line saying what the image is for>`",
         )
     })?;
-    check_one_line("description", &description.value)
-        .map_err(|msg| bad("description", msg, description.file, &description.loc))?;
-    let init = m
-        .init
-        .ok_or_else(|| missing("init", "add `init: busybox` or `init: systemd`"))?
-        .value;
+    cx.check("description", &d, |v| {
+        validate::check_one_line("description", v)
+    })?;
+    Ok(d.value.trim().to_string())
+}
 
-    // Elements: duplicates dropped, keeping the first (the parent's position).
+/// `elements`: valid names, duplicates dropped keeping the first (the
+/// parent's position), each with where it was written.
+fn elements(
+    cx: &Ctx<'_>,
+    list: &[At<String>],
+) -> Result<(Vec<String>, Vec<Option<Snippet>>), ConfigError> {
     let mut elements = Vec::new();
     let mut element_sites = Vec::new();
-    for (i, e) in m.elements.iter().enumerate() {
-        let field = format!("elements[{i}]");
-        check_name(&e.value, "element").map_err(|msg| bad(&field, msg, e.file, &e.loc))?;
+    for (i, e) in list.iter().enumerate() {
+        cx.check(&format!("elements[{i}]"), e, |v| {
+            validate::check_name(v, "element")
+        })?;
         if !elements.contains(&e.value) {
             elements.push(e.value.clone());
-            element_sites.push(snip(e.file, &e.loc));
+            element_sites.push(cx.snip(e.file, &e.loc));
         }
     }
-    let packages = list_of(&m.packages, "packages", &bad, check_package)?;
-    let exclude = list_of(&m.exclude, "exclude", &bad, check_glob)?;
-    let scrub = list_of(&m.scrub, "scrub", &bad, check_glob)?;
+    Ok((elements, element_sites))
+}
 
-    // debian
+/// `debian:` sources, architecture and how dependencies are installed.
+fn debian(cx: &Ctx<'_>, m: &mut Merged) -> Result<Debian, ConfigError> {
     let mut sources = Vec::new();
-    if let Some(s) = m.sources {
+    if let Some(s) = m.sources.take() {
         if s.value.is_empty() {
-            return Err(bad(
+            return Err(cx.bad_at(
                 "debian.sources",
                 "the list is empty; remove the key to use the host's apt sources".to_string(),
-                s.file,
-                &s.loc,
+                &s,
             ));
         }
         for (i, src) in s.value.into_iter().enumerate() {
-            sources.push(check_source(src, i, s.file, &bad)?);
+            sources.push(check_source(cx, src, i, s.file)?);
         }
     }
-    let arch = match m.arch {
+    let arch = match m.arch.take() {
         Some(a) => {
-            check_name(&a.value, "architecture")
-                .map_err(|msg| bad("debian.arch", msg, a.file, &a.loc))?;
+            cx.check("debian.arch", &a, |v| {
+                validate::check_name(v, "architecture")
+            })?;
             a.value
         }
         None => "amd64".to_string(),
     };
-    let dependencies = m.dependencies.map_or(Dependencies::Full, |d| d.value);
+    Ok(Debian {
+        sources,
+        arch,
+        dependencies: m
+            .dependencies
+            .take()
+            .map_or(Dependencies::Full, |d| d.value),
+    })
+}
 
-    // kernel
-    let package = match m.kernel_package {
+/// `kernel:` package, modules and command line.
+fn kernel(cx: &Ctx<'_>, m: &mut Merged) -> Result<Kernel, ConfigError> {
+    let package = match m.kernel_package.take() {
         Some(p) => {
-            check_package(&p.value).map_err(|msg| bad("kernel.package", msg, p.file, &p.loc))?;
+            cx.check("kernel.package", &p, validate::check_package)?;
             p.value
         }
         None => "linux-image-amd64".to_string(),
     };
-    let modules = list_of(&m.modules, "kernel.modules", &bad, check_module)?;
-    let cmdline = match m.cmdline {
+    let cmdline = match m.cmdline.take() {
         Some(c) => {
-            check_one_line("kernel.cmdline", &c.value)
-                .map_err(|msg| bad("kernel.cmdline", msg, c.file, &c.loc))?;
+            cx.check("kernel.cmdline", &c, |v| {
+                validate::check_one_line("kernel.cmdline", v)
+            })?;
             c.value.trim().to_string()
         }
         None => String::new(),
     };
+    Ok(Kernel {
+        package,
+        modules: cx.list_of(&m.modules, "kernel.modules", validate::check_module)?,
+        cmdline,
+    })
+}
 
-    // output
-    let out_name = match m.name {
+/// `output:` name, formats, compression and level, ISO label.
+fn output(cx: &Ctx<'_>, m: &mut Merged, profile_name: &str) -> Result<Output, ConfigError> {
+    let name = match m.name.take() {
         Some(n) => {
-            if n.value.is_empty()
-                || n.value.contains('/')
-                || n.value.starts_with('.')
-                || n.value.chars().any(char::is_whitespace)
-            {
-                return Err(bad(
-                    "output.name",
-                    format!("`{}` is not a usable file name", n.value),
-                    n.file,
-                    &n.loc,
-                )
-                .help("use letters, digits, `-`, `_` and `.`, not starting with `.`"));
-            }
+            validate::check_file_name(&n.value).map_err(|msg| {
+                cx.bad_at("output.name", msg, &n)
+                    .help("use letters, digits, `-`, `_` and `.`, not starting with `.`")
+            })?;
             n.value
         }
-        None => name.clone(),
-    };
-    let formats = match m.formats {
-        Some(f) => {
-            if f.value.is_empty() {
-                return Err(bad(
-                    "output.formats",
-                    "the list is empty: the build would write nothing".to_string(),
-                    f.file,
-                    &f.loc,
-                )
-                .help("expected one or more of kernel, initramfs, iso"));
-            }
-            let mut v = Vec::new();
-            for x in f.value {
-                if !v.contains(&x) {
-                    v.push(x);
-                }
-            }
-            v
-        }
-        None => vec![Format::Kernel, Format::Initramfs],
+        None => profile_name.to_string(),
     };
     let compression = m
         .compression
         .as_ref()
         .map_or(Compression::Zstd, |c| c.value);
-    let level = match m.level {
+    let iso_label = match m.iso_label.take() {
         Some(l) => {
-            let range = compression.level_range();
-            let n = match &l.value {
-                Scalar::Int(n) => Some(*n),
-                Scalar::Str(s) => s.trim().parse::<i128>().ok(),
-                Scalar::Other(_) => None,
-            };
-            let Some(n) = n else {
-                return Err(bad(
-                    "output.level",
-                    format!("`{}` is not a number", m_text(&l.value)),
-                    l.file,
-                    &l.loc,
-                )
-                .help(format!(
-                    "{} accepts {}..={}",
-                    compression.name(),
-                    range.start(),
-                    range.end()
-                )));
-            };
-            let ok = u32::try_from(n).ok().filter(|n| range.contains(n));
-            match ok {
-                Some(n) => Some(n),
-                None => {
-                    let shown = m_text(&l.value);
-                    let whence = match &m.compression {
-                        Some(c) if c.file == l.file => String::new(),
-                        Some(c) => {
-                            let at = snip(c.file, &c.loc)
-                                .map(|s| format!("{}:{}:{}", s.path.display(), s.line, s.column))
-                                .unwrap_or_default();
-                            format!(" (`output.compression: {}` is set at {at})", c.value.name())
-                        }
-                        None => " (the default compression)".to_string(),
-                    };
-                    return Err(bad(
-                        "output.level",
-                        format!(
-                            "level {shown} is out of range for {}{whence}",
-                            compression.name()
-                        ),
-                        l.file,
-                        &l.loc,
-                    )
-                    .help(format!(
-                        "{} accepts {}..={}",
-                        compression.name(),
-                        range.start(),
-                        range.end()
-                    )));
-                }
-            }
-        }
-        None => None,
-    };
-    let iso_label = match m.iso_label {
-        Some(l) => {
-            let v = &l.value;
-            if v.is_empty()
-                || v.chars().count() > 32
-                || !v
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-            {
-                return Err(bad(
-                    "output.iso_label",
-                    format!("`{v}` is not a valid ISO volume label"),
-                    l.file,
-                    &l.loc,
-                )
-                .help(format!(
+            validate::check_iso_label(&l.value).map_err(|msg| {
+                cx.bad_at("output.iso_label", msg, &l).help(format!(
                     "use 1 to 32 characters of A-Z, 0-9 and _, e.g. `{}`",
-                    suggest_label(v)
-                )));
-            }
+                    validate::suggest_label(&l.value)
+                ))
+            })?;
             Some(l.value)
         }
         None => None,
     };
+    Ok(Output {
+        name,
+        formats: formats(cx, m.formats.take())?,
+        compression,
+        level: level(cx, m.level.take(), m.compression.as_ref())?,
+        iso_label,
+    })
+}
 
-    // size_budget
-    let size = |s: Option<At<Scalar>>, field: &str| -> Result<Option<u64>, ConfigError> {
-        match s {
-            None => Ok(None),
-            Some(s) => parse_size(&s.value)
-                .map(Some)
-                .map_err(|msg| {
-                    bad(field, msg, s.file, &s.loc)
-                        .help("write a byte count or a number with a unit: `20MiB`, `512 KiB`, `1.5GiB`, `20MB`")
-                }),
-        }
+/// `output.formats`: not empty, duplicates dropped.
+fn formats(cx: &Ctx<'_>, f: Option<At<Vec<Format>>>) -> Result<Vec<Format>, ConfigError> {
+    let Some(f) = f else {
+        return Ok(vec![Format::Kernel, Format::Initramfs]);
     };
-    let size_budget = SizeBudget {
-        kernel: size(m.budget_kernel, "size_budget.kernel")?,
-        initramfs: size(m.budget_initramfs, "size_budget.initramfs")?,
-        iso: size(m.budget_iso, "size_budget.iso")?,
-    };
-
-    // audit
-    let mut allow = Vec::new();
-    for (i, (f, a)) in m.allow.into_iter().enumerate() {
-        let field = format!("audit.allow[{i}]");
-        check_image_path(&a.path.value)
-            .map_err(|msg| bad(&format!("{field}.path"), msg, f, &a.path.referenced))?;
-        check_glob(&a.path.value)
-            .map_err(|msg| bad(&format!("{field}.path"), msg, f, &a.path.referenced))?;
-        if a.rule.value.trim().is_empty() {
-            return Err(bad(
-                &format!("{field}.rule"),
-                "the rule name is empty".to_string(),
-                f,
-                &a.rule.referenced,
-            ));
-        }
-        if a.reason.value.trim().is_empty() {
-            return Err(bad(
-                &format!("{field}.reason"),
-                "the reason is empty".to_string(),
-                f,
-                &a.reason.referenced,
+    if f.value.is_empty() {
+        return Err(cx
+            .bad_at(
+                "output.formats",
+                "the list is empty: the build would write nothing".to_string(),
+                &f,
             )
-            .help("say why this finding is not a secret; reviewers read it"));
+            .help("expected one or more of kernel, initramfs, iso"));
+    }
+    let mut v = Vec::new();
+    for x in f.value {
+        if !v.contains(&x) {
+            v.push(x);
         }
-        allow.push(AuditAllow {
+    }
+    Ok(v)
+}
+
+/// `output.level`: a number in the compressor's range ([`Compression::levels`]).
+/// The same check whether the level comes from a profile or from `--level`.
+fn level(
+    cx: &Ctx<'_>,
+    l: Option<At<Scalar>>,
+    compression: Option<&At<Compression>>,
+) -> Result<Option<u32>, ConfigError> {
+    let Some(l) = l else {
+        return Ok(None);
+    };
+    let kind = compression.map_or(Compression::Zstd, |c| c.value);
+    let range = kind.levels();
+    let accepts = format!(
+        "{} accepts {}..={}",
+        kind.name(),
+        range.start(),
+        range.end()
+    );
+    let shown = validate::scalar_text(&l.value);
+    let Some(n) = validate::scalar_number(&l.value) else {
+        return Err(cx
+            .bad_at("output.level", format!("`{shown}` is not a number"), &l)
+            .help(accepts));
+    };
+    if let Some(n) = u32::try_from(n).ok().filter(|n| range.contains(n)) {
+        return Ok(Some(n));
+    }
+    let whence = match compression {
+        Some(c) if c.file == l.file => String::new(),
+        Some(c) => match cx.snip(c.file, &c.loc) {
+            Some(s) => format!(
+                " (`output.compression: {}` is set at {}:{}:{})",
+                kind.name(),
+                s.path.display(),
+                s.line,
+                s.column
+            ),
+            None => format!(" (`--compression {}`)", kind.name()),
+        },
+        None => " (the default compression)".to_string(),
+    };
+    let msg = format!("level {shown} is out of range for {}{whence}", kind.name());
+    Err(cx.bad_at("output.level", msg, &l).help(accepts))
+}
+
+/// `size_budget:` sizes in bytes or with a unit.
+fn size_budget(cx: &Ctx<'_>, m: &mut Merged) -> Result<SizeBudget, ConfigError> {
+    let size = |s: Option<At<Scalar>>, field: &str| -> Result<Option<u64>, ConfigError> {
+        let Some(s) = s else { return Ok(None) };
+        validate::parse_size(&s.value).map(Some).map_err(|msg| {
+            cx.bad_at(field, msg, &s).help(
+                "write a byte count or a number with a unit: `20MiB`, `512 KiB`, `1.5GiB`, `20MB`",
+            )
+        })
+    };
+    Ok(SizeBudget {
+        kernel: size(m.budget_kernel.take(), "size_budget.kernel")?,
+        initramfs: size(m.budget_initramfs.take(), "size_budget.initramfs")?,
+        iso: size(m.budget_iso.take(), "size_budget.iso")?,
+    })
+}
+
+/// `audit.allow`: each entry a valid image glob, a rule the audit knows
+/// (checked here, so a typo fails in a second rather than after every
+/// download), and a reason.
+fn audit(cx: &Ctx<'_>, allow: Vec<(usize, RawAllow)>) -> Result<Audit, ConfigError> {
+    let rules: Vec<&str> = crate::audit::rules::RULES.iter().map(|(r, _)| *r).collect();
+    let mut out = Vec::new();
+    for (i, (f, a)) in allow.into_iter().enumerate() {
+        let field = format!("audit.allow[{i}]");
+        let bad = |part: &str, msg: String, v: &Spanned<String>| {
+            cx.bad(&format!("{field}.{part}"), msg, f, &v.referenced)
+        };
+        validate::check_glob(&a.path.value).map_err(|msg| bad("path", msg, &a.path))?;
+        if a.rule.value.trim().is_empty() {
+            return Err(bad("rule", "the rule name is empty".to_string(), &a.rule));
+        }
+        validate::check_known(&a.rule.value, "audit rule", &rules)
+            .map_err(|(msg, help)| bad("rule", msg, &a.rule).help(help))?;
+        if a.reason.value.trim().is_empty() {
+            return Err(bad("reason", "the reason is empty".to_string(), &a.reason)
+                .help("say why this finding is not a secret; reviewers read it"));
+        }
+        out.push(AuditAllow {
             path: a.path.value,
             rule: a.rule.value,
             reason: a.reason.value,
         });
     }
+    Ok(Audit { allow: out })
+}
 
-    Ok(Profile {
-        name,
-        description: description.value.trim().to_string(),
-        init,
-        elements,
-        packages,
-        exclude,
-        scrub,
-        debian: Debian {
-            sources,
-            arch,
-            dependencies,
-        },
-        kernel: Kernel {
-            package,
-            modules,
-            cmdline,
-        },
-        output: Output {
-            name: out_name,
-            formats,
-            compression,
-            level,
-            iso_label,
-        },
-        size_budget,
-        audit: Audit { allow },
-        source: leaf,
-        chain: files.iter().map(|s| s.path.clone()).collect(),
-        element_sites,
-        sites,
+/// One `debian.sources` entry: an http(s) or file URI, suites, components,
+/// an absolute keyring path.
+fn check_source(
+    cx: &Ctx<'_>,
+    s: RawSource,
+    i: usize,
+    file: usize,
+) -> Result<AptSource, ConfigError> {
+    let field = format!("debian.sources[{i}]");
+    let bad = |part: &str, msg: String, loc: &serde_saphyr::Location| {
+        cx.bad(&format!("{field}.{part}"), msg, file, loc)
+    };
+    let uri = s.uri.value.trim_end_matches('/').to_string();
+    let scheme_ok = ["http://", "https://", "file://"]
+        .iter()
+        .any(|p| uri.starts_with(p) && uri.len() > p.len());
+    if !scheme_ok {
+        let msg = format!(
+            "`{}` is not an http://, https:// or file:// URI",
+            s.uri.value
+        );
+        return Err(bad("uri", msg, &s.uri.referenced)
+            .help("e.g. `http://mirror.example.org/debian` or `file:///srv/mirror/debian`"));
+    }
+    for (what, list) in [("suites", &s.suites), ("components", &s.components)] {
+        if list.is_empty() {
+            return Err(bad(what, format!("no {what} given"), &s.uri.referenced));
+        }
+        for (j, v) in list.iter().enumerate() {
+            if v.value.is_empty() || v.value.contains(['/', ' ']) && what == "components" {
+                let msg = format!("`{}` is not a valid name", v.value);
+                return Err(bad(&format!("{what}[{j}]"), msg, &v.referenced));
+            }
+        }
+    }
+    let keyring = match s.keyring {
+        Some(k) if !k.value.starts_with('/') => {
+            let msg = format!("`{}` is not an absolute path", k.value);
+            return Err(bad("keyring", msg, &k.referenced));
+        }
+        Some(k) => PathBuf::from(k.value),
+        None => PathBuf::from(DEFAULT_KEYRING),
+    };
+    Ok(AptSource {
+        uri,
+        suites: s.suites.into_iter().map(|v| v.value).collect(),
+        components: s.components.into_iter().map(|v| v.value).collect(),
+        keyring,
     })
 }
 
@@ -909,235 +1032,5 @@ fn record_sites(m: &Merged, files: &[Source]) -> BTreeMap<String, Snippet> {
     sites
 }
 
-/// A scalar as the user wrote it, near enough for a message.
-fn m_text(v: &Scalar) -> String {
-    match v {
-        Scalar::Int(n) => n.to_string(),
-        Scalar::Str(s) | Scalar::Other(s) => s.clone(),
-    }
-}
-
-type Bad<'a> = dyn Fn(&str, String, usize, &serde_saphyr::Location) -> ConfigError + 'a;
-
-/// Checks every item of an appended list with `check`, naming `field[i]` on failure.
-fn list_of(
-    items: &[At<String>],
-    field: &str,
-    bad: &Bad<'_>,
-    check: fn(&str) -> Result<(), String>,
-) -> Result<Vec<String>, ConfigError> {
-    let mut out: Vec<String> = Vec::new();
-    for (i, it) in items.iter().enumerate() {
-        check(&it.value).map_err(|msg| bad(&format!("{field}[{i}]"), msg, it.file, &it.loc))?;
-        if !out.contains(&it.value) {
-            out.push(it.value.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn check_source(
-    s: RawSource,
-    i: usize,
-    file: usize,
-    bad: &Bad<'_>,
-) -> Result<AptSource, ConfigError> {
-    let field = format!("debian.sources[{i}]");
-    let uri = s.uri.value.trim_end_matches('/').to_string();
-    let scheme_ok = ["http://", "https://", "file://"]
-        .iter()
-        .any(|p| uri.starts_with(p) && uri.len() > p.len());
-    if !scheme_ok {
-        return Err(bad(
-            &format!("{field}.uri"),
-            format!(
-                "`{}` is not an http://, https:// or file:// URI",
-                s.uri.value
-            ),
-            file,
-            &s.uri.referenced,
-        )
-        .help("e.g. `http://mirror.example.org/debian` or `file:///srv/mirror/debian`"));
-    }
-    for (what, list) in [("suites", &s.suites), ("components", &s.components)] {
-        if list.is_empty() {
-            return Err(bad(
-                &format!("{field}.{what}"),
-                format!("no {what} given"),
-                file,
-                &s.uri.referenced,
-            ));
-        }
-        for (j, v) in list.iter().enumerate() {
-            if v.value.is_empty() || v.value.contains(['/', ' ']) && what == "components" {
-                return Err(bad(
-                    &format!("{field}.{what}[{j}]"),
-                    format!("`{}` is not a valid name", v.value),
-                    file,
-                    &v.referenced,
-                ));
-            }
-        }
-    }
-    let keyring = match s.keyring {
-        Some(k) => {
-            if !k.value.starts_with('/') {
-                return Err(bad(
-                    &format!("{field}.keyring"),
-                    format!("`{}` is not an absolute path", k.value),
-                    file,
-                    &k.referenced,
-                ));
-            }
-            PathBuf::from(k.value)
-        }
-        None => PathBuf::from(DEFAULT_KEYRING),
-    };
-    Ok(AptSource {
-        uri,
-        suites: s.suites.into_iter().map(|v| v.value).collect(),
-        components: s.components.into_iter().map(|v| v.value).collect(),
-        keyring,
-    })
-}
-
-fn check_one_line(field: &str, v: &str) -> Result<(), String> {
-    if v.trim().is_empty() {
-        return Err("is empty".to_string());
-    }
-    if v.trim().contains('\n') {
-        return Err(format!("`{field}` must be a single line"));
-    }
-    Ok(())
-}
-
-/// Element and architecture names: what may appear as a directory name and in messages.
-pub(crate) fn check_name(v: &str, what: &str) -> Result<(), String> {
-    let ok = !v.is_empty()
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !v.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{v}` is not a valid {what} name (letters, digits, `-`, `_`, `.`)"
-        ))
-    }
-}
-
-/// Debian package names (policy §5.6.7), optionally with `:arch`.
-fn check_package(v: &str) -> Result<(), String> {
-    let name = v.split_once(':').map_or(v, |(n, _)| n);
-    let ok = name.len() >= 2
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{v}` is not a Debian package name (lowercase letters, digits, `+`, `-`, `.`)"
-        ))
-    }
-}
-
-/// Kernel module names as modinfo prints them.
-fn check_module(v: &str) -> Result<(), String> {
-    let ok = !v.is_empty()
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else if v.ends_with(".ko") {
-        Err(format!("`{v}`: write the module name without `.ko`"))
-    } else {
-        Err(format!("`{v}` is not a kernel module name"))
-    }
-}
-
-/// Absolute image path globs that globset can compile.
-fn check_glob(v: &str) -> Result<(), String> {
-    check_image_path(v)?;
-    globset::Glob::new(v)
-        .map(|_| ())
-        .map_err(|e| format!("`{v}` is not a valid glob: {}", e.kind()))
-}
-
-fn suggest_label(v: &str) -> String {
-    let s: String = v
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_uppercase();
-            if c.is_ascii_uppercase() || c.is_ascii_digit() {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(32)
-        .collect();
-    if s.is_empty() { "IPA".to_string() } else { s }
-}
-
-/// Parses a size: a byte count, or a number (fractions allowed) with a unit:
-/// `B`, `KB`/`MB`/`GB`/`TB` (powers of 1000), `KiB`/`MiB`/`GiB`/`TiB`
-/// (powers of 1024); units are case-insensitive, a space before them optional.
-/// Fractional bytes are rounded down.
-pub fn parse_size(v: &Scalar) -> Result<u64, String> {
-    let text = match v {
-        Scalar::Int(n) => {
-            return u64::try_from(*n).map_err(|_| format!("{n} is not a byte count"));
-        }
-        Scalar::Str(s) => s.trim(),
-        Scalar::Other(s) => return Err(format!("`{s}` is not a size")),
-    };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let unit = unit.trim();
-    let mult: u128 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1000,
-        "mb" | "m" => 1000u128.pow(2),
-        "gb" | "g" => 1000u128.pow(3),
-        "tb" | "t" => 1000u128.pow(4),
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        _ => {
-            let units = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
-            let hint = did_you_mean(unit, units)
-                .map(|u| format!(" (did you mean `{u}`?)"))
-                .unwrap_or_default();
-            return Err(format!("`{text}` has an unknown unit `{unit}`{hint}"));
-        }
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty() || frac.contains('.') || frac.len() > 9 {
-        return Err(format!("`{text}` is not a size"));
-    }
-    let int: u128 = if int.is_empty() {
-        0
-    } else {
-        int.parse().map_err(|_| format!("`{text}` is not a size"))?
-    };
-    let frac_val: u128 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse()
-            .map_err(|_| format!("`{text}` is not a size"))?
-    };
-    let scale = 10u128.pow(u32::try_from(frac.len()).unwrap_or(0));
-    let bytes = int
-        .checked_mul(mult)
-        .and_then(|b| b.checked_add(frac_val * mult / scale))
-        .ok_or_else(|| format!("`{text}` is too large"))?;
-    u64::try_from(bytes).map_err(|_| format!("`{text}` is too large"))
-}
+/// Parses a size (`20MiB`, `1.5GiB`, a byte count); see [`validate::parse_size`].
+pub use validate::parse_size;

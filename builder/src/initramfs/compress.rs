@@ -45,15 +45,35 @@ use flate2::write::GzEncoder;
 use liblzma::stream::{Check, MtStreamBuilder};
 use liblzma::write::XzEncoder;
 
-/// The compression of the initramfs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+/// The compression of the initramfs: the one type for profiles
+/// (`output.compression`, through serde), the command line (`--compression`,
+/// through clap) and the compressors below, so a name means the same
+/// everywhere and the level ranges live in one table
+/// ([`Compression::level_range`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// Fast to decompress; the default.
     #[default]
     Zstd,
+    /// Understood by every kernel and boot loader.
     Gzip,
+    /// Usually the smallest; written with a CRC32 check, the only one the kernel accepts.
     Xz,
-    /// No compression: a bare cpio archive (for inspection and tests).
+    /// No compression: a bare cpio archive (for inspection and tests). Not
+    /// offered to profiles or the command line: a ramdisk is always compressed.
+    #[serde(skip_deserializing)]
+    #[value(skip)]
     None,
 }
 
@@ -68,7 +88,9 @@ impl Compression {
         }
     }
 
-    /// The accepted level range, for error messages and validation.
+    /// The accepted level range, for error messages and validation; profiles
+    /// and `--level` are checked against the same table
+    /// ([`Compression::levels`]).
     pub fn level_range(self) -> (i32, i32) {
         match self {
             // Above 19 libzstd switches to windows the kernel's decoder may
@@ -89,16 +111,29 @@ impl Compression {
             Compression::None => "",
         }
     }
-}
 
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+    /// [`Compression::level_range`] as the unsigned range a profile's
+    /// `output.level` and `--level` are checked against.
+    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
+        let (min, max) = self.level_range();
+        let u = |n: i32| u32::try_from(n).unwrap_or(0);
+        u(min)..=u(max)
+    }
+
+    /// The name as written in a profile and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
             Compression::Zstd => "zstd",
             Compression::Gzip => "gzip",
             Compression::Xz => "xz",
             Compression::None => "none",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

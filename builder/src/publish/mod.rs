@@ -11,13 +11,13 @@ pub mod glance;
 pub mod ironic;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
+use crate::manifest::{Artifact, ArtifactKind, BuildDir, ManifestError};
 use clouds::{CloudError, Session};
 use glance::{ApiError, Glance};
 pub use ironic::Role;
@@ -29,37 +29,11 @@ pub const PROP_VERSION: &str = "ipa_build_version";
 pub const PROP_ARTIFACT: &str = "ipa_build_artifact";
 pub const PROP_EPOCH: &str = "ipa_build_source_date_epoch";
 
-/// Arguments of `ipa-build publish`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct PublishArgs {
-    /// The build directory (with manifest.json), e.g. out/tinyipa.
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-    /// Cloud name from clouds.yaml [default: $OS_CLOUD, else the OS_* variables].
-    #[arg(long = "os-cloud", value_name = "NAME")]
-    pub os_cloud: Option<String>,
-    /// Image name prefix [default: the profile name].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Ironic nodes (names or UUIDs) to point at the uploaded kernel and ramdisk.
-    #[arg(long = "set-nodes", value_name = "NODE", num_args = 1..)]
-    pub set_nodes: Vec<String>,
-    /// Which driver_info fields --set-nodes sets.
-    #[arg(long = "as", value_enum, default_value = "rescue")]
-    pub role: Role,
-    /// Delete older images of the same profile beyond the newest N builds.
-    #[arg(long, value_name = "N")]
-    pub keep: Option<usize>,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("{}: {message}; is this a build directory written by ipa-build?", path.display())]
-    Manifest { path: PathBuf, message: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error(transparent)]
     Cloud(#[from] CloudError),
     #[error(transparent)]
@@ -88,67 +62,6 @@ pub enum PublishError {
     NothingToSet { dir: PathBuf },
 }
 
-/// One artifact of the build as the manifest records it.
-#[derive(Debug, Clone)]
-pub struct BuildArtifact {
-    pub kind: String,
-    pub file: PathBuf,
-    pub size: u64,
-    pub sha512: String,
-}
-
-/// What publish needs from a build directory.
-#[derive(Debug, Clone)]
-pub struct Build {
-    pub dir: PathBuf,
-    pub profile: String,
-    pub tool_version: String,
-    pub source_date_epoch: u64,
-    /// SHA-256 of manifest.json: the build's identity in Glance.
-    pub manifest_hash: String,
-    pub artifacts: Vec<BuildArtifact>,
-}
-
-/// Reads `dir/manifest.json`.
-pub fn read_build(dir: &Path) -> Result<Build, PublishError> {
-    let path = dir.join("manifest.json");
-    let bad = |message: String| PublishError::Manifest {
-        path: path.clone(),
-        message,
-    };
-    let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-    let m: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-    let s = |v: &Value, what: &str| {
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| bad(format!("missing string field {what}")))
-    };
-    let mut artifacts = Vec::new();
-    for a in m["artifacts"]
-        .as_array()
-        .ok_or_else(|| bad("missing field artifacts".into()))?
-    {
-        artifacts.push(BuildArtifact {
-            kind: s(&a["kind"], "artifacts[].kind")?,
-            file: dir.join(s(&a["file"], "artifacts[].file")?),
-            size: a["size"]
-                .as_u64()
-                .ok_or_else(|| bad("missing number artifacts[].size".into()))?,
-            sha512: s(&a["sha512"], "artifacts[].sha512")?,
-        });
-    }
-    Ok(Build {
-        dir: dir.to_path_buf(),
-        profile: s(&m["profile"]["name"], "profile.name")?,
-        tool_version: s(&m["tool"]["version"], "tool.version")?,
-        source_date_epoch: m["source_date_epoch"]
-            .as_u64()
-            .ok_or_else(|| bad("missing number source_date_epoch".into()))?,
-        manifest_hash: hex::encode(Sha256::digest(&bytes)),
-        artifacts,
-    })
-}
-
 /// `YYYYMMDD` (UTC) of a Unix time.
 pub fn date(epoch: u64) -> String {
     let days = i64::try_from(epoch / 86_400).unwrap_or(i64::MAX / 2);
@@ -157,20 +70,21 @@ pub fn date(epoch: u64) -> String {
 }
 
 /// Glance disk and container formats of an artifact kind.
-pub fn formats(kind: &str) -> (&'static str, &'static str) {
+pub fn formats(kind: ArtifactKind) -> (&'static str, &'static str) {
     match kind {
-        "kernel" => ("aki", "aki"),
-        "initramfs" => ("ari", "ari"),
-        _ => ("iso", "bare"),
+        ArtifactKind::Kernel => ("aki", "aki"),
+        ArtifactKind::Initramfs => ("ari", "ari"),
+        ArtifactKind::Iso => ("iso", "bare"),
     }
 }
 
 /// The image name: `NAME-<date>-<short manifest hash>.<kind>`.
-pub fn image_name(prefix: &str, build: &Build, kind: &str) -> String {
+pub fn image_name(prefix: &str, build: &BuildDir, kind: ArtifactKind) -> String {
+    let hash = &build.manifest_sha256;
     format!(
         "{prefix}-{}-{}.{kind}",
-        date(build.source_date_epoch),
-        &build.manifest_hash[..12.min(build.manifest_hash.len())]
+        date(build.manifest.source_date_epoch),
+        &hash[..12.min(hash.len())]
     )
 }
 
@@ -225,32 +139,40 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Publishes `build` through `session`.
-pub fn publish(build: &Build, session: &Session, opts: &Options) -> Result<Outcome, PublishError> {
+/// Publishes `build` (read with [`crate::manifest::Manifest::read`], so
+/// every artifact is a plain file name inside its directory) through `session`.
+pub fn publish(
+    build: &BuildDir,
+    session: &Session,
+    opts: &Options,
+) -> Result<Outcome, PublishError> {
     let agent = agent();
     let glance = Glance::new(&session.image, session.token.clone(), agent.clone());
-    let prefix = opts.name.clone().unwrap_or_else(|| build.profile.clone());
+    let prefix = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| build.manifest.profile.name.clone());
     let mut out = Outcome {
-        manifest_hash: build.manifest_hash.clone(),
+        manifest_hash: build.manifest_sha256.clone(),
         ..Outcome::default()
     };
-    let existing = glance.list_by(PROP_MANIFEST, &build.manifest_hash)?;
-    for art in &build.artifacts {
+    let existing = glance.list_by(PROP_MANIFEST, &build.manifest_sha256)?;
+    for art in &build.manifest.artifacts {
         let reuse = existing.iter().find(|i| {
-            i[PROP_ARTIFACT] == art.kind.as_str()
+            i[PROP_ARTIFACT] == art.kind.name()
                 && i["status"] == "active"
                 && i["os_hash_value"] == art.sha512.as_str()
         });
         if let Some(img) = reuse {
             out.images.push(Published {
-                kind: art.kind.clone(),
+                kind: art.kind.to_string(),
                 id: img["id"].as_str().unwrap_or_default().to_string(),
                 name: img["name"].as_str().unwrap_or_default().to_string(),
                 existing: true,
             });
             continue;
         }
-        let name = image_name(&prefix, build, &art.kind);
+        let name = image_name(&prefix, build, art.kind);
         out.images.push(upload_one(&glance, build, art, &name)?);
     }
     if !opts.set_nodes.is_empty() {
@@ -282,17 +204,17 @@ pub fn publish(build: &Build, session: &Session, opts: &Options) -> Result<Outco
 /// Creates, uploads and verifies one image; deletes it on any failure after create.
 fn upload_one(
     glance: &Glance,
-    build: &Build,
-    art: &BuildArtifact,
+    build: &BuildDir,
+    art: &Artifact,
     name: &str,
 ) -> Result<Published, PublishError> {
-    let (disk, container) = formats(&art.kind);
+    let (disk, container) = formats(art.kind);
     let props: BTreeMap<String, String> = [
-        (PROP_MANIFEST, build.manifest_hash.clone()),
-        (PROP_PROFILE, build.profile.clone()),
-        (PROP_VERSION, build.tool_version.clone()),
-        (PROP_ARTIFACT, art.kind.clone()),
-        (PROP_EPOCH, build.source_date_epoch.to_string()),
+        (PROP_MANIFEST, build.manifest_sha256.clone()),
+        (PROP_PROFILE, build.manifest.profile.name.clone()),
+        (PROP_VERSION, build.manifest.tool.version.clone()),
+        (PROP_ARTIFACT, art.kind.to_string()),
+        (PROP_EPOCH, build.manifest.source_date_epoch.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -300,7 +222,7 @@ fn upload_one(
     let img = glance.create(name, disk, container, &props)?;
     let id = img["id"].as_str().unwrap_or_default().to_string();
     let result = glance
-        .upload(&id, &art.file)
+        .upload(&id, &build.dir.join(&art.file))
         .map_err(PublishError::from)
         .and_then(|()| verify(glance, &id, name, art));
     if let Err(e) = result {
@@ -309,7 +231,7 @@ fn upload_one(
         return Err(e);
     }
     Ok(Published {
-        kind: art.kind.clone(),
+        kind: art.kind.to_string(),
         id,
         name: name.to_string(),
         existing: false,
@@ -317,7 +239,7 @@ fn upload_one(
 }
 
 /// Reads the image back and compares status, hash algorithm, hash and size.
-fn verify(glance: &Glance, id: &str, name: &str, art: &BuildArtifact) -> Result<(), PublishError> {
+fn verify(glance: &Glance, id: &str, name: &str, art: &Artifact) -> Result<(), PublishError> {
     let img = glance.get(id)?;
     let status = img["status"].as_str().unwrap_or_default();
     if status != "active" {
@@ -366,12 +288,12 @@ fn verify(glance: &Glance, id: &str, name: &str, art: &BuildArtifact) -> Result<
 fn prune(
     glance: &Glance,
     session: &Session,
-    build: &Build,
+    build: &BuildDir,
     opts: &Options,
     keep: usize,
     out: &mut Outcome,
 ) -> Result<(), PublishError> {
-    let images = glance.list_by(PROP_PROFILE, &build.profile)?;
+    let images = glance.list_by(PROP_PROFILE, &build.manifest.profile.name)?;
     // Builds, newest first: this one, then by source date epoch and creation time.
     let mut builds: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for i in &images {
@@ -392,8 +314,8 @@ fn prune(
     }
     let mut order: Vec<(String, (u64, String))> = builds.into_iter().collect();
     order.sort_by(|a, b| {
-        (b.0 == build.manifest_hash)
-            .cmp(&(a.0 == build.manifest_hash))
+        (b.0 == build.manifest_sha256)
+            .cmp(&(a.0 == build.manifest_sha256))
             .then(b.1.cmp(&a.1))
     });
     let keep_hashes: Vec<&str> = order.iter().take(keep).map(|(h, _)| h.as_str()).collect();
@@ -424,63 +346,6 @@ fn prune(
     Ok(())
 }
 
-/// `ipa-build publish`: 0 on success, 2 on error.
-pub fn run_cli(args: &PublishArgs) -> i32 {
-    match run(args) {
-        Ok(o) => {
-            if args.json {
-                match serde_json::to_string_pretty(&o) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: cannot encode the result as JSON: {e}");
-                        return 2;
-                    }
-                }
-            } else {
-                for i in &o.images {
-                    let what = if i.existing {
-                        "already published"
-                    } else {
-                        "uploaded"
-                    };
-                    println!("{} {} {} ({what})", i.kind, i.id, i.name);
-                }
-                for n in &o.nodes_set {
-                    println!("node {n}: {:?} kernel and ramdisk set", args.role);
-                }
-                for d in &o.deleted {
-                    println!("deleted old image {d}");
-                }
-                for k in &o.kept_referenced {
-                    println!("kept old image {k}: a listed node still references it");
-                }
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            2
-        }
-    }
-}
-
-fn run(args: &PublishArgs) -> Result<Outcome, PublishError> {
-    let build = read_build(&args.dir)?;
-    let env = |k: &str| std::env::var(k).ok();
-    let cloud = clouds::resolve(args.os_cloud.as_deref(), &env)?;
-    let session = clouds::connect(&cloud, &agent())?;
-    publish(
-        &build,
-        &session,
-        &Options {
-            name: args.name.clone(),
-            set_nodes: args.set_nodes.clone(),
-            role: Some(args.role),
-            keep: args.keep,
-        },
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,19 +355,18 @@ mod tests {
         assert_eq!(date(0), "19700101");
         assert_eq!(date(1_700_000_000), "20231114");
         assert_eq!(date(951_782_400), "20000229");
-        let b = Build {
+        let mut m = crate::cmd::test_manifest();
+        m["source_date_epoch"] = 1_700_000_000.into();
+        let b = BuildDir {
             dir: "x".into(),
-            profile: "tinyipa".into(),
-            tool_version: "0.1.0".into(),
-            source_date_epoch: 1_700_000_000,
-            manifest_hash: "0123456789abcdef".into(),
-            artifacts: vec![],
+            manifest: serde_json::from_value(m).unwrap(),
+            manifest_sha256: "0123456789abcdef".into(),
         };
         assert_eq!(
-            image_name("tinyipa", &b, "kernel"),
+            image_name("tinyipa", &b, ArtifactKind::Kernel),
             "tinyipa-20231114-0123456789ab.kernel"
         );
-        assert_eq!(formats("initramfs"), ("ari", "ari"));
-        assert_eq!(formats("iso"), ("iso", "bare"));
+        assert_eq!(formats(ArtifactKind::Initramfs), ("ari", "ari"));
+        assert_eq!(formats(ArtifactKind::Iso), ("iso", "bare"));
     }
 }

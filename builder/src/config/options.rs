@@ -1,0 +1,96 @@
+//! [`BuildOptions`]: everything the command line (or a test) can say about
+//! one build, with one constructor holding the defaults, so that a new option
+//! is added in one place and every caller gets its default.
+
+use std::path::PathBuf;
+
+use crate::config::profile::{Compression, Format};
+
+/// Everything the command line can say about one build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Profile name (looked up in `profile_dirs`) or path to a YAML file.
+    pub profile: String,
+    pub profile_dirs: Vec<PathBuf>,
+    /// Element directories, first match wins (the user's come first).
+    pub element_dirs: Vec<PathBuf>,
+    /// Output directory; `None` means `out/<output name>`.
+    pub output: Option<PathBuf>,
+    pub cache_dir: PathBuf,
+    pub offline: bool,
+    /// Replaces the URI of the first apt source.
+    pub mirror: Option<String>,
+    /// A prebuilt static agent instead of building the workspace's.
+    pub agent: Option<PathBuf>,
+    /// `None`: taken from the newest signed index (`InRelease` `Date:`), so the
+    /// same archive state gives the same bytes without the user choosing.
+    pub source_date_epoch: Option<u64>,
+    pub compression: Option<Compression>,
+    pub level: Option<u32>,
+    /// Non-empty: replaces the profile's `output.formats`.
+    pub formats: Vec<Format>,
+    /// Extra kernel arguments after the profile's and the elements' (used by
+    /// the ISO's boot menu and recorded in the manifest).
+    pub append: Vec<String>,
+    /// Where the temporary staging tree goes (default: the system's temp dir).
+    pub work_dir: Option<PathBuf>,
+    /// Keep the staged tree here after the build, for inspection.
+    pub keep_tree: Option<PathBuf>,
+    /// Allow installing missing host packages with apt-get when root.
+    pub install_host_packages: bool,
+    /// `/etc/apt` of the host, where default sources come from.
+    pub etc_apt: PathBuf,
+}
+
+impl BuildOptions {
+    /// The options of `ipa-build --profile PROFILE` with no other flag:
+    /// built-in directories are the caller's business (none here), the
+    /// default cache, the host's `/etc/apt`, the date of the newest signed
+    /// index, the profile's own compression and formats, host packages
+    /// installed when root. Callers change the fields they care about.
+    pub fn new(profile: impl Into<String>) -> BuildOptions {
+        BuildOptions {
+            profile: profile.into(),
+            profile_dirs: Vec::new(),
+            element_dirs: Vec::new(),
+            output: None,
+            cache_dir: crate::cache::Cache::default_dir(),
+            offline: false,
+            mirror: None,
+            agent: None,
+            source_date_epoch: None,
+            compression: None,
+            level: None,
+            formats: Vec::new(),
+            append: Vec::new(),
+            work_dir: None,
+            keep_tree: None,
+            install_host_packages: true,
+            etc_apt: PathBuf::from("/etc/apt"),
+        }
+    }
+}
+
+/// What the command line overrides in a profile's `output:` section. Applied
+/// to the merged profile before validation ([`crate::config::profile::load_with`]),
+/// so `--level 30` is refused exactly like `level: 30`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--compression`.
+    pub compression: Option<Compression>,
+    /// `--level`.
+    pub level: Option<u32>,
+    /// `--format` (repeatable); empty keeps the profile's.
+    pub formats: Vec<Format>,
+}
+
+impl BuildOptions {
+    /// The profile overrides these options carry.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            compression: self.compression,
+            level: self.level,
+            formats: self.formats.clone(),
+        }
+    }
+}
