@@ -81,156 +81,185 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Builds the configuration from merged parameters. Returns the config and
-/// the warnings to log once the logger is up (bad values fall back to the
-/// default).
-pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<String>) {
-    let mut warn = Vec::new();
-    let get_bool = |key: &str, default: bool, warn: &mut Vec<String>| match p.get(key) {
-        None => default,
-        Some(v) => parse_bool(v).unwrap_or_else(|| {
-            warn.push(format!(
-                "{key}={v:?} is not a boolean (1/true/yes/on or 0/false/no/off); using {default}"
-            ));
-            default
-        }),
-    };
-    let insecure = get_bool("ipa-insecure", false, &mut warn);
-    let debug = get_bool("ipa-debug", false, &mut warn);
-    let auto_tls = get_bool("ipa-enable-auto-tls", true, &mut warn);
-    let get_f64 = |key: &str, default: f64, warn: &mut Vec<String>| match p.get(key) {
-        None => default,
-        Some(v) => match v.parse::<f64>() {
-            Ok(x) if x.is_finite() && x >= 0.0 => x,
-            _ => {
-                warn.push(format!(
-                    "{key}={v:?} is not a non-negative number; using {default}"
+/// Reads typed values out of the merged parameters, collecting one warning
+/// per bad value (the default is used instead).
+struct Reader<'a> {
+    p: &'a BTreeMap<String, String>,
+    warn: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn bool(&mut self, key: &str, default: bool) -> bool {
+        match self.p.get(key) {
+            None => default,
+            Some(v) => parse_bool(v).unwrap_or_else(|| {
+                self.warn.push(format!(
+                    "{key}={v:?} is not a boolean (1/true/yes/on or 0/false/no/off); using {default}"
                 ));
                 default
-            }
-        },
-    };
-    let http_request_timeout = get_f64("ipa-http-request-timeout", 30.0, &mut warn);
-    let lookup_timeout = get_f64("ipa-lookup-timeout", 600.0, &mut warn);
-    let lookup_interval = get_f64("ipa-lookup-interval", 1.0, &mut warn);
-    let ip_lookup_timeout = get_f64("ipa-ip-lookup-timeout", 10.0, &mut warn);
-    let hardware_initialization_delay =
-        get_f64("ipa-hardware-initialization-delay", 0.0, &mut warn);
-    let get_port = |key: &str, warn: &mut Vec<String>| match p.get(key) {
-        None => 9999,
-        Some(v) => v.parse::<u16>().unwrap_or_else(|_| {
-            warn.push(format!(
-                "{key}={v:?} is not a port number (0-65535); using 9999"
-            ));
-            9999
-        }),
-    };
-    let listen_port = get_port("ipa-listen-port", &mut warn);
-    let advertise_port = get_port("ipa-advertise-port", &mut warn);
-    let ip_lookup_attempts = match p.get("ipa-ip-lookup-attempts") {
-        None => 6,
-        Some(v) => v.parse::<u32>().unwrap_or_else(|_| {
-            warn.push(format!(
-                "ipa-ip-lookup-attempts={v:?} is not a whole number; using 6"
-            ));
-            6
-        }),
-    };
-
-    let mut api_urls = Vec::new();
-    if let Some(v) = p.get("ipa-api-url") {
-        for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-            if url == "mdns" {
-                warn.push("ipa-api-url=mdns: mDNS discovery is not supported by this agent; give Ironic's URL".into());
-            } else if (url.starts_with("http://") && url.len() > 7)
-                || (url.starts_with("https://") && url.len() > 8)
-            {
-                api_urls.push(url.trim_end_matches('/').to_string());
-            } else {
-                warn.push(format!(
-                    "ipa-api-url entry {url:?} does not start with http:// or https://; ignored"
-                ));
-            }
+            }),
         }
     }
-    if get_bool("ipa-use-mdns", false, &mut warn) && api_urls.is_empty() {
-        warn.push(
-            "ipa-use-mdns=1: mDNS discovery is not supported by this agent; give ipa-api-url"
-                .into(),
-        );
+
+    fn f64(&mut self, key: &str, default: f64) -> f64 {
+        match self.p.get(key) {
+            None => default,
+            Some(v) => match v.parse::<f64>() {
+                Ok(x) if x.is_finite() && x >= 0.0 => x,
+                _ => {
+                    self.warn.push(format!(
+                        "{key}={v:?} is not a non-negative number; using {default}"
+                    ));
+                    default
+                }
+            },
+        }
     }
 
-    let ironic_api_version = p.get("ipa-ironic-api-version").and_then(|v| {
+    fn port(&mut self, key: &str) -> u16 {
+        match self.p.get(key) {
+            None => 9999,
+            Some(v) => v.parse::<u16>().unwrap_or_else(|_| {
+                self.warn.push(format!(
+                    "{key}={v:?} is not a port number (0-65535); using 9999"
+                ));
+                9999
+            }),
+        }
+    }
+
+    fn u32(&mut self, key: &str, default: u32) -> u32 {
+        match self.p.get(key) {
+            None => default,
+            Some(v) => v.parse::<u32>().unwrap_or_else(|_| {
+                self.warn.push(format!(
+                    "{key}={v:?} is not a whole number; using {default}"
+                ));
+                default
+            }),
+        }
+    }
+
+    fn non_empty(&self, key: &str) -> Option<String> {
+        self.p.get(key).filter(|v| !v.is_empty()).cloned()
+    }
+
+    /// `ipa-api-url` (comma-separated, http(s) only) and `ipa-use-mdns`.
+    fn api_urls(&mut self) -> Vec<String> {
+        let mut api_urls = Vec::new();
+        if let Some(v) = self.p.get("ipa-api-url") {
+            for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                if url == "mdns" {
+                    self.warn.push("ipa-api-url=mdns: mDNS discovery is not supported by this agent; give Ironic's URL".into());
+                } else if (url.starts_with("http://") && url.len() > 7)
+                    || (url.starts_with("https://") && url.len() > 8)
+                {
+                    api_urls.push(url.trim_end_matches('/').to_string());
+                } else {
+                    self.warn.push(format!(
+                        "ipa-api-url entry {url:?} does not start with http:// or https://; ignored"
+                    ));
+                }
+            }
+        }
+        if self.bool("ipa-use-mdns", false) && api_urls.is_empty() {
+            self.warn.push(
+                "ipa-use-mdns=1: mDNS discovery is not supported by this agent; give ipa-api-url"
+                    .into(),
+            );
+        }
+        api_urls
+    }
+
+    fn ironic_api_version(&mut self) -> Option<(u32, u32)> {
+        let v = self.p.get("ipa-ironic-api-version")?;
         let parsed = v
             .split_once('.')
             .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
         if parsed.is_none() {
-            warn.push(format!(
+            self.warn.push(format!(
                 "ipa-ironic-api-version={v:?} is not MAJOR.MINOR; discovering the version instead"
             ));
         }
         parsed
-    });
+    }
 
-    let non_empty = |key: &str| p.get(key).filter(|v| !v.is_empty()).cloned();
-
-    let tls_certificate_curve = match p
-        .get("ipa-tls-certificate-curve")
-        .map(|s| s.to_ascii_lowercase())
-    {
-        None => "p384".to_string(),
-        Some(c) if c == "p256" || c == "p384" => c,
-        Some(c) => {
-            warn.push(format!(
-                "ipa-tls-certificate-curve={c:?} is not supported (p256, p384); using p384"
-            ));
-            "p384".to_string()
+    fn tls_certificate_curve(&mut self) -> String {
+        match self
+            .p
+            .get("ipa-tls-certificate-curve")
+            .map(|s| s.to_ascii_lowercase())
+        {
+            None => "p384".to_string(),
+            Some(c) if c == "p256" || c == "p384" => c,
+            Some(c) => {
+                self.warn.push(format!(
+                    "ipa-tls-certificate-curve={c:?} is not supported (p256, p384); using p384"
+                ));
+                "p384".to_string()
+            }
         }
-    };
-    let tls_min_version = match p.get("ipa-tls-min-version").map(String::as_str) {
-        None => "1.2".to_string(),
-        Some(v @ ("1.2" | "1.3")) => v.to_string(),
-        Some(v) => {
-            warn.push(format!(
-                "ipa-tls-min-version={v:?} is not supported (1.2, 1.3); using 1.2"
-            ));
-            "1.2".to_string()
-        }
-    };
+    }
 
-    let bootif = p.get("BOOTIF").and_then(|v| {
+    fn tls_min_version(&mut self) -> String {
+        match self.p.get("ipa-tls-min-version").map(String::as_str) {
+            None => "1.2".to_string(),
+            Some(v @ ("1.2" | "1.3")) => v.to_string(),
+            Some(v) => {
+                self.warn.push(format!(
+                    "ipa-tls-min-version={v:?} is not supported (1.2, 1.3); using 1.2"
+                ));
+                "1.2".to_string()
+            }
+        }
+    }
+
+    fn bootif(&mut self) -> Option<String> {
+        let v = self.p.get("BOOTIF")?;
         let mac = normalize_bootif(v);
         if mac.is_none() {
-            warn.push(format!("BOOTIF={v:?} is not a MAC address; ignored"));
+            self.warn
+                .push(format!("BOOTIF={v:?} is not a MAC address; ignored"));
         }
         mac
-    });
+    }
+}
 
+/// Builds the configuration from merged parameters. Returns the config and
+/// the warnings to log once the logger is up (bad values fall back to the
+/// default).
+pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<String>) {
+    let mut r = Reader {
+        p,
+        warn: Vec::new(),
+    };
     let config = Config {
         root,
-        api_urls,
-        insecure,
-        global_request_id: non_empty("ipa-global-request-id"),
-        agent_token: non_empty("ipa-agent-token"),
-        ironic_api_version,
-        http_request_timeout,
-        lookup_timeout,
-        lookup_interval,
-        debug,
-        listen_host: non_empty("ipa-listen-host").unwrap_or_else(|| "::".into()),
-        listen_port,
-        advertise_host: non_empty("ipa-advertise-host"),
-        advertise_port,
-        network_interface: non_empty("ipa-network-interface"),
-        ip_lookup_attempts,
-        ip_lookup_timeout,
-        auto_tls,
-        tls_certificate_curve,
-        tls_min_version,
-        hardware_initialization_delay,
-        bootif,
+        api_urls: r.api_urls(),
+        insecure: r.bool("ipa-insecure", false),
+        global_request_id: r.non_empty("ipa-global-request-id"),
+        agent_token: r.non_empty("ipa-agent-token"),
+        ironic_api_version: r.ironic_api_version(),
+        http_request_timeout: r.f64("ipa-http-request-timeout", 30.0),
+        lookup_timeout: r.f64("ipa-lookup-timeout", 600.0),
+        lookup_interval: r.f64("ipa-lookup-interval", 1.0),
+        debug: r.bool("ipa-debug", false),
+        listen_host: r
+            .non_empty("ipa-listen-host")
+            .unwrap_or_else(|| "::".into()),
+        listen_port: r.port("ipa-listen-port"),
+        advertise_host: r.non_empty("ipa-advertise-host"),
+        advertise_port: r.port("ipa-advertise-port"),
+        network_interface: r.non_empty("ipa-network-interface"),
+        ip_lookup_attempts: r.u32("ipa-ip-lookup-attempts", 6),
+        ip_lookup_timeout: r.f64("ipa-ip-lookup-timeout", 10.0),
+        auto_tls: r.bool("ipa-enable-auto-tls", true),
+        tls_certificate_curve: r.tls_certificate_curve(),
+        tls_min_version: r.tls_min_version(),
+        hardware_initialization_delay: r.f64("ipa-hardware-initialization-delay", 0.0),
+        bootif: r.bootif(),
     };
-    (config, warn)
+    (config, r.warn)
 }
 
 /// `01-aa-bb-cc-dd-ee-ff` (PXELINUX) or `aa:bb:cc:dd:ee:ff` (iPXE) to the

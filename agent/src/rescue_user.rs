@@ -102,6 +102,53 @@ fn days_since_epoch() -> u64 {
     (crate::timing::epoch_now() / 86400.0) as u64
 }
 
+/// Adds the rescue user to `admin`'s member list (once).
+fn add_member(group: &mut [String], admin: &str) {
+    let Some((i, l)) = find(group, admin) else {
+        return;
+    };
+    let mut parts: Vec<String> = l.split(':').map(str::to_string).collect();
+    parts.resize(4, String::new());
+    let mut members: Vec<String> = parts[3]
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !members.iter().any(|m| m == USER) {
+        members.push(USER.to_string());
+    }
+    parts[3] = members.join(",");
+    group[i] = parts.join(":");
+}
+
+/// The home directory (0700, owned by the user when we are root) and the
+/// NOPASSWD sudoers drop-in.
+fn write_home_and_sudoers(root: &Path, uid: u32, gid: u32) -> Result<(), RescueUserError> {
+    let home = under(root, &format!("/home/{USER}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&home)
+        .map_err(io(&home))?;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).map_err(io(&home))?;
+    if running_as_root() {
+        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).map_err(io(&home))?;
+    }
+
+    let sudoers_d = under(root, "/etc/sudoers.d");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(&sudoers_d)
+        .map_err(io(&sudoers_d))?;
+    let sudoers = sudoers_d.join(USER);
+    let line = format!("{USER} ALL=(ALL) NOPASSWD: ALL\n");
+    if std::fs::read_to_string(&sudoers).ok().as_deref() != Some(line.as_str()) {
+        write_atomic(&sudoers, line.as_bytes(), 0o440).map_err(io(&sudoers))?;
+    }
+    Ok(())
+}
+
 /// Creates or updates the `rescue` user under `root`.
 pub fn run(root: &Path) -> Result<(), RescueUserError> {
     let pw_path = under(root, crate::extensions::rescue::PASSWORD_FILE);
@@ -167,47 +214,13 @@ pub fn run(root: &Path) -> Result<(), RescueUserError> {
         Some((i, _)) => shadow[i] = format!("{USER}:{hash}:{}:0:99999:7:::", days_since_epoch()),
         None => shadow.push(format!("{USER}:{hash}:{}:0:99999:7:::", days_since_epoch())),
     }
-    if let Some((i, l)) = find(&group, admin) {
-        let mut parts: Vec<String> = l.split(':').map(str::to_string).collect();
-        parts.resize(4, String::new());
-        let mut members: Vec<String> = parts[3]
-            .split(',')
-            .filter(|m| !m.is_empty())
-            .map(str::to_string)
-            .collect();
-        if !members.iter().any(|m| m == USER) {
-            members.push(USER.to_string());
-        }
-        parts[3] = members.join(",");
-        group[i] = parts.join(":");
-    }
+    add_member(&mut group, admin);
 
     write_lines(&group_p, &group, 0o644)?;
     write_lines(&passwd_p, &passwd, 0o644)?;
     write_lines(&shadow_p, &shadow, 0o640)?;
 
-    let home = under(root, &format!("/home/{USER}"));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&home)
-        .map_err(io(&home))?;
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).map_err(io(&home))?;
-    if running_as_root() {
-        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).map_err(io(&home))?;
-    }
-
-    let sudoers_d = under(root, "/etc/sudoers.d");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(&sudoers_d)
-        .map_err(io(&sudoers_d))?;
-    let sudoers = sudoers_d.join(USER);
-    let line = format!("{USER} ALL=(ALL) NOPASSWD: ALL\n");
-    if std::fs::read_to_string(&sudoers).ok().as_deref() != Some(line.as_str()) {
-        write_atomic(&sudoers, line.as_bytes(), 0o440).map_err(io(&sudoers))?;
-    }
+    write_home_and_sudoers(root, uid, gid)?;
     log::info!(
         "user {USER} (uid {uid}) is ready: member of {admin}, shell {shell}, home /home/{USER}"
     );
