@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::extensions::{Control, Ctx, RunState, builtin_registry, rescue::RESCUED_MARKER};
 use crate::heartbeat::{FORCE, STOP};
 use crate::ironic::{ClientConfig, HeartbeatInfo, IronicClient, IronicError, VERIFY_CA_VERSION};
+use crate::server::Limits;
 use crate::timing::{Signal, SystemTiming, Timing, epoch_now};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -51,30 +52,25 @@ pub fn sleep_forever() -> ! {
 }
 
 /// Serves the API on `listener` (HTTPS when `tls` is set) until `control`
-/// leaves [`RunState::Serving`]; in-flight responses are flushed first.
+/// leaves [`RunState::Serving`], with the default [`Limits`].
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<ApiState>,
     control: Control,
-) -> std::io::Result<RunState> {
-    let app = router(state);
-    let c = control.clone();
-    let shutdown = async move {
-        c.stopped().await;
-    };
-    match tls {
-        Some(cfg) => {
-            let l = crate::tls::TlsListener::new(listener, cfg)?;
-            axum::serve(l, app).with_graceful_shutdown(shutdown).await?;
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
-        }
-    }
-    Ok(control.get())
+) -> RunState {
+    serve_with_limits(listener, tls, state, control, Limits::default()).await
+}
+
+/// [`serve`] with explicit limits (tests shorten the timeouts).
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: Arc<ApiState>,
+    control: Control,
+    limits: Limits,
+) -> RunState {
+    crate::server::serve(listener, tls, router(state), control, limits).await
 }
 
 /// Applies the lookup's token rules: a value of 32+ characters is adopted;
@@ -372,6 +368,7 @@ fn serve_phase(
         started_at,
         scheme,
     });
+    crate::server::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -391,13 +388,17 @@ fn serve_phase(
             signal.clone(),
         );
     }
-    let end = rt
-        .block_on(serve(listener, adv.tls, state, control))
-        .map_err(|source| AgentError::Bind {
-            addr: cfg.listen_host.clone(),
-            source,
-        })?;
+    // Heartbeats stop the moment serving ends, not after the grace period.
+    let stop = signal.clone();
+    let watched = control.clone();
+    rt.spawn(async move {
+        watched.stopped().await;
+        stop.raise(STOP);
+    });
+    let end = rt.block_on(serve(listener, adv.tls, state, control));
     signal.raise(STOP);
+    // Do not wait for a command thread that may still be running.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(end)
 }
 

@@ -15,6 +15,7 @@ pub mod ironic;
 pub mod logging;
 pub mod net;
 pub mod rescue_user;
+pub mod server;
 pub mod timing;
 pub mod tls;
 
