@@ -10,6 +10,7 @@ use crate::heartbeat::{FORCE, STOP};
 use crate::ironic::{ClientConfig, HeartbeatInfo, IronicClient, IronicError, VERIFY_CA_VERSION};
 use crate::server::Limits;
 use crate::timing::{Signal, SystemTiming, Timing, epoch_now};
+use crate::tls::TlsPolicy;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use tokio::net::TcpListener;
@@ -141,7 +142,7 @@ fn advertise_ip(cfg: &Config) -> Result<IpAddr, AgentError> {
             }
         }
         if attempt < attempts {
-            std::thread::sleep(std::time::Duration::from_secs_f64(cfg.ip_lookup_timeout));
+            std::thread::sleep(crate::timing::duration(cfg.ip_lookup_timeout));
         }
     }
     Err(AgentError::NoAdvertiseAddress(cfg.api_urls.join(",")))
@@ -185,6 +186,8 @@ struct Session {
     client: IronicClient,
     node_uuid: String,
     heartbeat_timeout: f64,
+    /// The lookup reply's `config`, for its TLS policy.
+    config: serde_json::Value,
 }
 
 /// How the API is served and what the heartbeats advertise.
@@ -268,13 +271,21 @@ fn lookup_phase(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let heartbeat_timeout = content["config"]["heartbeat_timeout"]
+    let (lo, hi) = crate::config::HEARTBEAT_TIMEOUT_RANGE;
+    let given = content["config"]["heartbeat_timeout"]
         .as_f64()
         .unwrap_or(300.0);
+    let heartbeat_timeout = given.clamp(lo, hi);
+    if heartbeat_timeout != given {
+        log::warn!(
+            "Ironic's heartbeat_timeout {given} is outside {lo}..{hi}; using {heartbeat_timeout}"
+        );
+    }
     Ok(Some(Session {
         client,
         node_uuid,
         heartbeat_timeout,
+        config: content["config"].clone(),
     }))
 }
 
@@ -287,7 +298,12 @@ fn advertise_phase(cfg: &Config, session: &Session) -> Result<Advertised, AgentE
     let mut proto = "http";
     if cfg.auto_tls && session.client.api_version() >= VERIFY_CA_VERSION {
         let cert = crate::tls::generate(&cfg.root, ip, &cfg.tls_certificate_curve)?;
-        adv.tls = Some(crate::tls::server_config(&cert, &cfg.tls_min_version)?);
+        let mut policy = TlsPolicy {
+            min_version: cfg.tls_min_version.clone(),
+            cipher_suites: cfg.tls_cipher_suites.clone(),
+        };
+        policy.apply_lookup(&session.config);
+        adv.tls = Some(crate::tls::server_config(&cert, &policy)?);
         adv.verify_ca = Some(cert.pem);
         proto = "https";
     } else if cfg.auto_tls {
@@ -313,6 +329,7 @@ fn spawn_heartbeat(
         client,
         node_uuid,
         heartbeat_timeout,
+        ..
     } = session;
     let spawned = std::thread::Builder::new()
         .name("heartbeat".into())

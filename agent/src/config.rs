@@ -50,6 +50,8 @@ pub struct Config {
     pub tls_certificate_curve: String,
     /// Minimum TLS version served (`1.2` or `1.3`).
     pub tls_min_version: String,
+    /// Cipher suites served (`ipa-tls-cipher-suites`), `None` = defaults.
+    pub tls_cipher_suites: Option<Vec<String>>,
     /// Seconds to wait after the network comes up, before lookup.
     pub hardware_initialization_delay: f64,
     /// The PXE MAC, normalized to `aa:bb:cc:dd:ee:ff`.
@@ -81,6 +83,21 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// `ipa-http-request-timeout`, seconds: at least 1 s, at most an hour.
+pub const HTTP_TIMEOUT_RANGE: (f64, f64) = (1.0, 3600.0);
+/// `ipa-lookup-timeout`, seconds: up to a week.
+pub const LOOKUP_TIMEOUT_RANGE: (f64, f64) = (0.0, 7.0 * 86400.0);
+/// `ipa-lookup-interval`, seconds (the back-off's floor).
+pub const LOOKUP_INTERVAL_RANGE: (f64, f64) = (0.1, 600.0);
+/// `ipa-ip-lookup-timeout`, seconds between address discoveries.
+pub const IP_LOOKUP_TIMEOUT_RANGE: (f64, f64) = (0.0, 600.0);
+/// `ipa-ip-lookup-attempts`.
+pub const IP_LOOKUP_ATTEMPTS_RANGE: (u32, u32) = (1, 1000);
+/// `ipa-hardware-initialization-delay`, seconds.
+pub const HARDWARE_DELAY_RANGE: (f64, f64) = (0.0, 3600.0);
+/// Ironic's `heartbeat_timeout` from lookup, seconds.
+pub const HEARTBEAT_TIMEOUT_RANGE: (f64, f64) = (1.0, 86400.0);
+
 /// Reads typed values out of the merged parameters, collecting one warning
 /// per bad value (the default is used instead).
 struct Reader<'a> {
@@ -101,18 +118,31 @@ impl Reader<'_> {
         }
     }
 
-    fn f64(&mut self, key: &str, default: f64) -> f64 {
-        match self.p.get(key) {
-            None => default,
-            Some(v) => match v.parse::<f64>() {
-                Ok(x) if x.is_finite() && x >= 0.0 => x,
-                _ => {
-                    self.warn.push(format!(
-                        "{key}={v:?} is not a non-negative number; using {default}"
-                    ));
-                    default
-                }
-            },
+    /// A number of seconds within `lo..=hi`. Not a number: the default.
+    /// Out of range (`1e20`, `inf`, negative): clamped, so an absurd value
+    /// can never overflow a `Duration` and panic later.
+    fn f64(&mut self, key: &str, default: f64, (lo, hi): (f64, f64)) -> f64 {
+        let Some(v) = self.p.get(key) else {
+            return default;
+        };
+        match v.trim().parse::<f64>() {
+            Ok(x) if x.is_nan() => {
+                self.warn
+                    .push(format!("{key}={v:?} is not a number; using {default}"));
+                default
+            }
+            Ok(x) if x < lo || x > hi => {
+                let c = x.clamp(lo, hi);
+                self.warn
+                    .push(format!("{key}={v:?} is outside {lo}..{hi}; using {c}"));
+                c
+            }
+            Ok(x) => x,
+            Err(_) => {
+                self.warn
+                    .push(format!("{key}={v:?} is not a number; using {default}"));
+                default
+            }
         }
     }
 
@@ -128,15 +158,25 @@ impl Reader<'_> {
         }
     }
 
-    fn u32(&mut self, key: &str, default: u32) -> u32 {
-        match self.p.get(key) {
-            None => default,
-            Some(v) => v.parse::<u32>().unwrap_or_else(|_| {
+    /// A whole number within `lo..=hi`, clamped like [`Reader::f64`].
+    fn u32(&mut self, key: &str, default: u32, (lo, hi): (u32, u32)) -> u32 {
+        let Some(v) = self.p.get(key) else {
+            return default;
+        };
+        match v.trim().parse::<u64>() {
+            Ok(x) if x < u64::from(lo) || x > u64::from(hi) => {
+                let c = x.clamp(u64::from(lo), u64::from(hi)) as u32;
+                self.warn
+                    .push(format!("{key}={v:?} is outside {lo}..{hi}; using {c}"));
+                c
+            }
+            Ok(x) => x as u32,
+            Err(_) => {
                 self.warn.push(format!(
                     "{key}={v:?} is not a whole number; using {default}"
                 ));
                 default
-            }),
+            }
         }
     }
 
@@ -240,9 +280,9 @@ pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<
         global_request_id: r.non_empty("ipa-global-request-id"),
         agent_token: r.non_empty("ipa-agent-token"),
         ironic_api_version: r.ironic_api_version(),
-        http_request_timeout: r.f64("ipa-http-request-timeout", 30.0),
-        lookup_timeout: r.f64("ipa-lookup-timeout", 600.0),
-        lookup_interval: r.f64("ipa-lookup-interval", 1.0),
+        http_request_timeout: r.f64("ipa-http-request-timeout", 30.0, HTTP_TIMEOUT_RANGE),
+        lookup_timeout: r.f64("ipa-lookup-timeout", 600.0, LOOKUP_TIMEOUT_RANGE),
+        lookup_interval: r.f64("ipa-lookup-interval", 1.0, LOOKUP_INTERVAL_RANGE),
         debug: r.bool("ipa-debug", false),
         listen_host: r
             .non_empty("ipa-listen-host")
@@ -251,12 +291,20 @@ pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<
         advertise_host: r.non_empty("ipa-advertise-host"),
         advertise_port: r.port("ipa-advertise-port"),
         network_interface: r.non_empty("ipa-network-interface"),
-        ip_lookup_attempts: r.u32("ipa-ip-lookup-attempts", 6),
-        ip_lookup_timeout: r.f64("ipa-ip-lookup-timeout", 10.0),
+        ip_lookup_attempts: r.u32("ipa-ip-lookup-attempts", 6, IP_LOOKUP_ATTEMPTS_RANGE),
+        ip_lookup_timeout: r.f64("ipa-ip-lookup-timeout", 10.0, IP_LOOKUP_TIMEOUT_RANGE),
         auto_tls: r.bool("ipa-enable-auto-tls", true),
         tls_certificate_curve: r.tls_certificate_curve(),
         tls_min_version: r.tls_min_version(),
-        hardware_initialization_delay: r.f64("ipa-hardware-initialization-delay", 0.0),
+        tls_cipher_suites: r
+            .non_empty("ipa-tls-cipher-suites")
+            .map(|s| crate::tls::split_suites(&s))
+            .filter(|s| !s.is_empty()),
+        hardware_initialization_delay: r.f64(
+            "ipa-hardware-initialization-delay",
+            0.0,
+            HARDWARE_DELAY_RANGE,
+        ),
         bootif: r.bootif(),
     };
     (config, r.warn)
@@ -302,5 +350,25 @@ mod tests {
         assert_eq!(c.listen_port, 9999);
         assert_eq!(c.bootif.as_deref(), Some("aa:bb:cc:dd:ee:ff"));
         assert_eq!(warn.len(), 3, "{warn:?}");
+    }
+
+    #[test]
+    fn absurd_numbers_are_clamped_once_never_panic() {
+        let p = parse_kernel_params(
+            "ipa-http-request-timeout=1e20 ipa-lookup-interval=-3 ipa-lookup-timeout=inf \
+             ipa-ip-lookup-attempts=99999999999 ipa-ip-lookup-timeout=NaN ipa-hardware-initialization-delay=5",
+        );
+        let (c, warn) = from_params(PathBuf::from("/"), &p);
+        assert_eq!(c.http_request_timeout, 3600.0);
+        assert_eq!(c.lookup_interval, 0.1);
+        assert_eq!(c.lookup_timeout, 7.0 * 86400.0);
+        assert_eq!(c.ip_lookup_attempts, 1000);
+        assert_eq!(c.ip_lookup_timeout, 10.0);
+        assert_eq!(c.hardware_initialization_delay, 5.0);
+        assert_eq!(warn.len(), 5, "{warn:?}");
+        // Every value that ends up in a Duration is representable.
+        for s in [c.http_request_timeout, c.lookup_interval, c.lookup_timeout] {
+            assert!(std::time::Duration::try_from_secs_f64(s).is_ok());
+        }
     }
 }

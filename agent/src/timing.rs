@@ -39,7 +39,7 @@ impl Timing for SystemTiming {
     }
     fn sleep(&self, secs: f64) {
         if secs > 0.0 {
-            std::thread::sleep(Duration::from_secs_f64(secs));
+            std::thread::sleep(duration(secs));
         }
     }
     fn uniform(&self, lo: f64, hi: f64) -> f64 {
@@ -49,6 +49,16 @@ impl Timing for SystemTiming {
         let unit = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
         lo + (hi - lo) * unit
     }
+}
+
+/// Seconds to a `Duration` that never panics: negative or NaN is zero, and
+/// anything too large for a `Duration` is a day (longer than any wait the
+/// agent makes once its parameters are clamped).
+pub fn duration(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs.min(86400.0)).unwrap_or(Duration::from_secs(86400))
 }
 
 /// Random bytes from the OS; the caller decides what a failure means.
@@ -128,6 +138,6 @@ impl Signal {
         }
         let _ = self
             .cv
-            .wait_timeout_while(g, Duration::from_secs_f64(secs), |f| *f & mask == 0);
+            .wait_timeout_while(g, duration(secs), |f| *f & mask == 0);
     }
 }
