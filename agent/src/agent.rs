@@ -83,6 +83,7 @@ pub fn adopt_lookup_token(token: &RwLock<Option<String>>, lookup: Option<&str>) 
     };
     match lookup {
         Some(v) if v.len() >= 32 => {
+            crate::redact::remember(v);
             log::info!("using the agent token issued by Ironic");
             *t = Some(v.to_string());
             true
@@ -208,6 +209,9 @@ fn run_with(
     started_at: f64,
 ) -> Result<(), AgentError> {
     let rescued = crate::fsutil::under(&cfg.root, RESCUED_MARKER).exists();
+    if let Some(t) = &cfg.agent_token {
+        crate::redact::remember(t);
+    }
     let token = Arc::new(RwLock::new(cfg.agent_token.clone()));
     let timing: Arc<dyn Timing> = Arc::new(SystemTiming::default());
 
