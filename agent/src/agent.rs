@@ -253,6 +253,7 @@ fn lookup_phase(
             request_id: cfg.global_request_id.clone(),
             version_override: cfg.ironic_api_version,
             timeout: cfg.http_request_timeout,
+            trust: crate::trust::load(&cfg.root, &cfg.trust),
         },
         timing.clone(),
     );

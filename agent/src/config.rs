@@ -16,6 +16,9 @@ pub struct Config {
     pub api_urls: Vec<String>,
     /// Skip TLS verification of Ironic (`ipa-insecure`).
     pub insecure: bool,
+    /// CA files and client certificate for calls to Ironic (`ipa-cafile`,
+    /// `ipa-certfile`, `ipa-keyfile`, and IPA's config files).
+    pub trust: crate::trust::TrustConfig,
     /// Sent as `X-OpenStack-Request-ID` (`ipa-global-request-id`).
     pub global_request_id: Option<String>,
     /// Pre-generated token (`ipa-agent-token`, virtual-media boots).
@@ -277,6 +280,11 @@ pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<
         root,
         api_urls: r.api_urls(),
         insecure: r.bool("ipa-insecure", false),
+        trust: crate::trust::TrustConfig {
+            cafiles: r.non_empty("ipa-cafile").into_iter().collect(),
+            certfile: r.non_empty("ipa-certfile"),
+            keyfile: r.non_empty("ipa-keyfile"),
+        },
         global_request_id: r.non_empty("ipa-global-request-id"),
         agent_token: r.non_empty("ipa-agent-token"),
         ironic_api_version: r.ironic_api_version(),
@@ -308,6 +316,32 @@ pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<
         bootif: r.bootif(),
     };
     (config, r.warn)
+}
+
+impl Config {
+    /// Merges the `[DEFAULT]` settings of IPA's config files
+    /// ([`crate::trust::read_agent_conf`]): `cafile` is trusted in addition
+    /// to `ipa-cafile`; `certfile`/`keyfile` apply when no parameter gave
+    /// them; `insecure = true` there is as good as `ipa-insecure=1`.
+    pub fn apply_agent_conf(&mut self, conf: &BTreeMap<String, String>, warn: &mut Vec<String>) {
+        if let Some(f) = conf.get("cafile").filter(|f| !f.is_empty())
+            && !self.trust.cafiles.contains(f)
+        {
+            self.trust.cafiles.push(f.clone());
+        }
+        if self.trust.certfile.is_none() && self.trust.keyfile.is_none() {
+            self.trust.certfile = conf.get("certfile").filter(|f| !f.is_empty()).cloned();
+            self.trust.keyfile = conf.get("keyfile").filter(|f| !f.is_empty()).cloned();
+        }
+        if let Some(v) = conf.get("insecure") {
+            match parse_bool(v) {
+                Some(b) => self.insecure |= b,
+                None => warn.push(format!(
+                    "insecure={v:?} in the agent's config file is not a boolean; ignored"
+                )),
+            }
+        }
+    }
 }
 
 /// `01-aa-bb-cc-dd-ee-ff` (PXELINUX) or `aa:bb:cc:dd:ee:ff` (iPXE) to the

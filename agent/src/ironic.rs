@@ -62,6 +62,8 @@ pub struct ClientConfig {
     pub version_override: Option<(u32, u32)>,
     /// Per-request timeout, seconds.
     pub timeout: f64,
+    /// CAs to trust and the client certificate ([`crate::trust`]).
+    pub trust: crate::trust::Trust,
 }
 
 /// What a heartbeat carries.
@@ -85,6 +87,7 @@ pub struct IronicClient {
     version_override: Option<(u32, u32)>,
     cached_version: Mutex<Option<(u32, u32)>>,
     timing: Arc<dyn Timing>,
+    insecure: bool,
     /// Reported as `agent_version`.
     pub agent_version: String,
 }
@@ -96,9 +99,7 @@ fn fmt_version(v: (u32, u32)) -> String {
 impl IronicClient {
     /// A client for `cfg`, using `timing` for back-off.
     pub fn new(cfg: &ClientConfig, timing: Arc<dyn Timing>) -> Self {
-        let tls = ureq::tls::TlsConfig::builder()
-            .disable_verification(cfg.insecure)
-            .build();
+        let tls = cfg.trust.tls_config(cfg.insecure);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(crate::timing::duration(cfg.timeout.max(0.1))))
@@ -113,6 +114,7 @@ impl IronicClient {
             version_override: cfg.version_override,
             cached_version: Mutex::new(None),
             timing,
+            insecure: cfg.insecure,
             agent_version: crate::AGENT_VERSION.to_string(),
         }
     }
@@ -288,6 +290,11 @@ impl IronicClient {
         macs: &[String],
         node_uuid: Option<&str>,
     ) -> Result<Value, (String, bool)> {
+        if self.insecure {
+            log::warn!(
+                "ipa-insecure: Ironic's TLS certificate is NOT verified; anyone on the path can pose as Ironic and take this node. Give the CA with ipa-cafile instead"
+            );
+        }
         let mut path = format!("/v1/lookup?addresses={}", urlencode(&macs.join(",")));
         if let Some(u) = node_uuid {
             path.push_str(&format!("&node_uuid={}", urlencode(u)));

@@ -19,6 +19,7 @@ pub mod rescue_user;
 pub mod server;
 pub mod timing;
 pub mod tls;
+pub mod trust;
 
 /// The version this agent reports in `/v1/status` and heartbeats.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
