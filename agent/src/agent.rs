@@ -214,6 +214,9 @@ fn run_with(
     }
     let token = Arc::new(RwLock::new(cfg.agent_token.clone()));
     let timing: Arc<dyn Timing> = Arc::new(SystemTiming::default());
+    if let Some(servers) = &cfg.ntp_server {
+        crate::ntp::sync(&cfg.root, servers);
+    }
 
     let session = lookup_phase(&cfg, &token, &timing)?;
     if rescued {

@@ -59,6 +59,9 @@ pub struct Config {
     pub hardware_initialization_delay: f64,
     /// The PXE MAC, normalized to `aa:bb:cc:dd:ee:ff`.
     pub bootif: Option<String>,
+    /// NTP servers to sync from before the certificate is made
+    /// (`ipa-ntp-server`, comma-separated, `host[:port]`).
+    pub ntp_server: Option<String>,
 }
 
 /// Reads `<root>/proc/cmdline` (missing file = empty command line) and
@@ -314,6 +317,7 @@ pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<
             HARDWARE_DELAY_RANGE,
         ),
         bootif: r.bootif(),
+        ntp_server: r.non_empty("ipa-ntp-server"),
     };
     (config, r.warn)
 }

@@ -14,6 +14,7 @@ pub mod heartbeat;
 pub mod ironic;
 pub mod logging;
 pub mod net;
+pub mod ntp;
 pub mod redact;
 pub mod rescue_user;
 pub mod server;

@@ -98,8 +98,24 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn days_since_epoch() -> u64 {
-    (crate::timing::epoch_now() / 86400.0) as u64
+/// The shadow "last change" field for a password set at `epoch`: days
+/// since 1970, or empty when the clock is not believable (before 2024).
+/// Never `0`: a 0 there forces a password change at the first login, which
+/// a rescue user on a node whose RTC reads 1970 cannot perform over SSH.
+/// Empty disables password aging, which a rescue ramdisk never needs.
+pub fn last_change_field(epoch: f64) -> String {
+    const DAY_2024_01_01: f64 = 19723.0;
+    let days = (epoch / 86400.0).floor();
+    if days >= DAY_2024_01_01 {
+        format!("{days}")
+    } else {
+        String::new()
+    }
+}
+
+fn shadow_line(hash: &str) -> String {
+    let lastchg = last_change_field(crate::timing::epoch_now());
+    format!("{USER}:{hash}:{lastchg}:0:99999:7:::")
 }
 
 /// Adds the rescue user to `admin`'s member list (once).
@@ -211,8 +227,8 @@ pub fn run(root: &Path) -> Result<(), RescueUserError> {
     }
     match find(&shadow, USER) {
         Some((_, l)) if field(l, 1) == Some(hash.as_str()) => {}
-        Some((i, _)) => shadow[i] = format!("{USER}:{hash}:{}:0:99999:7:::", days_since_epoch()),
-        None => shadow.push(format!("{USER}:{hash}:{}:0:99999:7:::", days_since_epoch())),
+        Some((i, _)) => shadow[i] = shadow_line(&hash),
+        None => shadow.push(shadow_line(&hash)),
     }
     add_member(&mut group, admin);
 
@@ -225,4 +241,14 @@ pub fn run(root: &Path) -> Result<(), RescueUserError> {
         "user {USER} (uid {uid}) is ready: member of {admin}, shell {shell}, home /home/{USER}"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn last_change_is_never_zero() {
+        assert_eq!(super::last_change_field(0.0), "");
+        assert_eq!(super::last_change_field(86400.0 * 3.5), "");
+        assert_eq!(super::last_change_field(1_800_000_000.0), "20833");
+    }
 }

@@ -91,12 +91,28 @@ pub fn uuid4() -> String {
     )
 }
 
-/// Seconds since the Unix epoch as a float, like Python's `time.time()`.
+/// Correction found by NTP when the system clock could not be set (stored
+/// as f64 bits; 0 = none).
+static CLOCK_OFFSET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Records `secs` to add to the system clock from now on (see
+/// [`crate::ntp`]).
+pub fn set_clock_offset(secs: f64) {
+    CLOCK_OFFSET.store(secs.to_bits(), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The system clock, uncorrected, in seconds since the Unix epoch.
+pub fn system_epoch() -> f64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// Seconds since the Unix epoch as a float, like Python's `time.time()`,
+/// corrected by NTP when the system clock could not be set.
 pub fn epoch_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    system_epoch() + f64::from_bits(CLOCK_OFFSET.load(std::sync::atomic::Ordering::SeqCst))
 }
 
 /// Flags another thread can raise to wake a waiting loop (the heartbeater:

@@ -17,6 +17,17 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// How far in the past the certificate's validity starts. IPA uses one
+/// hour; a node clock kept in local time (up to 14 h ahead) or a day or
+/// two fast then gives a certificate the conductor sees as "not yet
+/// valid". A week covers those without NTP.
+pub const NOT_BEFORE_SLACK: time::Duration = time::Duration::days(7);
+/// How long the certificate is valid. IPA uses 30 days; a node clock that
+/// is behind, or a rescued ramdisk that runs for months, would see it
+/// expire. The conductor pins this exact certificate (it is sent as
+/// `agent_verify_ca`), so a long life gives nothing away.
+pub const VALIDITY: time::Duration = time::Duration::days(3650);
+
 /// Errors while creating or loading the certificate.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -77,9 +88,10 @@ pub fn generate(root: &Path, ip: IpAddr, curve: &str) -> Result<AutoCert, TlsErr
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::seconds(3600);
-    params.not_after = now + time::Duration::days(30);
+    let now = time::OffsetDateTime::from_unix_timestamp(crate::timing::epoch_now() as i64)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    params.not_before = now - NOT_BEFORE_SLACK;
+    params.not_after = now + VALIDITY;
     let cert = params.self_signed(&key)?;
     let pem = cert.pem();
 
@@ -102,7 +114,7 @@ pub fn generate(root: &Path, ip: IpAddr, curve: &str) -> Result<AutoCert, TlsErr
     let cert_path = wr(dir.join("agent.crt"), pem.as_bytes(), 0o644)?;
     wr(dir.join("agent.key"), key.serialize_pem().as_bytes(), 0o600)?;
     log::info!(
-        "generated a self-signed TLS certificate for {ip} ({}), valid 30 days: {}",
+        "generated a self-signed TLS certificate for {ip} ({}), valid from 7 days ago for 10 years: {}",
         curve.to_uppercase(),
         cert_path.display()
     );
