@@ -192,29 +192,31 @@ fn too_large() -> Response {
 /// Reads the body of an authenticated request, at most [`MAX_BODY_BYTES`];
 /// a declared length over the limit is refused before any byte is read.
 async fn read_body(req: Request) -> Result<axum::body::Bytes, Response> {
+    read_body_limited(req, MAX_BODY_BYTES).await
+}
+
+async fn read_body_limited(req: Request, limit: usize) -> Result<axum::body::Bytes, Response> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     let body: Body = req.into_body();
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            let limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if limit {
-                too_large()
-            } else {
-                fault_and_close(
-                    StatusCode::BAD_REQUEST,
-                    &format!("400 Bad Request: cannot read the request body: {e}"),
-                )
-            }
-        })
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            too_large()
+        } else {
+            fault_and_close(
+                StatusCode::BAD_REQUEST,
+                &format!("400 Bad Request: cannot read the request body: {e}"),
+            )
+        }
+    })
 }
 
 fn base_url(state: &ApiState, headers: &HeaderMap) -> String {
@@ -376,4 +378,24 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body whose length was not declared (chunked) is cut at the limit
+    /// with 413; one within the limit is read whole.
+    #[tokio::test]
+    async fn undeclared_body_over_the_limit_is_413() {
+        let req = Request::builder()
+            .method("POST")
+            .body(Body::from(vec![b'x'; 16]))
+            .unwrap();
+        assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
+        let r = read_body_limited(req, 10).await.unwrap_err();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let req = Request::builder().body(Body::from(vec![b'x'; 8])).unwrap();
+        assert_eq!(read_body_limited(req, 10).await.unwrap().len(), 8);
+    }
 }
