@@ -230,9 +230,12 @@ fn run_with(
         Some(s) => advertise_phase(&cfg, s)?,
         None => Advertised::default(),
     };
-    let end = serve_phase(
-        &cfg, registry, control, started_at, token, timing, session, advertised,
-    )?;
+    let shared = Shared {
+        token,
+        timing,
+        started_at,
+    };
+    let end = serve_phase(&cfg, registry, control, shared, session, advertised)?;
     exit_phase(&cfg, end)
 }
 
@@ -368,18 +371,28 @@ fn spawn_heartbeat(
     }
 }
 
+/// What every phase shares: the token (lookup may replace it), the clock,
+/// and the start time reported by `/v1/status`.
+struct Shared {
+    token: Arc<RwLock<Option<String>>>,
+    timing: Arc<dyn Timing>,
+    started_at: f64,
+}
+
 /// Listens, starts the heartbeats, and serves until a command ends serving.
-#[allow(clippy::too_many_arguments)]
 fn serve_phase(
     cfg: &Config,
     registry: Registry,
     control: Control,
-    started_at: f64,
-    token: Arc<RwLock<Option<String>>>,
-    timing: Arc<dyn Timing>,
+    shared: Shared,
     session: Option<Session>,
     adv: Advertised,
 ) -> Result<RunState, AgentError> {
+    let Shared {
+        token,
+        timing,
+        started_at,
+    } = shared;
     let signal = Arc::new(Signal::default());
     let force = signal.clone();
     let executor = Arc::new(Executor::new(
