@@ -363,7 +363,10 @@ fn json_error_response(status: u16) -> Vec<u8> {
 
 /// The status of a response head at the start of `buf`, if it is one.
 fn response_status(buf: &[u8]) -> Option<u16> {
-    let rest = buf.strip_prefix(b"HTTP/1.1 ")?;
+    // hyper answers an HTTP/1.0 request with an HTTP/1.0 status line.
+    let rest = buf
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| buf.strip_prefix(b"HTTP/1.0 "))?;
     std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()
 }
 
@@ -451,6 +454,7 @@ mod tests {
     #[test]
     fn status_of_a_head() {
         assert_eq!(response_status(b"HTTP/1.1 431 Request"), Some(431));
+        assert_eq!(response_status(b"HTTP/1.0 200 OK"), Some(200));
         assert_eq!(response_status(b"{\"x\":1}"), None);
         assert_eq!(response_status(b"HTTP/1.1 1"), None);
     }

@@ -310,6 +310,13 @@ fn header_and_idle_timeouts_close_plain_connections() {
     let (raw, took) = read_to_close(&mut s);
     assert_eq!(parse(&raw).0, 200);
     assert!(took < Duration::from_secs(3), "idle held {took:?}");
+    // The same over HTTP/1.0 with keep-alive.
+    let mut s = connect(port);
+    s.write_all(b"GET /v1/status HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let (raw, took) = read_to_close(&mut s);
+    assert_eq!(parse(&raw).0, 200);
+    assert!(took < Duration::from_secs(3), "HTTP/1.0 idle held {took:?}");
     // A connection that says nothing at all.
     let mut s = connect(port);
     let (raw, took) = read_to_close(&mut s);
