@@ -8,7 +8,9 @@ use crate::config::Config;
 use crate::extensions::{Control, Ctx, RunState, builtin_registry, rescue::RESCUED_MARKER};
 use crate::heartbeat::{FORCE, STOP};
 use crate::ironic::{ClientConfig, HeartbeatInfo, IronicClient, IronicError, VERIFY_CA_VERSION};
+use crate::server::Limits;
 use crate::timing::{Signal, SystemTiming, Timing, epoch_now};
+use crate::tls::TlsPolicy;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use tokio::net::TcpListener;
@@ -51,30 +53,25 @@ pub fn sleep_forever() -> ! {
 }
 
 /// Serves the API on `listener` (HTTPS when `tls` is set) until `control`
-/// leaves [`RunState::Serving`]; in-flight responses are flushed first.
+/// leaves [`RunState::Serving`], with the default [`Limits`].
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<ApiState>,
     control: Control,
-) -> std::io::Result<RunState> {
-    let app = router(state);
-    let c = control.clone();
-    let shutdown = async move {
-        c.stopped().await;
-    };
-    match tls {
-        Some(cfg) => {
-            let l = crate::tls::TlsListener::new(listener, cfg)?;
-            axum::serve(l, app).with_graceful_shutdown(shutdown).await?;
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
-        }
-    }
-    Ok(control.get())
+) -> RunState {
+    serve_with_limits(listener, tls, state, control, Limits::default()).await
+}
+
+/// [`serve`] with explicit limits (tests shorten the timeouts).
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: Arc<ApiState>,
+    control: Control,
+    limits: Limits,
+) -> RunState {
+    crate::server::serve(listener, tls, router(state), control, limits).await
 }
 
 /// Applies the lookup's token rules: a value of 32+ characters is adopted;
@@ -86,6 +83,7 @@ pub fn adopt_lookup_token(token: &RwLock<Option<String>>, lookup: Option<&str>) 
     };
     match lookup {
         Some(v) if v.len() >= 32 => {
+            crate::redact::remember(v);
             log::info!("using the agent token issued by Ironic");
             *t = Some(v.to_string());
             true
@@ -145,7 +143,7 @@ fn advertise_ip(cfg: &Config) -> Result<IpAddr, AgentError> {
             }
         }
         if attempt < attempts {
-            std::thread::sleep(std::time::Duration::from_secs_f64(cfg.ip_lookup_timeout));
+            std::thread::sleep(crate::timing::duration(cfg.ip_lookup_timeout));
         }
     }
     Err(AgentError::NoAdvertiseAddress(cfg.api_urls.join(",")))
@@ -184,6 +182,26 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
     run_with(cfg, registry, control, started_at)
 }
 
+/// What lookup told us about the node: enough to heartbeat.
+struct Session {
+    client: IronicClient,
+    node_uuid: String,
+    heartbeat_timeout: f64,
+    /// The lookup reply's `config`, for its TLS policy.
+    config: serde_json::Value,
+}
+
+/// How the API is served and what the heartbeats advertise.
+#[derive(Default)]
+struct Advertised {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    callback_url: Option<String>,
+    verify_ca: Option<String>,
+}
+
+/// The phases of the daemon's life, one function each: lookup and token
+/// rules, the rescued marker, advertise address and auto-TLS, serve and
+/// heartbeat, exit.
 fn run_with(
     cfg: Config,
     registry: Registry,
@@ -191,49 +209,16 @@ fn run_with(
     started_at: f64,
 ) -> Result<(), AgentError> {
     let rescued = crate::fsutil::under(&cfg.root, RESCUED_MARKER).exists();
+    if let Some(t) = &cfg.agent_token {
+        crate::redact::remember(t);
+    }
     let token = Arc::new(RwLock::new(cfg.agent_token.clone()));
     let timing: Arc<dyn Timing> = Arc::new(SystemTiming::default());
-
-    let mut ironic = None;
-    if !cfg.api_urls.is_empty() {
-        let client = IronicClient::new(
-            &ClientConfig {
-                urls: cfg.api_urls.clone(),
-                insecure: cfg.insecure,
-                request_id: cfg.global_request_id.clone(),
-                version_override: cfg.ironic_api_version,
-                timeout: cfg.http_request_timeout,
-            },
-            timing.clone(),
-        );
-        let macs = wait_for_macs(&cfg);
-        if cfg.hardware_initialization_delay > 0.0 {
-            log::info!(
-                "waiting {} s (ipa-hardware-initialization-delay)",
-                cfg.hardware_initialization_delay
-            );
-            timing.sleep(cfg.hardware_initialization_delay);
-        }
-        let content = client.lookup(&macs, None, cfg.lookup_timeout, cfg.lookup_interval)?;
-        let lookup_token = content["config"]
-            .get("agent_token")
-            .and_then(|v| v.as_str());
-        if !adopt_lookup_token(&token, lookup_token) {
-            sleep_forever();
-        }
-        let node_uuid = content["node"]["uuid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let hb_timeout = content["config"]["heartbeat_timeout"]
-            .as_f64()
-            .unwrap_or(300.0);
-        ironic = Some((client, node_uuid, hb_timeout));
-    } else {
-        log::info!(
-            "no Ironic URL (ipa-api-url/--api-url): serving the API without lookup or heartbeats"
-        );
+    if let Some(servers) = &cfg.ntp_server {
+        crate::ntp::sync(&cfg.root, servers);
     }
+
+    let session = lookup_phase(&cfg, &token, &timing)?;
     if rescued {
         log::info!(
             "{} exists: this node was rescued; not serving the API nor heartbeating",
@@ -241,99 +226,222 @@ fn run_with(
         );
         sleep_forever();
     }
+    let advertised = match &session {
+        Some(s) => advertise_phase(&cfg, s)?,
+        None => Advertised::default(),
+    };
+    let shared = Shared {
+        token,
+        timing,
+        started_at,
+    };
+    let end = serve_phase(&cfg, registry, control, shared, session, advertised)?;
+    exit_phase(&cfg, end)
+}
 
-    // Callback address and auto-TLS (needs Ironic >= 1.68).
-    let mut tls = None;
-    let mut callback_url = None;
-    let mut verify_ca = None;
-    if let Some((client, _, _)) = &ironic {
-        let ip = advertise_ip(&cfg)?;
-        let host = ip.to_string();
-        let mut proto = "http";
-        if cfg.auto_tls && client.api_version() >= VERIFY_CA_VERSION {
-            let cert = crate::tls::generate(&cfg.root, ip, &cfg.tls_certificate_curve)?;
-            tls = Some(crate::tls::server_config(&cert, &cfg.tls_min_version)?);
-            verify_ca = Some(cert.pem);
-            proto = "https";
-        } else if cfg.auto_tls {
-            log::warn!("Ironic is older than API 1.68: auto-TLS is off, serving plain HTTP");
-        }
-        callback_url = Some(format!(
-            "{proto}://{}",
-            crate::net::host_port(&host, cfg.advertise_port)
-        ));
+/// Looks the node up (when an Ironic URL is configured) and applies the
+/// token rules; never returns when the agent must not serve.
+fn lookup_phase(
+    cfg: &Config,
+    token: &RwLock<Option<String>>,
+    timing: &Arc<dyn Timing>,
+) -> Result<Option<Session>, AgentError> {
+    if cfg.api_urls.is_empty() {
+        log::info!(
+            "no Ironic URL (ipa-api-url/--api-url): serving the API without lookup or heartbeats"
+        );
+        return Ok(None);
     }
+    let client = IronicClient::new(
+        &ClientConfig {
+            urls: cfg.api_urls.clone(),
+            insecure: cfg.insecure,
+            request_id: cfg.global_request_id.clone(),
+            version_override: cfg.ironic_api_version,
+            timeout: cfg.http_request_timeout,
+            trust: crate::trust::load(&cfg.root, &cfg.trust),
+        },
+        timing.clone(),
+    );
+    let macs = wait_for_macs(cfg);
+    if cfg.hardware_initialization_delay > 0.0 {
+        log::info!(
+            "waiting {} s (ipa-hardware-initialization-delay)",
+            cfg.hardware_initialization_delay
+        );
+        timing.sleep(cfg.hardware_initialization_delay);
+    }
+    let content = client.lookup(&macs, None, cfg.lookup_timeout, cfg.lookup_interval)?;
+    let lookup_token = content["config"]
+        .get("agent_token")
+        .and_then(|v| v.as_str());
+    if !adopt_lookup_token(token, lookup_token) {
+        sleep_forever();
+    }
+    let node_uuid = content["node"]["uuid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (lo, hi) = crate::config::HEARTBEAT_TIMEOUT_RANGE;
+    let given = content["config"]["heartbeat_timeout"]
+        .as_f64()
+        .unwrap_or(300.0);
+    let heartbeat_timeout = given.clamp(lo, hi);
+    if heartbeat_timeout != given {
+        log::warn!(
+            "Ironic's heartbeat_timeout {given} is outside {lo}..{hi}; using {heartbeat_timeout}"
+        );
+    }
+    Ok(Some(Session {
+        client,
+        node_uuid,
+        heartbeat_timeout,
+        config: content["config"].clone(),
+    }))
+}
 
+/// Picks the callback address and, with Ironic >= 1.68, generates the
+/// auto-TLS certificate.
+fn advertise_phase(cfg: &Config, session: &Session) -> Result<Advertised, AgentError> {
+    let ip = advertise_ip(cfg)?;
+    let host = ip.to_string();
+    let mut adv = Advertised::default();
+    let mut proto = "http";
+    if cfg.auto_tls && session.client.api_version() >= VERIFY_CA_VERSION {
+        let cert = crate::tls::generate(&cfg.root, ip, &cfg.tls_certificate_curve)?;
+        let mut policy = TlsPolicy {
+            min_version: cfg.tls_min_version.clone(),
+            cipher_suites: cfg.tls_cipher_suites.clone(),
+        };
+        policy.apply_lookup(&session.config);
+        adv.tls = Some(crate::tls::server_config(&cert, &policy)?);
+        adv.verify_ca = Some(cert.pem);
+        proto = "https";
+    } else if cfg.auto_tls {
+        log::warn!("Ironic is older than API 1.68: auto-TLS is off, serving plain HTTP");
+    }
+    adv.callback_url = Some(format!(
+        "{proto}://{}",
+        crate::net::host_port(&host, cfg.advertise_port)
+    ));
+    Ok(adv)
+}
+
+/// Starts the heartbeat thread; it runs until `signal` carries [`STOP`].
+fn spawn_heartbeat(
+    session: Session,
+    callback_url: String,
+    verify_ca: Option<String>,
+    token: Arc<RwLock<Option<String>>>,
+    timing: Arc<dyn Timing>,
+    signal: Arc<Signal>,
+) {
+    let Session {
+        client,
+        node_uuid,
+        heartbeat_timeout,
+        ..
+    } = session;
+    let spawned = std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || {
+            crate::heartbeat::run(timing.as_ref(), &signal, heartbeat_timeout, || {
+                let info = HeartbeatInfo {
+                    node_uuid: node_uuid.clone(),
+                    callback_url: callback_url.clone(),
+                    token: token.read().ok().and_then(|t| t.clone()),
+                    verify_ca: verify_ca.clone(),
+                };
+                log::info!("heartbeat: node {node_uuid}, callback {callback_url}");
+                match client.heartbeat(&info) {
+                    Ok(()) => {
+                        log::info!("heartbeat accepted by Ironic");
+                        true
+                    }
+                    Err(e) => {
+                        log::warn!("heartbeat failed: {e}");
+                        false
+                    }
+                }
+            });
+            log::info!("heartbeats stopped");
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the heartbeat thread: {e}; Ironic will not hear from this agent");
+    }
+}
+
+/// What every phase shares: the token (lookup may replace it), the clock,
+/// and the start time reported by `/v1/status`.
+struct Shared {
+    token: Arc<RwLock<Option<String>>>,
+    timing: Arc<dyn Timing>,
+    started_at: f64,
+}
+
+/// Listens, starts the heartbeats, and serves until a command ends serving.
+fn serve_phase(
+    cfg: &Config,
+    registry: Registry,
+    control: Control,
+    shared: Shared,
+    session: Option<Session>,
+    adv: Advertised,
+) -> Result<RunState, AgentError> {
+    let Shared {
+        token,
+        timing,
+        started_at,
+    } = shared;
     let signal = Arc::new(Signal::default());
     let force = signal.clone();
     let executor = Arc::new(Executor::new(
         registry,
         Arc::new(move || force.raise(FORCE)),
     ));
+    let scheme = if adv.tls.is_some() { "https" } else { "http" };
     let state = Arc::new(ApiState {
         executor,
         token: token.clone(),
         started_at,
-        scheme: if tls.is_some() { "https" } else { "http" },
+        scheme,
     });
-
+    crate::server::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
         .map_err(AgentError::Runtime)?;
-    let listener = rt.block_on(bind(&cfg))?;
+    let listener = rt.block_on(bind(cfg))?;
     if let Ok(addr) = listener.local_addr() {
-        log::info!(
-            "API listening on {}://{}",
-            if tls.is_some() { "https" } else { "http" },
-            addr
+        log::info!("API listening on {scheme}://{addr}");
+    }
+    if let (Some(session), Some(callback_url)) = (session, adv.callback_url) {
+        spawn_heartbeat(
+            session,
+            callback_url,
+            adv.verify_ca,
+            token,
+            timing,
+            signal.clone(),
         );
     }
-
-    if let (Some((client, node_uuid, hb_timeout)), Some(callback_url)) = (ironic, callback_url) {
-        let signal = signal.clone();
-        let token = token.clone();
-        let timing = timing.clone();
-        let spawned = std::thread::Builder::new()
-            .name("heartbeat".into())
-            .spawn(move || {
-                let info = |token: Option<String>| HeartbeatInfo {
-                    node_uuid: node_uuid.clone(),
-                    callback_url: callback_url.clone(),
-                    token,
-                    verify_ca: verify_ca.clone(),
-                };
-                crate::heartbeat::run(timing.as_ref(), &signal, hb_timeout, || {
-                    let t = token.read().ok().and_then(|t| t.clone());
-                    log::info!("heartbeat: node {node_uuid}, callback {callback_url}");
-                    match client.heartbeat(&info(t)) {
-                        Ok(()) => {
-                            log::info!("heartbeat accepted by Ironic");
-                            true
-                        }
-                        Err(e) => {
-                            log::warn!("heartbeat failed: {e}");
-                            false
-                        }
-                    }
-                });
-                log::info!("heartbeats stopped");
-            });
-        if let Err(e) = spawned {
-            log::error!(
-                "cannot start the heartbeat thread: {e}; Ironic will not hear from this agent"
-            );
-        }
-    }
-
-    let end = rt
-        .block_on(serve(listener, tls, state, control))
-        .map_err(|source| AgentError::Bind {
-            addr: cfg.listen_host.clone(),
-            source,
-        })?;
+    // Heartbeats stop the moment serving ends, not after the grace period.
+    let stop = signal.clone();
+    let watched = control.clone();
+    rt.spawn(async move {
+        watched.stopped().await;
+        stop.raise(STOP);
+    });
+    let end = rt.block_on(serve(listener, adv.tls, state, control));
     signal.raise(STOP);
+    // Do not wait for a command thread that may still be running.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(end)
+}
+
+/// Lockdown sleeps forever with the interfaces down; anything else exits 0.
+fn exit_phase(cfg: &Config, end: RunState) -> Result<(), AgentError> {
     match end {
         RunState::Lockdown => {
             log::warn!("lockdown: API stopped");

@@ -7,8 +7,9 @@
 
 use crate::commands::{CommandError, Executor, Params};
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
@@ -37,17 +38,70 @@ fn json_response(status: StatusCode, v: &Value) -> Response {
         .into_response()
 }
 
+/// The largest command body accepted (from an authenticated client; an
+/// unauthenticated one gets no byte of its body read). Sized for the deploy
+/// commands to come: a configdrive of up to 64 MiB, base64-encoded (4/3),
+/// may appear up to three times in one request, plus 1 MiB for the rest.
+pub const MAX_BODY_BYTES: usize = 3 * base64_len(64 * 1024 * 1024) + 1024 * 1024;
+
+const fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// The JSON text of an error body for `status`.
+pub fn fault_body(status: u16, faultstring: &str) -> String {
+    let code = if status >= 500 { "Server" } else { "Client" };
+    json!({"faultcode": code, "faultstring": faultstring}).to_string()
+}
+
 /// An error body.
 pub fn fault(status: StatusCode, faultstring: &str) -> Response {
-    let code = if status.as_u16() >= 500 {
-        "Server"
-    } else {
-        "Client"
-    };
-    json_response(
+    (
         status,
-        &json!({"faultcode": code, "faultstring": faultstring}),
+        [(header::CONTENT_TYPE, "application/json")],
+        fault_body(status.as_u16(), faultstring),
     )
+        .into_response()
+}
+
+/// An error after which the connection closes, so hyper never reads the
+/// rest of a request body nobody will use.
+fn fault_and_close(status: StatusCode, faultstring: &str) -> Response {
+    let mut r = fault(status, faultstring);
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+/// Turns any error response that is not already JSON (an extractor
+/// rejection, a framework default) into the spec's error body, so a
+/// conductor always finds a string `faultstring`.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return resp;
+    }
+    let close = resp.headers().get(header::CONNECTION).cloned();
+    let (_, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let desc = String::from_utf8_lossy(&text);
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let desc = if desc.trim().is_empty() {
+        reason.to_string()
+    } else {
+        desc.trim().to_string()
+    };
+    let mut r = fault(status, &format!("{} {reason}: {desc}", status.as_u16()));
+    if let Some(c) = close {
+        r.headers_mut().insert(header::CONNECTION, c);
+    }
+    r
 }
 
 fn rest_error(e: &CommandError) -> Response {
@@ -120,8 +174,49 @@ fn token_ok(state: &ApiState, uri: &Uri) -> bool {
     }
 }
 
+/// 401, closing the connection: the body of an unauthenticated request is
+/// never read.
 fn unauthorized() -> Response {
-    fault(StatusCode::UNAUTHORIZED, "401 Unauthorized: Token invalid.")
+    fault_and_close(StatusCode::UNAUTHORIZED, "401 Unauthorized: Token invalid.")
+}
+
+fn too_large() -> Response {
+    fault_and_close(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "413 Request Entity Too Large: The data value transmitted exceeds the capacity limit ({MAX_BODY_BYTES} bytes)."
+        ),
+    )
+}
+
+/// Reads the body of an authenticated request, at most [`MAX_BODY_BYTES`];
+/// a declared length over the limit is refused before any byte is read.
+async fn read_body(req: Request) -> Result<axum::body::Bytes, Response> {
+    read_body_limited(req, MAX_BODY_BYTES).await
+}
+
+async fn read_body_limited(req: Request, limit: usize) -> Result<axum::body::Bytes, Response> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let body: Body = req.into_body();
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            too_large()
+        } else {
+            fault_and_close(
+                StatusCode::BAD_REQUEST,
+                &format!("400 Bad Request: cannot read the request body: {e}"),
+            )
+        }
+    })
 }
 
 fn base_url(state: &ApiState, headers: &HeaderMap) -> String {
@@ -185,10 +280,22 @@ async fn list_commands(State(s): State<Arc<ApiState>>, uri: Uri) -> Response {
     json_response(StatusCode::OK, &json!({"commands": list}))
 }
 
-async fn get_command(State(s): State<Arc<ApiState>>, Path(id): Path<String>, uri: Uri) -> Response {
+async fn get_command(
+    State(s): State<Arc<ApiState>>,
+    uri: Uri,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
     if !token_ok(&s, &uri) {
         return unauthorized();
     }
+    // A rejected id (not UTF-8 once decoded) is an id nobody has.
+    let id = id.map(|Path(id)| id).unwrap_or_else(|_| {
+        uri.path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
     match s.executor.get(&id) {
         Ok(entry) => {
             if wants_wait(&uri) {
@@ -200,10 +307,17 @@ async fn get_command(State(s): State<Arc<ApiState>>, Path(id): Path<String>, uri
     }
 }
 
-async fn run_command(State(s): State<Arc<ApiState>>, uri: Uri, body: Bytes) -> Response {
+/// `POST /v1/commands/`: the token is checked before any byte of the body
+/// is read.
+async fn run_command(State(s): State<Arc<ApiState>>, req: Request) -> Response {
+    let uri = req.uri().clone();
     if !token_ok(&s, &uri) {
         return unauthorized();
     }
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -262,5 +376,26 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/commands/{id}", command())
         .route("/commands/{id}", command())
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body whose length was not declared (chunked) is cut at the limit
+    /// with 413; one within the limit is read whole.
+    #[tokio::test]
+    async fn undeclared_body_over_the_limit_is_413() {
+        let req = Request::builder()
+            .method("POST")
+            .body(Body::from(vec![b'x'; 16]))
+            .unwrap();
+        assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
+        let r = read_body_limited(req, 10).await.unwrap_err();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let req = Request::builder().body(Body::from(vec![b'x'; 8])).unwrap();
+        assert_eq!(read_body_limited(req, 10).await.unwrap().len(), 8);
+    }
 }

@@ -16,6 +16,9 @@ pub struct Config {
     pub api_urls: Vec<String>,
     /// Skip TLS verification of Ironic (`ipa-insecure`).
     pub insecure: bool,
+    /// CA files and client certificate for calls to Ironic (`ipa-cafile`,
+    /// `ipa-certfile`, `ipa-keyfile`, and IPA's config files).
+    pub trust: crate::trust::TrustConfig,
     /// Sent as `X-OpenStack-Request-ID` (`ipa-global-request-id`).
     pub global_request_id: Option<String>,
     /// Pre-generated token (`ipa-agent-token`, virtual-media boots).
@@ -50,10 +53,15 @@ pub struct Config {
     pub tls_certificate_curve: String,
     /// Minimum TLS version served (`1.2` or `1.3`).
     pub tls_min_version: String,
+    /// Cipher suites served (`ipa-tls-cipher-suites`), `None` = defaults.
+    pub tls_cipher_suites: Option<Vec<String>>,
     /// Seconds to wait after the network comes up, before lookup.
     pub hardware_initialization_delay: f64,
     /// The PXE MAC, normalized to `aa:bb:cc:dd:ee:ff`.
     pub bootif: Option<String>,
+    /// NTP servers to sync from before the certificate is made
+    /// (`ipa-ntp-server`, comma-separated, `host[:port]`).
+    pub ntp_server: Option<String>,
 }
 
 /// Reads `<root>/proc/cmdline` (missing file = empty command line) and
@@ -81,156 +89,263 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Builds the configuration from merged parameters. Returns the config and
-/// the warnings to log once the logger is up (bad values fall back to the
-/// default).
-pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<String>) {
-    let mut warn = Vec::new();
-    let get_bool = |key: &str, default: bool, warn: &mut Vec<String>| match p.get(key) {
-        None => default,
-        Some(v) => parse_bool(v).unwrap_or_else(|| {
-            warn.push(format!(
-                "{key}={v:?} is not a boolean (1/true/yes/on or 0/false/no/off); using {default}"
-            ));
-            default
-        }),
-    };
-    let insecure = get_bool("ipa-insecure", false, &mut warn);
-    let debug = get_bool("ipa-debug", false, &mut warn);
-    let auto_tls = get_bool("ipa-enable-auto-tls", true, &mut warn);
-    let get_f64 = |key: &str, default: f64, warn: &mut Vec<String>| match p.get(key) {
-        None => default,
-        Some(v) => match v.parse::<f64>() {
-            Ok(x) if x.is_finite() && x >= 0.0 => x,
-            _ => {
-                warn.push(format!(
-                    "{key}={v:?} is not a non-negative number; using {default}"
+/// `ipa-http-request-timeout`, seconds: at least 1 s, at most an hour.
+pub const HTTP_TIMEOUT_RANGE: (f64, f64) = (1.0, 3600.0);
+/// `ipa-lookup-timeout`, seconds: up to a week.
+pub const LOOKUP_TIMEOUT_RANGE: (f64, f64) = (0.0, 7.0 * 86400.0);
+/// `ipa-lookup-interval`, seconds (the back-off's floor).
+pub const LOOKUP_INTERVAL_RANGE: (f64, f64) = (0.1, 600.0);
+/// `ipa-ip-lookup-timeout`, seconds between address discoveries.
+pub const IP_LOOKUP_TIMEOUT_RANGE: (f64, f64) = (0.0, 600.0);
+/// `ipa-ip-lookup-attempts`.
+pub const IP_LOOKUP_ATTEMPTS_RANGE: (u32, u32) = (1, 1000);
+/// `ipa-hardware-initialization-delay`, seconds.
+pub const HARDWARE_DELAY_RANGE: (f64, f64) = (0.0, 3600.0);
+/// Ironic's `heartbeat_timeout` from lookup, seconds.
+pub const HEARTBEAT_TIMEOUT_RANGE: (f64, f64) = (1.0, 86400.0);
+
+/// Reads typed values out of the merged parameters, collecting one warning
+/// per bad value (the default is used instead).
+struct Reader<'a> {
+    p: &'a BTreeMap<String, String>,
+    warn: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn bool(&mut self, key: &str, default: bool) -> bool {
+        match self.p.get(key) {
+            None => default,
+            Some(v) => parse_bool(v).unwrap_or_else(|| {
+                self.warn.push(format!(
+                    "{key}={v:?} is not a boolean (1/true/yes/on or 0/false/no/off); using {default}"
                 ));
                 default
-            }
-        },
-    };
-    let http_request_timeout = get_f64("ipa-http-request-timeout", 30.0, &mut warn);
-    let lookup_timeout = get_f64("ipa-lookup-timeout", 600.0, &mut warn);
-    let lookup_interval = get_f64("ipa-lookup-interval", 1.0, &mut warn);
-    let ip_lookup_timeout = get_f64("ipa-ip-lookup-timeout", 10.0, &mut warn);
-    let hardware_initialization_delay =
-        get_f64("ipa-hardware-initialization-delay", 0.0, &mut warn);
-    let get_port = |key: &str, warn: &mut Vec<String>| match p.get(key) {
-        None => 9999,
-        Some(v) => v.parse::<u16>().unwrap_or_else(|_| {
-            warn.push(format!(
-                "{key}={v:?} is not a port number (0-65535); using 9999"
-            ));
-            9999
-        }),
-    };
-    let listen_port = get_port("ipa-listen-port", &mut warn);
-    let advertise_port = get_port("ipa-advertise-port", &mut warn);
-    let ip_lookup_attempts = match p.get("ipa-ip-lookup-attempts") {
-        None => 6,
-        Some(v) => v.parse::<u32>().unwrap_or_else(|_| {
-            warn.push(format!(
-                "ipa-ip-lookup-attempts={v:?} is not a whole number; using 6"
-            ));
-            6
-        }),
-    };
+            }),
+        }
+    }
 
-    let mut api_urls = Vec::new();
-    if let Some(v) = p.get("ipa-api-url") {
-        for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-            if url == "mdns" {
-                warn.push("ipa-api-url=mdns: mDNS discovery is not supported by this agent; give Ironic's URL".into());
-            } else if (url.starts_with("http://") && url.len() > 7)
-                || (url.starts_with("https://") && url.len() > 8)
-            {
-                api_urls.push(url.trim_end_matches('/').to_string());
-            } else {
-                warn.push(format!(
-                    "ipa-api-url entry {url:?} does not start with http:// or https://; ignored"
-                ));
+    /// A number of seconds within `lo..=hi`. Not a number: the default.
+    /// Out of range (`1e20`, `inf`, negative): clamped, so an absurd value
+    /// can never overflow a `Duration` and panic later.
+    fn f64(&mut self, key: &str, default: f64, (lo, hi): (f64, f64)) -> f64 {
+        let Some(v) = self.p.get(key) else {
+            return default;
+        };
+        match v.trim().parse::<f64>() {
+            Ok(x) if x.is_nan() => {
+                self.warn
+                    .push(format!("{key}={v:?} is not a number; using {default}"));
+                default
+            }
+            Ok(x) if x < lo || x > hi => {
+                let c = x.clamp(lo, hi);
+                self.warn
+                    .push(format!("{key}={v:?} is outside {lo}..{hi}; using {c}"));
+                c
+            }
+            Ok(x) => x,
+            Err(_) => {
+                self.warn
+                    .push(format!("{key}={v:?} is not a number; using {default}"));
+                default
             }
         }
     }
-    if get_bool("ipa-use-mdns", false, &mut warn) && api_urls.is_empty() {
-        warn.push(
-            "ipa-use-mdns=1: mDNS discovery is not supported by this agent; give ipa-api-url"
-                .into(),
-        );
+
+    fn port(&mut self, key: &str) -> u16 {
+        match self.p.get(key) {
+            None => 9999,
+            Some(v) => v.parse::<u16>().unwrap_or_else(|_| {
+                self.warn.push(format!(
+                    "{key}={v:?} is not a port number (0-65535); using 9999"
+                ));
+                9999
+            }),
+        }
     }
 
-    let ironic_api_version = p.get("ipa-ironic-api-version").and_then(|v| {
+    /// A whole number within `lo..=hi`, clamped like [`Reader::f64`].
+    fn u32(&mut self, key: &str, default: u32, (lo, hi): (u32, u32)) -> u32 {
+        let Some(v) = self.p.get(key) else {
+            return default;
+        };
+        match v.trim().parse::<u64>() {
+            Ok(x) if x < u64::from(lo) || x > u64::from(hi) => {
+                let c = x.clamp(u64::from(lo), u64::from(hi)) as u32;
+                self.warn
+                    .push(format!("{key}={v:?} is outside {lo}..{hi}; using {c}"));
+                c
+            }
+            Ok(x) => x as u32,
+            Err(_) => {
+                self.warn.push(format!(
+                    "{key}={v:?} is not a whole number; using {default}"
+                ));
+                default
+            }
+        }
+    }
+
+    fn non_empty(&self, key: &str) -> Option<String> {
+        self.p.get(key).filter(|v| !v.is_empty()).cloned()
+    }
+
+    /// `ipa-api-url` (comma-separated, http(s) only) and `ipa-use-mdns`.
+    fn api_urls(&mut self) -> Vec<String> {
+        let mut api_urls = Vec::new();
+        if let Some(v) = self.p.get("ipa-api-url") {
+            for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                if url == "mdns" {
+                    self.warn.push("ipa-api-url=mdns: mDNS discovery is not supported by this agent; give Ironic's URL".into());
+                } else if (url.starts_with("http://") && url.len() > 7)
+                    || (url.starts_with("https://") && url.len() > 8)
+                {
+                    api_urls.push(url.trim_end_matches('/').to_string());
+                } else {
+                    self.warn.push(format!(
+                        "ipa-api-url entry {url:?} does not start with http:// or https://; ignored"
+                    ));
+                }
+            }
+        }
+        if self.bool("ipa-use-mdns", false) && api_urls.is_empty() {
+            self.warn.push(
+                "ipa-use-mdns=1: mDNS discovery is not supported by this agent; give ipa-api-url"
+                    .into(),
+            );
+        }
+        api_urls
+    }
+
+    fn ironic_api_version(&mut self) -> Option<(u32, u32)> {
+        let v = self.p.get("ipa-ironic-api-version")?;
         let parsed = v
             .split_once('.')
             .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
         if parsed.is_none() {
-            warn.push(format!(
+            self.warn.push(format!(
                 "ipa-ironic-api-version={v:?} is not MAJOR.MINOR; discovering the version instead"
             ));
         }
         parsed
-    });
+    }
 
-    let non_empty = |key: &str| p.get(key).filter(|v| !v.is_empty()).cloned();
-
-    let tls_certificate_curve = match p
-        .get("ipa-tls-certificate-curve")
-        .map(|s| s.to_ascii_lowercase())
-    {
-        None => "p384".to_string(),
-        Some(c) if c == "p256" || c == "p384" => c,
-        Some(c) => {
-            warn.push(format!(
-                "ipa-tls-certificate-curve={c:?} is not supported (p256, p384); using p384"
-            ));
-            "p384".to_string()
+    fn tls_certificate_curve(&mut self) -> String {
+        match self
+            .p
+            .get("ipa-tls-certificate-curve")
+            .map(|s| s.to_ascii_lowercase())
+        {
+            None => "p384".to_string(),
+            Some(c) if c == "p256" || c == "p384" => c,
+            Some(c) => {
+                self.warn.push(format!(
+                    "ipa-tls-certificate-curve={c:?} is not supported (p256, p384); using p384"
+                ));
+                "p384".to_string()
+            }
         }
-    };
-    let tls_min_version = match p.get("ipa-tls-min-version").map(String::as_str) {
-        None => "1.2".to_string(),
-        Some(v @ ("1.2" | "1.3")) => v.to_string(),
-        Some(v) => {
-            warn.push(format!(
-                "ipa-tls-min-version={v:?} is not supported (1.2, 1.3); using 1.2"
-            ));
-            "1.2".to_string()
-        }
-    };
+    }
 
-    let bootif = p.get("BOOTIF").and_then(|v| {
+    fn tls_min_version(&mut self) -> String {
+        match self.p.get("ipa-tls-min-version").map(String::as_str) {
+            None => "1.2".to_string(),
+            Some(v @ ("1.2" | "1.3")) => v.to_string(),
+            Some(v) => {
+                self.warn.push(format!(
+                    "ipa-tls-min-version={v:?} is not supported (1.2, 1.3); using 1.2"
+                ));
+                "1.2".to_string()
+            }
+        }
+    }
+
+    fn bootif(&mut self) -> Option<String> {
+        let v = self.p.get("BOOTIF")?;
         let mac = normalize_bootif(v);
         if mac.is_none() {
-            warn.push(format!("BOOTIF={v:?} is not a MAC address; ignored"));
+            self.warn
+                .push(format!("BOOTIF={v:?} is not a MAC address; ignored"));
         }
         mac
-    });
+    }
+}
 
+/// Builds the configuration from merged parameters. Returns the config and
+/// the warnings to log once the logger is up (bad values fall back to the
+/// default).
+pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<String>) {
+    let mut r = Reader {
+        p,
+        warn: Vec::new(),
+    };
     let config = Config {
         root,
-        api_urls,
-        insecure,
-        global_request_id: non_empty("ipa-global-request-id"),
-        agent_token: non_empty("ipa-agent-token"),
-        ironic_api_version,
-        http_request_timeout,
-        lookup_timeout,
-        lookup_interval,
-        debug,
-        listen_host: non_empty("ipa-listen-host").unwrap_or_else(|| "::".into()),
-        listen_port,
-        advertise_host: non_empty("ipa-advertise-host"),
-        advertise_port,
-        network_interface: non_empty("ipa-network-interface"),
-        ip_lookup_attempts,
-        ip_lookup_timeout,
-        auto_tls,
-        tls_certificate_curve,
-        tls_min_version,
-        hardware_initialization_delay,
-        bootif,
+        api_urls: r.api_urls(),
+        insecure: r.bool("ipa-insecure", false),
+        trust: crate::trust::TrustConfig {
+            cafiles: r.non_empty("ipa-cafile").into_iter().collect(),
+            certfile: r.non_empty("ipa-certfile"),
+            keyfile: r.non_empty("ipa-keyfile"),
+        },
+        global_request_id: r.non_empty("ipa-global-request-id"),
+        agent_token: r.non_empty("ipa-agent-token"),
+        ironic_api_version: r.ironic_api_version(),
+        http_request_timeout: r.f64("ipa-http-request-timeout", 30.0, HTTP_TIMEOUT_RANGE),
+        lookup_timeout: r.f64("ipa-lookup-timeout", 600.0, LOOKUP_TIMEOUT_RANGE),
+        lookup_interval: r.f64("ipa-lookup-interval", 1.0, LOOKUP_INTERVAL_RANGE),
+        debug: r.bool("ipa-debug", false),
+        listen_host: r
+            .non_empty("ipa-listen-host")
+            .unwrap_or_else(|| "::".into()),
+        listen_port: r.port("ipa-listen-port"),
+        advertise_host: r.non_empty("ipa-advertise-host"),
+        advertise_port: r.port("ipa-advertise-port"),
+        network_interface: r.non_empty("ipa-network-interface"),
+        ip_lookup_attempts: r.u32("ipa-ip-lookup-attempts", 6, IP_LOOKUP_ATTEMPTS_RANGE),
+        ip_lookup_timeout: r.f64("ipa-ip-lookup-timeout", 10.0, IP_LOOKUP_TIMEOUT_RANGE),
+        auto_tls: r.bool("ipa-enable-auto-tls", true),
+        tls_certificate_curve: r.tls_certificate_curve(),
+        tls_min_version: r.tls_min_version(),
+        tls_cipher_suites: r
+            .non_empty("ipa-tls-cipher-suites")
+            .map(|s| crate::tls::split_suites(&s))
+            .filter(|s| !s.is_empty()),
+        hardware_initialization_delay: r.f64(
+            "ipa-hardware-initialization-delay",
+            0.0,
+            HARDWARE_DELAY_RANGE,
+        ),
+        bootif: r.bootif(),
+        ntp_server: r.non_empty("ipa-ntp-server"),
     };
-    (config, warn)
+    (config, r.warn)
+}
+
+impl Config {
+    /// Merges the `[DEFAULT]` settings of IPA's config files
+    /// ([`crate::trust::read_agent_conf`]): `cafile` is trusted in addition
+    /// to `ipa-cafile`; `certfile`/`keyfile` apply when no parameter gave
+    /// them; `insecure = true` there is as good as `ipa-insecure=1`.
+    pub fn apply_agent_conf(&mut self, conf: &BTreeMap<String, String>, warn: &mut Vec<String>) {
+        if let Some(f) = conf.get("cafile").filter(|f| !f.is_empty())
+            && !self.trust.cafiles.contains(f)
+        {
+            self.trust.cafiles.push(f.clone());
+        }
+        if self.trust.certfile.is_none() && self.trust.keyfile.is_none() {
+            self.trust.certfile = conf.get("certfile").filter(|f| !f.is_empty()).cloned();
+            self.trust.keyfile = conf.get("keyfile").filter(|f| !f.is_empty()).cloned();
+        }
+        if let Some(v) = conf.get("insecure") {
+            match parse_bool(v) {
+                Some(b) => self.insecure |= b,
+                None => warn.push(format!(
+                    "insecure={v:?} in the agent's config file is not a boolean; ignored"
+                )),
+            }
+        }
+    }
 }
 
 /// `01-aa-bb-cc-dd-ee-ff` (PXELINUX) or `aa:bb:cc:dd:ee:ff` (iPXE) to the
@@ -273,5 +388,25 @@ mod tests {
         assert_eq!(c.listen_port, 9999);
         assert_eq!(c.bootif.as_deref(), Some("aa:bb:cc:dd:ee:ff"));
         assert_eq!(warn.len(), 3, "{warn:?}");
+    }
+
+    #[test]
+    fn absurd_numbers_are_clamped_once_never_panic() {
+        let p = parse_kernel_params(
+            "ipa-http-request-timeout=1e20 ipa-lookup-interval=-3 ipa-lookup-timeout=inf \
+             ipa-ip-lookup-attempts=99999999999 ipa-ip-lookup-timeout=NaN ipa-hardware-initialization-delay=5",
+        );
+        let (c, warn) = from_params(PathBuf::from("/"), &p);
+        assert_eq!(c.http_request_timeout, 3600.0);
+        assert_eq!(c.lookup_interval, 0.1);
+        assert_eq!(c.lookup_timeout, 7.0 * 86400.0);
+        assert_eq!(c.ip_lookup_attempts, 1000);
+        assert_eq!(c.ip_lookup_timeout, 10.0);
+        assert_eq!(c.hardware_initialization_delay, 5.0);
+        assert_eq!(warn.len(), 5, "{warn:?}");
+        // Every value that ends up in a Duration is representable.
+        for s in [c.http_request_timeout, c.lookup_interval, c.lookup_timeout] {
+            assert!(std::time::Duration::try_from_secs_f64(s).is_ok());
+        }
     }
 }

@@ -10,7 +10,6 @@
 use crate::timing::Timing;
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Fallback when discovery fails (not cached).
 pub const MIN_VERSION: (u32, u32) = (1, 31);
@@ -63,6 +62,8 @@ pub struct ClientConfig {
     pub version_override: Option<(u32, u32)>,
     /// Per-request timeout, seconds.
     pub timeout: f64,
+    /// CAs to trust and the client certificate ([`crate::trust`]).
+    pub trust: crate::trust::Trust,
 }
 
 /// What a heartbeat carries.
@@ -86,6 +87,7 @@ pub struct IronicClient {
     version_override: Option<(u32, u32)>,
     cached_version: Mutex<Option<(u32, u32)>>,
     timing: Arc<dyn Timing>,
+    insecure: bool,
     /// Reported as `agent_version`.
     pub agent_version: String,
 }
@@ -97,12 +99,10 @@ fn fmt_version(v: (u32, u32)) -> String {
 impl IronicClient {
     /// A client for `cfg`, using `timing` for back-off.
     pub fn new(cfg: &ClientConfig, timing: Arc<dyn Timing>) -> Self {
-        let tls = ureq::tls::TlsConfig::builder()
-            .disable_verification(cfg.insecure)
-            .build();
+        let tls = cfg.trust.tls_config(cfg.insecure);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs_f64(cfg.timeout.max(0.1))))
+            .timeout_global(Some(crate::timing::duration(cfg.timeout.max(0.1))))
             .proxy(None)
             .tls_config(tls)
             .build()
@@ -114,6 +114,7 @@ impl IronicClient {
             version_override: cfg.version_override,
             cached_version: Mutex::new(None),
             timing,
+            insecure: cfg.insecure,
             agent_version: crate::AGENT_VERSION.to_string(),
         }
     }
@@ -205,15 +206,29 @@ impl IronicClient {
     /// The Ironic API version: the override, the cached discovery, or a new
     /// discovery (`GET /`). A failed discovery gives 1.31 and is not cached.
     pub fn api_version(&self) -> (u32, u32) {
+        self.known_version().unwrap_or_else(|| {
+            log::warn!(
+                "cannot discover the Ironic API version; using {} for now",
+                fmt_version(MIN_VERSION)
+            );
+            MIN_VERSION
+        })
+    }
+
+    /// The override, the cached version, or one discovery attempt; `None`
+    /// when that attempt failed. Lookup treats `None` as a failed attempt
+    /// and retries, so one failed `GET /` at startup can never decide the
+    /// agent's whole life (plain HTTP, no token) with the 1.31 fallback.
+    pub fn known_version(&self) -> Option<(u32, u32)> {
         if let Some(v) = self.version_override {
-            return v;
+            return Some(v);
         }
         if let Ok(c) = self.cached_version.lock()
             && let Some(v) = *c
         {
-            return v;
+            return Some(v);
         }
-        let found = self
+        let v = self
             .request("GET", "/", None, None)
             .ok()
             .and_then(|(_, body)| {
@@ -221,23 +236,12 @@ impl IronicClient {
                 let s = v.get("default_version")?.get("version")?.as_str()?;
                 let (a, b) = s.split_once('.')?;
                 Some((a.parse().ok()?, b.parse().ok()?))
-            });
-        match found {
-            Some(v) => {
-                log::info!("Ironic API version {}", fmt_version(v));
-                if let Ok(mut c) = self.cached_version.lock() {
-                    *c = Some(v);
-                }
-                v
-            }
-            None => {
-                log::warn!(
-                    "cannot discover the Ironic API version; using {} for now",
-                    fmt_version(MIN_VERSION)
-                );
-                MIN_VERSION
-            }
+            })?;
+        log::info!("Ironic API version {}", fmt_version(v));
+        if let Ok(mut c) = self.cached_version.lock() {
+            *c = Some(v);
         }
+        Some(v)
     }
 
     /// `POST /v1/heartbeat/<uuid>`; 202 is success.
@@ -286,11 +290,22 @@ impl IronicClient {
         macs: &[String],
         node_uuid: Option<&str>,
     ) -> Result<Value, (String, bool)> {
+        if self.insecure {
+            log::warn!(
+                "ipa-insecure: Ironic's TLS certificate is NOT verified; anyone on the path can pose as Ironic and take this node. Give the CA with ipa-cafile instead"
+            );
+        }
         let mut path = format!("/v1/lookup?addresses={}", urlencode(&macs.join(",")));
         if let Some(u) = node_uuid {
             path.push_str(&format!("&node_uuid={}", urlencode(u)));
         }
-        let header = self.api_version().min(AGENT_TOKEN_VERSION);
+        let version = self.known_version().ok_or_else(|| {
+            (
+                "cannot discover the Ironic API version (GET /)".to_string(),
+                false,
+            )
+        })?;
+        let header = version.min(AGENT_TOKEN_VERSION);
         let (status, text) = self
             .request("GET", &path, Some(header), None)
             .map_err(|e| (e.to_string(), false))?;

@@ -14,9 +14,13 @@ pub mod heartbeat;
 pub mod ironic;
 pub mod logging;
 pub mod net;
+pub mod ntp;
+pub mod redact;
 pub mod rescue_user;
+pub mod server;
 pub mod timing;
 pub mod tls;
+pub mod trust;
 
 /// The version this agent reports in `/v1/status` and heartbeats.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

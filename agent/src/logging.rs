@@ -1,7 +1,8 @@
 //! Logging to stderr in a form an operator can read on a serial console:
 //! `2026-08-01T12:00:00.123Z INFO  message`.
 //!
-//! Only records from this crate are printed: dependencies (the HTTP client in
+//! Every line goes through [`crate::redact::redact`] before it is printed
+//! or kept. Only records from this crate are printed: dependencies (the HTTP client in
 //! particular) may log request bodies at debug level, and a heartbeat body
 //! carries the agent token. The last lines are also kept in memory for
 //! `log.collect_system_logs`.
@@ -34,6 +35,8 @@ impl log::Log for Logger {
             record.level(),
             record.args()
         );
+        // The last net: whatever a message carries, no secret is printed.
+        let line = crate::redact::redact(&line).into_owned();
         let _ = writeln!(std::io::stderr().lock(), "{line}");
         if let Ok(mut q) = self.recent.lock() {
             if q.len() >= KEEP_LINES {
@@ -102,6 +105,19 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lines_are_redacted_before_they_are_kept() {
+        super::init(false);
+        crate::redact::remember("kept-token-0123456789");
+        log::warn!("lookup said agent_token=abcdef123456 and kept-token-0123456789");
+        let lines = super::recent_lines();
+        let line = lines
+            .iter()
+            .find(|l| l.contains("lookup said"))
+            .expect("line kept");
+        assert!(line.contains("agent_token=*** and ***"), "{line}");
+    }
+
     #[test]
     fn timestamp_is_rfc3339() {
         assert_eq!(super::timestamp(0.0), "1970-01-01T00:00:00.000Z");

@@ -35,6 +35,10 @@ struct Cli {
     /// Pre-shared agent token (ipa-agent-token)
     #[arg(long, value_name = "TOKEN")]
     agent_token: Option<String>,
+    /// CA file (PEM) to trust for Ironic, besides IPA's config files, the
+    /// virtual media's ironic.crt and the system bundle (ipa-cafile)
+    #[arg(long, value_name = "PATH")]
+    cafile: Option<String>,
     /// Do not verify Ironic's TLS certificate (ipa-insecure)
     #[arg(long)]
     insecure: bool,
@@ -74,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         ("ipa-advertise-host", &cli.advertise_host),
         ("ipa-advertise-port", &cli.advertise_port),
         ("ipa-agent-token", &cli.agent_token),
+        ("ipa-cafile", &cli.cafile),
         ("ipa-lookup-timeout", &cli.lookup_timeout),
         ("ipa-lookup-interval", &cli.lookup_interval),
         ("ipa-ironic-api-version", &cli.ironic_api_version),
@@ -93,7 +98,9 @@ fn main() -> anyhow::Result<()> {
             params.insert(k.to_string(), value.to_string());
         }
     }
-    let (config, warnings) = ipa_agent::config::from_params(cli.root.clone(), &params);
+    let (mut config, mut warnings) = ipa_agent::config::from_params(cli.root.clone(), &params);
+    let conf = ipa_agent::trust::read_agent_conf(&cli.root);
+    config.apply_agent_conf(&conf, &mut warnings);
     ipa_agent::logging::init(config.debug);
     for w in warnings {
         log::warn!("{w}");

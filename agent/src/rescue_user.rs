@@ -98,8 +98,71 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn days_since_epoch() -> u64 {
-    (crate::timing::epoch_now() / 86400.0) as u64
+/// The shadow "last change" field for a password set at `epoch`: days
+/// since 1970, or empty when the clock is not believable (before 2024).
+/// Never `0`: a 0 there forces a password change at the first login, which
+/// a rescue user on a node whose RTC reads 1970 cannot perform over SSH.
+/// Empty disables password aging, which a rescue ramdisk never needs.
+pub fn last_change_field(epoch: f64) -> String {
+    const DAY_2024_01_01: f64 = 19723.0;
+    let days = (epoch / 86400.0).floor();
+    if days >= DAY_2024_01_01 {
+        format!("{days}")
+    } else {
+        String::new()
+    }
+}
+
+fn shadow_line(hash: &str) -> String {
+    let lastchg = last_change_field(crate::timing::epoch_now());
+    format!("{USER}:{hash}:{lastchg}:0:99999:7:::")
+}
+
+/// Adds the rescue user to `admin`'s member list (once).
+fn add_member(group: &mut [String], admin: &str) {
+    let Some((i, l)) = find(group, admin) else {
+        return;
+    };
+    let mut parts: Vec<String> = l.split(':').map(str::to_string).collect();
+    parts.resize(4, String::new());
+    let mut members: Vec<String> = parts[3]
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !members.iter().any(|m| m == USER) {
+        members.push(USER.to_string());
+    }
+    parts[3] = members.join(",");
+    group[i] = parts.join(":");
+}
+
+/// The home directory (0700, owned by the user when we are root) and the
+/// NOPASSWD sudoers drop-in.
+fn write_home_and_sudoers(root: &Path, uid: u32, gid: u32) -> Result<(), RescueUserError> {
+    let home = under(root, &format!("/home/{USER}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&home)
+        .map_err(io(&home))?;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).map_err(io(&home))?;
+    if running_as_root() {
+        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).map_err(io(&home))?;
+    }
+
+    let sudoers_d = under(root, "/etc/sudoers.d");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(&sudoers_d)
+        .map_err(io(&sudoers_d))?;
+    let sudoers = sudoers_d.join(USER);
+    let line = format!("{USER} ALL=(ALL) NOPASSWD: ALL\n");
+    if std::fs::read_to_string(&sudoers).ok().as_deref() != Some(line.as_str()) {
+        write_atomic(&sudoers, line.as_bytes(), 0o440).map_err(io(&sudoers))?;
+    }
+    Ok(())
 }
 
 /// Creates or updates the `rescue` user under `root`.
@@ -164,52 +227,28 @@ pub fn run(root: &Path) -> Result<(), RescueUserError> {
     }
     match find(&shadow, USER) {
         Some((_, l)) if field(l, 1) == Some(hash.as_str()) => {}
-        Some((i, _)) => shadow[i] = format!("{USER}:{hash}:{}:0:99999:7:::", days_since_epoch()),
-        None => shadow.push(format!("{USER}:{hash}:{}:0:99999:7:::", days_since_epoch())),
+        Some((i, _)) => shadow[i] = shadow_line(&hash),
+        None => shadow.push(shadow_line(&hash)),
     }
-    if let Some((i, l)) = find(&group, admin) {
-        let mut parts: Vec<String> = l.split(':').map(str::to_string).collect();
-        parts.resize(4, String::new());
-        let mut members: Vec<String> = parts[3]
-            .split(',')
-            .filter(|m| !m.is_empty())
-            .map(str::to_string)
-            .collect();
-        if !members.iter().any(|m| m == USER) {
-            members.push(USER.to_string());
-        }
-        parts[3] = members.join(",");
-        group[i] = parts.join(":");
-    }
+    add_member(&mut group, admin);
 
     write_lines(&group_p, &group, 0o644)?;
     write_lines(&passwd_p, &passwd, 0o644)?;
     write_lines(&shadow_p, &shadow, 0o640)?;
 
-    let home = under(root, &format!("/home/{USER}"));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&home)
-        .map_err(io(&home))?;
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).map_err(io(&home))?;
-    if running_as_root() {
-        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).map_err(io(&home))?;
-    }
-
-    let sudoers_d = under(root, "/etc/sudoers.d");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(&sudoers_d)
-        .map_err(io(&sudoers_d))?;
-    let sudoers = sudoers_d.join(USER);
-    let line = format!("{USER} ALL=(ALL) NOPASSWD: ALL\n");
-    if std::fs::read_to_string(&sudoers).ok().as_deref() != Some(line.as_str()) {
-        write_atomic(&sudoers, line.as_bytes(), 0o440).map_err(io(&sudoers))?;
-    }
+    write_home_and_sudoers(root, uid, gid)?;
     log::info!(
         "user {USER} (uid {uid}) is ready: member of {admin}, shell {shell}, home /home/{USER}"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn last_change_is_never_zero() {
+        assert_eq!(super::last_change_field(0.0), "");
+        assert_eq!(super::last_change_field(86400.0 * 3.5), "");
+        assert_eq!(super::last_change_field(1_800_000_000.0), "20833");
+    }
 }

@@ -39,7 +39,7 @@ impl Timing for SystemTiming {
     }
     fn sleep(&self, secs: f64) {
         if secs > 0.0 {
-            std::thread::sleep(Duration::from_secs_f64(secs));
+            std::thread::sleep(duration(secs));
         }
     }
     fn uniform(&self, lo: f64, hi: f64) -> f64 {
@@ -49,6 +49,16 @@ impl Timing for SystemTiming {
         let unit = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
         lo + (hi - lo) * unit
     }
+}
+
+/// Seconds to a `Duration` that never panics: negative or NaN is zero, and
+/// anything too large for a `Duration` is a day (longer than any wait the
+/// agent makes once its parameters are clamped).
+pub fn duration(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs.min(86400.0)).unwrap_or(Duration::from_secs(86400))
 }
 
 /// Random bytes from the OS; the caller decides what a failure means.
@@ -81,12 +91,28 @@ pub fn uuid4() -> String {
     )
 }
 
-/// Seconds since the Unix epoch as a float, like Python's `time.time()`.
+/// Correction found by NTP when the system clock could not be set (stored
+/// as f64 bits; 0 = none).
+static CLOCK_OFFSET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Records `secs` to add to the system clock from now on (see
+/// [`crate::ntp`]).
+pub fn set_clock_offset(secs: f64) {
+    CLOCK_OFFSET.store(secs.to_bits(), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The system clock, uncorrected, in seconds since the Unix epoch.
+pub fn system_epoch() -> f64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// Seconds since the Unix epoch as a float, like Python's `time.time()`,
+/// corrected by NTP when the system clock could not be set.
 pub fn epoch_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    system_epoch() + f64::from_bits(CLOCK_OFFSET.load(std::sync::atomic::Ordering::SeqCst))
 }
 
 /// Flags another thread can raise to wake a waiting loop (the heartbeater:
@@ -128,6 +154,6 @@ impl Signal {
         }
         let _ = self
             .cv
-            .wait_timeout_while(g, Duration::from_secs_f64(secs), |f| *f & mask == 0);
+            .wait_timeout_while(g, duration(secs), |f| *f & mask == 0);
     }
 }

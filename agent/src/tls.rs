@@ -16,9 +16,17 @@ use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+
+/// How far in the past the certificate's validity starts. IPA uses one
+/// hour; a node clock kept in local time (up to 14 h ahead) or a day or
+/// two fast then gives a certificate the conductor sees as "not yet
+/// valid". A week covers those without NTP.
+pub const NOT_BEFORE_SLACK: time::Duration = time::Duration::days(7);
+/// How long the certificate is valid. IPA uses 30 days; a node clock that
+/// is behind, or a rescued ramdisk that runs for months, would see it
+/// expire. The conductor pins this exact certificate (it is sent as
+/// `agent_verify_ca`), so a long life gives nothing away.
+pub const VALIDITY: time::Duration = time::Duration::days(3650);
 
 /// Errors while creating or loading the certificate.
 #[derive(Debug, thiserror::Error)]
@@ -80,9 +88,10 @@ pub fn generate(root: &Path, ip: IpAddr, curve: &str) -> Result<AutoCert, TlsErr
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::seconds(3600);
-    params.not_after = now + time::Duration::days(30);
+    let now = time::OffsetDateTime::from_unix_timestamp(crate::timing::epoch_now() as i64)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    params.not_before = now - NOT_BEFORE_SLACK;
+    params.not_after = now + VALIDITY;
     let cert = params.self_signed(&key)?;
     let pem = cert.pem();
 
@@ -105,7 +114,7 @@ pub fn generate(root: &Path, ip: IpAddr, curve: &str) -> Result<AutoCert, TlsErr
     let cert_path = wr(dir.join("agent.crt"), pem.as_bytes(), 0o644)?;
     wr(dir.join("agent.key"), key.serialize_pem().as_bytes(), 0o600)?;
     log::info!(
-        "generated a self-signed TLS certificate for {ip} ({}), valid 30 days: {}",
+        "generated a self-signed TLS certificate for {ip} ({}), valid from 7 days ago for 10 years: {}",
         curve.to_uppercase(),
         cert_path.display()
     );
@@ -117,87 +126,223 @@ pub fn generate(root: &Path, ip: IpAddr, curve: &str) -> Result<AutoCert, TlsErr
     })
 }
 
-/// The rustls server configuration for the certificate.
+/// What Ironic and the operator allow on the agent's HTTPS: the minimum
+/// TLS version and the cipher suites (`ipa-tls-min-version`,
+/// `ipa-tls-cipher-suites`, then the lookup reply's `config.tls_min_version`
+/// and `config.tls_cipher_suites`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// `1.2` or `1.3`.
+    pub min_version: String,
+    /// Suite names, IANA (`TLS_AES_256_GCM_SHA384`) or OpenSSL
+    /// (`ECDHE-ECDSA-AES256-GCM-SHA384`); `None` = the provider's defaults.
+    pub cipher_suites: Option<Vec<String>>,
+}
+
+impl Default for TlsPolicy {
+    fn default() -> Self {
+        TlsPolicy {
+            min_version: "1.2".into(),
+            cipher_suites: None,
+        }
+    }
+}
+
+/// Splits a cipher list on `:`, `,` or whitespace (OpenSSL and IPA forms).
+pub fn split_suites(s: &str) -> Vec<String> {
+    s.split([':', ',', ' '])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl TlsPolicy {
+    /// Applies the lookup reply's TLS settings. Ironic's minimum version
+    /// wins only when it is stricter (a lookup can never downgrade what the
+    /// operator asked for); its cipher list replaces ours.
+    pub fn apply_lookup(&mut self, config: &serde_json::Value) {
+        match config.get("tls_min_version").and_then(|v| v.as_str()) {
+            Some(v @ ("1.2" | "1.3")) if v > self.min_version.as_str() => {
+                log::info!("Ironic asks for TLS {v} or newer");
+                self.min_version = v.to_string();
+            }
+            Some("1.2" | "1.3") => {}
+            Some(v) => {
+                log::warn!("lookup tls_min_version {v:?} is not supported (1.2, 1.3); ignored")
+            }
+            None => {}
+        }
+        let suites = match config.get("tls_cipher_suites") {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(split_suites(s)),
+            Some(serde_json::Value::Array(a)) => Some(
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .flat_map(split_suites)
+                    .collect(),
+            ),
+            _ => None,
+        };
+        if let Some(s) = suites.filter(|s| !s.is_empty()) {
+            log::info!("Ironic restricts the TLS cipher suites to {}", s.join(":"));
+            self.cipher_suites = Some(s);
+        }
+    }
+}
+
+/// OpenSSL's names for the suites rustls offers, mapped to IANA's.
+const OPENSSL_NAMES: &[(&str, &str)] = &[
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+];
+
+/// The IANA name without its `TLS_`/`TLS13_` prefix, upper case.
+fn suite_key(name: &str) -> String {
+    let upper = name.trim().to_ascii_uppercase();
+    let iana = OPENSSL_NAMES
+        .iter()
+        .find(|(o, _)| *o == upper)
+        .map(|(_, i)| i.to_string())
+        .unwrap_or_else(|| upper.replace('-', "_"));
+    iana.trim_start_matches("TLS13_")
+        .trim_start_matches("TLS_")
+        .to_string()
+}
+
+/// The provider's suites named in `names`, in the provider's order, and
+/// the names that matched nothing.
+pub fn select_suites(
+    available: &[rustls::SupportedCipherSuite],
+    names: &[String],
+) -> (Vec<rustls::SupportedCipherSuite>, Vec<String>) {
+    let wanted: Vec<String> = names.iter().map(|n| suite_key(n)).collect();
+    let chosen = available
+        .iter()
+        .filter(|s| {
+            let key = suite_key(s.suite().as_str().unwrap_or_default());
+            wanted.contains(&key)
+        })
+        .copied()
+        .collect();
+    let unknown = names
+        .iter()
+        .filter(|n| {
+            let key = suite_key(n);
+            !available
+                .iter()
+                .any(|s| suite_key(s.suite().as_str().unwrap_or_default()) == key)
+        })
+        .cloned()
+        .collect();
+    (chosen, unknown)
+}
+
+/// The rustls server configuration for the certificate under `policy`. A
+/// cipher list that leaves nothing usable is logged and the defaults kept:
+/// an agent that cannot be reached would only fail the rescue later.
 pub fn server_config(
     cert: &AutoCert,
-    min_version: &str,
+    policy: &TlsPolicy,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = if min_version == "1.3" {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(names) = &policy.cipher_suites {
+        let (chosen, unknown) = select_suites(&provider.cipher_suites, names);
+        if !unknown.is_empty() {
+            log::warn!(
+                "unknown or unsupported TLS cipher suites ignored: {}",
+                unknown.join(":")
+            );
+        }
+        if chosen.is_empty() {
+            log::warn!(
+                "no supported TLS cipher suite in {:?}; using the defaults",
+                names.join(":")
+            );
+        } else {
+            provider.cipher_suites = chosen;
+        }
+    }
+    let versions: &[&rustls::SupportedProtocolVersion] = if policy.min_version == "1.3" {
         &[&rustls::version::TLS13]
     } else {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_der.clone().into());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der.clone().into()], key)?;
+    let build = |provider: rustls::crypto::CryptoProvider| {
+        rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der.clone().into()], key.clone_key())
+    };
+    let mut cfg = match build(provider) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!(
+                "the TLS cipher suites do not fit TLS {}+ ({e}); using the defaults",
+                policy.min_version
+            );
+            build(rustls::crypto::ring::default_provider())?
+        }
+    };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
-/// An axum listener that accepts TCP and completes TLS handshakes in their
-/// own tasks, so one slow client never stalls the others.
-pub struct TlsListener {
-    rx: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
-    local: std::net::SocketAddr,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl TlsListener {
-    /// Wraps a bound TCP listener.
-    pub fn new(tcp: TcpListener, cfg: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let acceptor = TlsAcceptor::from(cfg);
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        log::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if tx.is_closed() {
-                    break;
-                }
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let hs = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await;
-                    match hs {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => log::debug!("TLS handshake with {peer} failed: {e}"),
-                        Err(_) => log::debug!("TLS handshake with {peer} timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { rx, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(x) => x,
-            // The accept task never ends while we hold the receiver.
-            None => std::future::pending().await,
-        }
+    #[test]
+    fn suite_names_in_both_spellings() {
+        let all = rustls::crypto::ring::default_provider().cipher_suites;
+        let names = split_suites("TLS_AES_128_GCM_SHA256:ECDHE-ECDSA-AES256-GCM-SHA384,bogus");
+        let (chosen, unknown) = select_suites(&all, &names);
+        let got: Vec<&str> = chosen
+            .iter()
+            .map(|s| s.suite().as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "TLS13_AES_128_GCM_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+            ]
+        );
+        assert_eq!(unknown, vec!["bogus"]);
     }
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+    #[test]
+    fn lookup_can_tighten_but_not_loosen() {
+        let mut p = TlsPolicy::default();
+        p.apply_lookup(&serde_json::json!({"tls_min_version": "1.3", "tls_cipher_suites": ["TLS_AES_256_GCM_SHA384"]}));
+        assert_eq!(p.min_version, "1.3");
+        assert_eq!(
+            p.cipher_suites,
+            Some(vec!["TLS_AES_256_GCM_SHA384".to_string()])
+        );
+        p.apply_lookup(&serde_json::json!({"tls_min_version": "1.2"}));
+        assert_eq!(p.min_version, "1.3");
     }
 }

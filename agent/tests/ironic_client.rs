@@ -46,6 +46,7 @@ fn client(
             request_id: request_id.map(str::to_string),
             version_override: version,
             timeout: 5.0,
+            trust: Default::default(),
         },
         t.clone(),
     );

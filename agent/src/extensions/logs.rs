@@ -2,6 +2,8 @@
 //! what an operator needs to debug the ramdisk: this agent's recent log
 //! (already free of secrets), the kernel log and the system log files.
 //! `/proc/cmdline` is left out on purpose: it may hold `ipa-agent-token`.
+//! Everything else (dmesg and the journal repeat the command line) goes
+//! through [`crate::redact`] before it enters the tarball.
 
 use super::Ctx;
 use crate::commands::{Command, CommandError, Mode, Registry};
@@ -36,6 +38,8 @@ pub fn collect(root: &Path) -> Result<Vec<u8>, CommandError> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let mut add = |name: &str, data: &[u8]| -> std::io::Result<()> {
+        let data = crate::redact::redact_bytes(data);
+        let data = data.as_slice();
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);

@@ -100,11 +100,13 @@ fn finalize_rescue(ctx: &Ctx, p: &Params) -> Result<Option<Value>, CommandError>
         .get("rescue_password")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    crate::redact::remember(pw);
     let crypted = if hashed {
         pw.to_string()
     } else {
         hash_password(pw)?
     };
+    crate::redact::remember(&crypted);
     let path = under(&ctx.root, PASSWORD_FILE);
     let write = || -> std::io::Result<()> {
         if let Some(dir) = path.parent()
