@@ -182,4 +182,42 @@ mod tests {
             "{msg}"
         );
     }
+
+    /// The real applet-link hook of `elements/busybox-init`, run against a
+    /// target whose busybox is given by `body`.
+    fn applet_hook(body: &str) -> (tempfile::TempDir, Result<Vec<(PathBuf, String)>, HookError>) {
+        let el_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../elements/busybox-init");
+        let target = tempfile::tempdir().unwrap();
+        std::fs::create_dir(target.path().join("bin")).unwrap();
+        script(&target.path().join("bin"), "busybox", body);
+        let hook = Hook {
+            element: "busybox-init".into(),
+            path: el_dir.join("hooks/10-applet-links"),
+            element_dir: el_dir,
+        };
+        let res = run_all(&[hook], &env(target.path()));
+        (target, res)
+    }
+
+    #[test]
+    fn applet_links_are_made_from_the_list() {
+        let (target, res) = applet_hook("printf '/bin/sh\\n/sbin/udhcpc\\n'");
+        res.unwrap();
+        for a in ["bin/sh", "sbin/udhcpc"] {
+            let link = std::fs::read_link(target.path().join(a)).unwrap();
+            assert_eq!(link, Path::new("/bin/busybox"), "{a}");
+        }
+    }
+
+    #[test]
+    fn a_busybox_that_cannot_run_fails_the_hook() {
+        // As a busybox for another architecture looks to the host's exec.
+        let (target, res) = applet_hook("echo 'cannot execute binary file' >&2; exit 126");
+        let msg = res.unwrap_err().to_string();
+        assert!(msg.contains("cannot run"), "{msg}");
+        assert!(!target.path().join("bin/sh").exists());
+        let (_t, res) = applet_hook("exit 0");
+        let msg = res.unwrap_err().to_string();
+        assert!(msg.contains("listed no applets"), "{msg}");
+    }
 }
