@@ -184,6 +184,24 @@ pub struct FindingRecord {
     pub layer: Option<String>,
 }
 
+impl From<&crate::audit::Finding> for FindingRecord {
+    fn from(f: &crate::audit::Finding) -> Self {
+        use crate::audit::Severity;
+        FindingRecord {
+            path: f.path.clone(),
+            offset: f.offset,
+            rule: f.rule.to_string(),
+            severity: match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            }
+            .to_string(),
+            preview: f.preview.clone(),
+            layer: f.layer.map(str::to_string),
+        }
+    }
+}
+
 /// A manifest read from a build directory, with what readers need beside it.
 #[derive(Debug, Clone)]
 pub struct BuildDir {

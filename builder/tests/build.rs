@@ -553,3 +553,28 @@ fn list_completions_and_man_page_come_from_the_cli_definitions() {
         &man[..200.min(man.len())]
     );
 }
+
+#[test]
+fn keep_tree_refuses_a_non_empty_directory_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("keep");
+    std::fs::create_dir(&keep).unwrap();
+    std::fs::write(keep.join("precious"), b"mine").unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "--profile",
+        "tinyipa",
+        "--offline",
+        "--cache",
+        dir.path().join("empty-cache").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--keep-tree",
+        keep.to_str().unwrap(),
+    ]);
+    assert_failed_cleanly(&o, &out, 2, &["--keep-tree", "not empty"]);
+    assert_eq!(std::fs::read(keep.join("precious")).unwrap(), b"mine");
+    // Refused before any stage ran: not even the profile was reported.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("profile"), "{err}");
+}

@@ -62,7 +62,7 @@ fn artifact(summary: &BuildSummary, kind: &str) -> PathBuf {
     let a = summary
         .artifacts
         .iter()
-        .find(|a| a.kind == kind)
+        .find(|a| a.kind.name() == kind)
         .unwrap_or_else(|| panic!("{} built no {kind}", summary.profile));
     summary.output.join(&a.file)
 }

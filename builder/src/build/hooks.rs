@@ -20,6 +20,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::plan::{Plan, init_name};
+use crate::report::Reporter;
+
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     #[error("hook {hook} could not be started: {source}")]
@@ -52,6 +55,38 @@ pub struct HookEnv {
     pub init_style: String,
     pub kernel_version: String,
     pub source_date_epoch: u64,
+}
+
+/// Stage 6: every element's hooks, in element order, against the staged tree.
+pub fn hooks(
+    plan: &Plan,
+    target: &Path,
+    kernel_version: &str,
+    source_date_epoch: u64,
+    reporter: &Reporter,
+) -> Result<(), HookError> {
+    let list: Vec<Hook> = plan
+        .elements
+        .iter()
+        .flat_map(|el| {
+            el.hooks.iter().map(|h| Hook {
+                element: el.name.clone(),
+                element_dir: el.dir.clone(),
+                path: h.clone(),
+            })
+        })
+        .collect();
+    let st = reporter.stage("hooks", format!("{} hooks", list.len()));
+    let env = HookEnv {
+        target: target.to_path_buf(),
+        profile_name: plan.profile.name.clone(),
+        init_style: init_name(plan.profile.init).into(),
+        kernel_version: kernel_version.to_string(),
+        source_date_epoch,
+    };
+    run_all(&list, &env)?;
+    st.done("");
+    Ok(())
 }
 
 /// Runs the hooks in the order given. Returns what each printed, for `--debug`-style logs.

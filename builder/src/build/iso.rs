@@ -47,7 +47,15 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::BuildError;
+use super::emit::Emitter;
+use super::fetch::Inputs;
+use super::pack::artifact_file;
+use super::plan::Plan;
+use super::stage::new_tree;
+use crate::debian::deb;
 use crate::host::{self, HostError, Need};
+use crate::manifest::ArtifactKind;
 use crate::report::{Reporter, human_bytes};
 
 /// Debian packages that carry the boot loaders; the pipeline fetches and
@@ -114,6 +122,45 @@ const GRUB_MODULES: &[&str] = &[
 
 /// Longest ISO 9660 volume identifier.
 pub const MAX_LABEL_LEN: usize = 32;
+
+/// Stage 9: when the plan asks for an ISO, unpacks the boot loader packages
+/// and builds the ISO from the kernel and initramfs already in the emitter.
+pub fn iso(
+    plan: &Plan,
+    inputs: &Inputs,
+    work: &Path,
+    emitter: &mut Emitter,
+    reporter: &Reporter,
+) -> Result<(), BuildError> {
+    let Some(label) = &plan.iso_label else {
+        return Ok(());
+    };
+    let name = plan.name();
+    let st = reporter.stage("iso", format!("{name}.iso, label {label}"));
+    let mut boot_tree = new_tree(work, "bootloaders")?;
+    for (_, deb_file) in &inputs.bootloaders {
+        deb::unpack(deb_file, &mut boot_tree, &|_| true)?;
+    }
+    let iso_file = artifact_file(name, ArtifactKind::Iso);
+    let iso_work = work.join("iso");
+    fs::create_dir(&iso_work).map_err(super::io_err("creating", &iso_work))?;
+    build_iso(
+        &IsoInputs {
+            kernel: &emitter.path(&artifact_file(name, ArtifactKind::Kernel)),
+            initramfs: &emitter.path(&artifact_file(name, ArtifactKind::Initramfs)),
+            cmdline: &plan.cmdline,
+            label,
+            source_date_epoch: inputs.source_date_epoch,
+            bootloaders: boot_tree.root(),
+            work_dir: &iso_work,
+        },
+        &emitter.path(&iso_file),
+        reporter,
+    )?;
+    let size = emitter.add(ArtifactKind::Iso, &iso_file)?.size;
+    st.done(human_bytes(size));
+    Ok(())
+}
 
 /// Everything one ISO is made from.
 #[derive(Debug, Clone, Copy)]
