@@ -26,10 +26,7 @@ use std::path::{Component, Path, PathBuf};
 use tar::EntryType;
 
 use super::DebianError;
-use crate::stage::tree::{Meta, Special, Tree};
-
-/// Symlinks followed while resolving one path before we call it a loop.
-const MAX_LINKS: usize = 40;
+use crate::stage::tree::{Last, Meta, Special, Tree};
 
 /// Unpacks the data archive of `deb` into `tree`. `filter` receives each
 /// entry's final image path (absolute, e.g. `/usr/share/doc/x/copyright`,
@@ -130,49 +127,17 @@ fn entry_components(raw: &Path) -> io::Result<Vec<OsString>> {
     Ok(out)
 }
 
-/// Resolves `comps` inside `root`, following symlinks found in the tree (all
-/// but the last component unless `follow_last`), never leaving the root.
-/// Returns the real components relative to the root.
+/// `comps` resolved inside `root` by [`Tree::resolve_in`] (the last
+/// component followed only when `follow_last`), as components again.
 fn resolve(root: &Path, comps: Vec<OsString>, follow_last: bool) -> io::Result<Vec<OsString>> {
-    let mut todo: std::collections::VecDeque<OsString> = comps.into();
-    let mut cur: Vec<OsString> = Vec::new();
-    let mut links = 0;
-    while let Some(c) = todo.pop_front() {
-        if c == ".." {
-            cur.pop();
-            continue;
-        }
-        cur.push(c);
-        if todo.is_empty() && !follow_last {
-            break;
-        }
-        let host: PathBuf = std::iter::once(root.as_os_str())
-            .chain(cur.iter().map(|s| s.as_os_str()))
-            .collect();
-        let Ok(meta) = fs::symlink_metadata(&host) else {
-            continue;
-        };
-        if !meta.file_type().is_symlink() {
-            continue;
-        }
-        links += 1;
-        if links > MAX_LINKS {
-            return Err(io::Error::other("too many levels of symbolic links"));
-        }
-        let target = fs::read_link(&host)?;
-        cur.pop();
-        if target.is_absolute() {
-            cur.clear();
-        }
-        for comp in target.components().rev() {
-            match comp {
-                Component::Normal(s) => todo.push_front(s.to_os_string()),
-                Component::ParentDir => todo.push_front(OsString::from("..")),
-                _ => {}
-            }
-        }
-    }
-    Ok(cur)
+    let last = if follow_last {
+        Last::Follow
+    } else {
+        Last::NoFollow
+    };
+    let path: PathBuf = comps.iter().collect();
+    let real = Tree::resolve_in(root, &path, last)?;
+    Ok(real.iter().map(|c| c.to_os_string()).collect())
 }
 
 fn image_path(comps: &[OsString]) -> PathBuf {
@@ -353,33 +318,6 @@ fn place<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolve_follows_links_inside_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("usr/bin")).unwrap();
-        std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
-        std::os::unix::fs::symlink("/", root.join("usr/up")).unwrap();
-        std::os::unix::fs::symlink("../../../../..", root.join("usr/bin/dots")).unwrap();
-        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        let c = |s: &str| s.split('/').map(OsString::from).collect::<Vec<_>>();
-        let j = |v: Vec<OsString>| {
-            v.iter()
-                .map(|s| s.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/")
-        };
-        assert_eq!(j(resolve(root, c("bin/sh"), false).unwrap()), "usr/bin/sh");
-        assert_eq!(j(resolve(root, c("usr/up/etc/x"), false).unwrap()), "etc/x");
-        assert_eq!(
-            j(resolve(root, c("bin/dots/etc/x"), false).unwrap()),
-            "etc/x"
-        );
-        assert_eq!(j(resolve(root, c("bin"), false).unwrap()), "bin");
-        assert_eq!(j(resolve(root, c("bin"), true).unwrap()), "usr/bin");
-        assert!(resolve(root, c("loop/x"), false).is_err());
-    }
 
     #[test]
     fn entry_names_with_dotdot_are_refused() {
