@@ -415,6 +415,12 @@ fn element_file_entry_without_a_file_is_named() {
 }
 
 #[test]
+fn unsupported_arch_is_refused_before_any_download() {
+    let (o, out, _d) = build_fixture("extends: tinyipa\ndebian:\n  arch: s390x\n", &["--offline"]);
+    assert_failed_cleanly(&o, &out, 3, &["debian.arch `s390x`", "amd64, arm64"]);
+}
+
+#[test]
 fn unknown_package_is_named() {
     let (o, out, _d) = build_fixture("extends: tinyipa\npackages: [busybox-statik]\n", &[]);
     assert_failed_cleanly(&o, &out, 4, &["busybox-statik", "busybox-static"]);

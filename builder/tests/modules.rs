@@ -82,7 +82,7 @@ fn kernel_dir() -> &'static Path {
 }
 
 fn kernel() -> Kernel {
-    find_kernel(kernel_dir()).unwrap()
+    find_kernel(kernel_dir(), "vmlinuz").unwrap()
 }
 
 const SET: &[&str] = &[

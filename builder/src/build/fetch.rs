@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use super::{BuildError, BuildOptions, io_err, iso, plan::Plan};
 use crate::agent::{self, AgentError};
 use crate::cache::Cache;
-use crate::debian::{self, Archive, ArchiveConfig, Package};
+use crate::debian::{self, Arch, Archive, ArchiveConfig, Package};
 use crate::host;
 use crate::report::Reporter;
 
@@ -44,7 +44,7 @@ pub fn fetch(opts: &BuildOptions, plan: &Plan, reporter: &Reporter) -> Result<In
     );
     let agent = match &plan.agent_path {
         None => None,
-        Some(_) => Some(obtain_agent(opts, reporter)?),
+        Some(_) => Some(obtain_agent(opts, plan.arch, reporter)?),
     };
     let say = |m: &str| reporter.info(m);
     host::ensure(
@@ -119,9 +119,13 @@ fn archive_config(plan: &Plan, opts: &BuildOptions) -> Result<ArchiveConfig, Bui
     })
 }
 
-fn obtain_agent(opts: &BuildOptions, reporter: &Reporter) -> Result<AgentInput, AgentError> {
+fn obtain_agent(
+    opts: &BuildOptions,
+    arch: &'static Arch,
+    reporter: &Reporter,
+) -> Result<AgentInput, AgentError> {
     if let Some(path) = &opts.agent {
-        agent::check_static(path)?;
+        agent::check_static(path, arch)?;
         return Ok(AgentInput {
             bin: path.clone(),
             source: "file",
@@ -136,7 +140,7 @@ fn obtain_agent(opts: &BuildOptions, reporter: &Reporter) -> Result<AgentInput, 
         reporter.warn(e);
     }
     Ok(AgentInput {
-        bin: agent::build_workspace_agent(&agent::workspace_root()?, reporter)?,
+        bin: agent::build_agent_for(&agent::workspace_root()?, arch, reporter)?,
         source: "workspace",
     })
 }

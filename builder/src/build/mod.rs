@@ -160,6 +160,8 @@ pub enum BuildError {
     Budget(String),
     #[error("{0}")]
     Wire(String),
+    #[error("{0}")]
+    Arch(#[from] crate::debian::ArchError),
     /// `--keep-tree DIR` names something that is not a new or empty directory.
     #[error("{0}")]
     KeepTree(String),
@@ -175,7 +177,7 @@ impl BuildError {
     /// The process exit code for this failure; documented in the README.
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::Config(_) => 3,
+            BuildError::Config(_) | BuildError::Arch(_) => 3,
             BuildError::Debian(_) | BuildError::Host(_) => 4,
             BuildError::Budget(_) => 5,
             BuildError::Secrets(_) => 6,

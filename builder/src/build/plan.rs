@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use super::{BuildError, BuildOptions, iso};
 use crate::config::element::{self, Element};
 use crate::config::profile::{self, Dependencies, Format, InitStyle, Profile};
+use crate::debian::{Arch, ArchError};
 use crate::report::Reporter;
 
 /// Paths never installed from packages unless a profile says otherwise:
@@ -47,6 +48,9 @@ pub struct Plan {
     pub iso_label: Option<String>,
     /// `--output`, or `out/<output name>`.
     pub output: PathBuf,
+    /// `debian.arch`, looked up once: every stage that needs an ELF machine,
+    /// a library directory or a Rust target reads it from here.
+    pub arch: &'static Arch,
 }
 
 /// Stages 1 and 2: loads and validates the profile, resolves its elements.
@@ -88,7 +92,11 @@ impl Plan {
         modules.retain(|m| seen.insert(m.replace('-', "_")));
         let mut exclude: Vec<String> = DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect();
         exclude.extend(profile.exclude.iter().cloned());
+        let arch = Arch::from_debian(&profile.debian.arch)?;
         let iso_label = iso_label(&profile)?;
+        if iso_label.is_some() && !arch.iso {
+            return Err(ArchError::NoIso(arch.debian).into());
+        }
         let output = opts
             .output
             .clone()
@@ -103,6 +111,7 @@ impl Plan {
             agent_path,
             iso_label,
             output,
+            arch,
             profile,
             elements,
         })

@@ -47,7 +47,7 @@ pub fn stage(
     // No skeleton: the kernel package is read as it is laid out.
     let mut kernel_tree = Tree::new(new_dir(work.path(), "kernel")?);
     deb::unpack(&inputs.kernel.1, &mut kernel_tree, &|_| true)?;
-    let kernel = modules::find_kernel(kernel_tree.root())?;
+    let kernel = modules::find_kernel(kernel_tree.root(), plan.arch.kernel_image)?;
     let mods = modules::install_modules(&kernel, &plan.modules, &mut tree)?;
     for dir in ["/lib/modules", "/usr/lib/modules"] {
         owners.add_prefix("kernel modules", format!("{dir}/{}", kernel.version));

@@ -31,19 +31,23 @@ use object::elf;
 use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
 use object::{Endianness, Object};
 
+use crate::debian::arch::{ARCHES, Arch};
 use crate::stage::Tree;
 use crate::stage::tree::{Last, ResolveError};
 
-/// The directories glibc's `ld.so` searches on Debian x86-64 when nothing else
-/// matches, in its order.
-const STANDARD_DIRS: &[&str] = &[
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/usr/lib64",
-    "/lib",
-    "/usr/lib",
-];
+/// The directories glibc's `ld.so` searches on Debian when nothing else
+/// matches, in its order: the multiarch directories first. An image holds
+/// one architecture's libraries, so the triplets of every supported
+/// architecture ([`crate::debian::arch::ARCHES`]) can be listed together.
+fn standard_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for a in ARCHES {
+        dirs.push(PathBuf::from(format!("/lib/{}", a.triplet)));
+        dirs.push(PathBuf::from(format!("/usr/lib/{}", a.triplet)));
+    }
+    dirs.extend(["/lib64", "/usr/lib64", "/lib", "/usr/lib"].map(PathBuf::from));
+    dirs
+}
 
 /// Symlink hops allowed while resolving one path (as the kernel's `MAXSYMLINKS`).
 const MAX_HOPS: usize = 40;
@@ -86,7 +90,7 @@ pub struct DynamicInfo {
 }
 
 /// Reads `PT_INTERP`, `DT_NEEDED`, `DT_RPATH` and `DT_RUNPATH`. Returns `None`
-/// for files that are not 64-bit x86-64 ELF.
+/// for files that are not 64-bit ELF for an architecture we build for.
 pub fn dynamic_info(data: &[u8], path: &Path) -> Result<Option<DynamicInfo>, ElfError> {
     if data.len() < 5 || &data[..4] != b"\x7fELF" || data[4] != elf::ELFCLASS64.0 {
         return Ok(None);
@@ -97,7 +101,7 @@ pub fn dynamic_info(data: &[u8], path: &Path) -> Result<Option<DynamicInfo>, Elf
     };
     let file = ElfFile64::<Endianness>::parse(data).map_err(|e| malformed(e.to_string()))?;
     // Firmware blobs can be ELF files for other processors: not ours to load.
-    if file.architecture() != object::Architecture::X86_64 {
+    if Arch::from_elf(file.architecture()).is_none() {
         return Ok(None);
     }
     let endian = file.endian();
@@ -264,7 +268,7 @@ fn search_dirs(info: &DynamicInfo, origin: &Path, conf: &[PathBuf]) -> Vec<PathB
     }
     dirs.extend(info.runpath.iter().filter_map(expand));
     dirs.extend(conf.iter().cloned());
-    dirs.extend(STANDARD_DIRS.iter().map(PathBuf::from));
+    dirs.extend(standard_dirs());
     let mut seen = BTreeSet::new();
     dirs.retain(|d| seen.insert(d.clone()));
     dirs
