@@ -72,7 +72,7 @@ fn artifact(summary: &BuildSummary, kind: &str) -> PathBuf {
 fn initramfs_paths(initramfs: &Path) -> Vec<String> {
     let data = std::fs::read(initramfs).unwrap();
     let mut paths = Vec::new();
-    ipa_build::audit::input::for_each_entry(&data, &mut |e| {
+    ipa_build::initramfs::read::for_each_entry(&data, &mut |e| {
         paths.push(e.path);
         Ok(())
     })

@@ -22,6 +22,8 @@
 
 pub mod compress;
 pub mod cpio;
+pub mod iso;
+pub mod read;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
