@@ -194,9 +194,12 @@ fn place<R: Read>(
     };
     let header = entry.header();
     let kind = header.entry_type();
-    let mode = header.mode()?;
-    let uid = u32::try_from(header.uid()?).map_err(io::Error::other)?;
-    let gid = u32::try_from(header.gid()?).map_err(io::Error::other)?;
+    let at = Placement {
+        uid: u32::try_from(header.uid()?).map_err(io::Error::other)?,
+        gid: u32::try_from(header.gid()?).map_err(io::Error::other)?,
+        mode: header.mode()?,
+        ..Placement::default()
+    };
     let root = tree.root().to_path_buf();
 
     let mut real = resolve(&root, parents.to_vec(), true)?;
@@ -207,90 +210,24 @@ fn place<R: Read>(
     if real.is_empty() {
         return Ok(None);
     }
-    let img = image_path(&real);
-    if !filter(&img) {
+    let at = Placement {
+        img: image_path(&real),
+        host: root.join(real.iter().collect::<PathBuf>()),
+        ..at
+    };
+    if !filter(&at.img) {
         return Ok(None);
     }
-    let host = root.join(real.iter().collect::<PathBuf>());
-    if let Some(parent) = host.parent() {
+    if let Some(parent) = at.host.parent() {
         fs::create_dir_all(parent)?;
     }
-
-    match kind {
-        EntryType::Directory => {
-            let disk = mode & 0o777 | 0o700;
-            match fs::symlink_metadata(&host) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    fs::remove_file(&host)?;
-                    fs::create_dir(&host)?;
-                }
-                Err(_) => fs::create_dir(&host)?,
-            }
-            fs::set_permissions(&host, fs::Permissions::from_mode(disk))?;
-            record(tree, &img, uid, gid, mode, Some(disk))?;
-        }
-        EntryType::Regular | EntryType::Continuous => {
-            let disk = mode & 0o777 | 0o600;
-            clear_for_file(&host)?;
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(disk)
-                .open(&host)?;
-            loop {
-                let n = entry.read(buf)?;
-                if n == 0 {
-                    break;
-                }
-                f.write_all(&buf[..n])?;
-            }
-            f.set_permissions(fs::Permissions::from_mode(disk))?;
-            record(tree, &img, uid, gid, mode, Some(disk))?;
-        }
-        EntryType::Symlink => {
-            let target = entry
-                .link_name()?
-                .ok_or_else(|| io::Error::other("symlink without a target"))?;
-            if fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
-                // dpkg keeps an existing directory rather than replacing it
-                // with a symlink (e.g. a real /lib64 in the skeleton).
-                return Ok(None);
-            }
-            clear_for_file(&host)?;
-            std::os::unix::fs::symlink(&target, &host)?;
-            record(tree, &img, uid, gid, mode, None)?;
-        }
-        EntryType::Link => {
-            let target = entry
-                .link_name()?
-                .ok_or_else(|| io::Error::other("hardlink without a target"))?;
-            let tcomps = entry_components(&target)?;
-            let Some((tlast, tparents)) = tcomps.split_last() else {
-                return Err(io::Error::other("hardlink to the root"));
-            };
-            let mut treal = resolve(&root, tparents.to_vec(), true)?;
-            treal.push(tlast.clone());
-            let thost = root.join(treal.iter().collect::<PathBuf>());
-            if thost == host {
-                return Ok(Some(img));
-            }
-            if !filter(&image_path(&treal)) {
-                // The target was excluded, so its other name goes too.
-                return Ok(None);
-            }
-            if !fs::symlink_metadata(&thost).is_ok_and(|m| m.is_file()) {
-                return Err(io::Error::other(format!(
-                    "hardlink target {} was not unpacked (excluded by a filter?)",
-                    target.display()
-                )));
-            }
-            clear_for_file(&host)?;
-            fs::hard_link(&thost, &host)?;
-            let disk = fs::symlink_metadata(&host)?.permissions().mode() & 0o777;
-            record(tree, &img, uid, gid, mode, Some(disk))?;
-        }
+    let placed = match kind {
+        EntryType::Directory => place_dir(tree, &at)?,
+        EntryType::Regular | EntryType::Continuous => place_file(tree, &at, entry, buf)?,
+        EntryType::Symlink => place_symlink(tree, &at, entry)?,
+        EntryType::Link => place_hardlink(tree, &at, entry, filter)?,
         EntryType::Char | EntryType::Block | EntryType::Fifo => {
+            let header = entry.header();
             let major = header.device_major()?.unwrap_or(0);
             let minor = header.device_minor()?.unwrap_or(0);
             let special = match kind {
@@ -298,21 +235,130 @@ fn place<R: Read>(
                 EntryType::Block => Special::BlockDevice { major, minor },
                 _ => Special::Fifo,
             };
-            tree.add_special(
-                &img,
-                special,
-                Meta {
-                    uid,
-                    gid,
-                    mode: Some(mode & 0o7777),
-                },
-            )?;
+            let meta = Meta {
+                uid: at.uid,
+                gid: at.gid,
+                mode: Some(at.mode & 0o7777),
+            };
+            tree.add_special(&at.img, special, meta)?;
+            true
         }
         // PAX/GNU extension headers are consumed by the tar crate; anything else
         // (sockets, sparse oddities) has no place in an image.
-        _ => return Ok(None),
+        _ => false,
+    };
+    Ok(placed.then_some(at.img))
+}
+
+/// Where one entry goes and what its header says about it.
+#[derive(Default)]
+struct Placement {
+    img: PathBuf,
+    host: PathBuf,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Placement {
+    fn record(&self, tree: &mut Tree, disk: Option<u32>) -> io::Result<()> {
+        record(tree, &self.img, self.uid, self.gid, self.mode, disk)
     }
-    Ok(Some(img))
+}
+
+fn place_dir(tree: &mut Tree, at: &Placement) -> io::Result<bool> {
+    let disk = at.mode & 0o777 | 0o700;
+    match fs::symlink_metadata(&at.host) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            fs::remove_file(&at.host)?;
+            fs::create_dir(&at.host)?;
+        }
+        Err(_) => fs::create_dir(&at.host)?,
+    }
+    fs::set_permissions(&at.host, fs::Permissions::from_mode(disk))?;
+    at.record(tree, Some(disk))?;
+    Ok(true)
+}
+
+fn place_file<R: Read>(
+    tree: &mut Tree,
+    at: &Placement,
+    entry: &mut tar::Entry<'_, R>,
+    buf: &mut [u8],
+) -> io::Result<bool> {
+    let disk = at.mode & 0o777 | 0o600;
+    clear_for_file(&at.host)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(disk)
+        .open(&at.host)?;
+    loop {
+        let n = entry.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        f.write_all(&buf[..n])?;
+    }
+    f.set_permissions(fs::Permissions::from_mode(disk))?;
+    at.record(tree, Some(disk))?;
+    Ok(true)
+}
+
+fn place_symlink<R: Read>(
+    tree: &mut Tree,
+    at: &Placement,
+    entry: &mut tar::Entry<'_, R>,
+) -> io::Result<bool> {
+    let target = entry
+        .link_name()?
+        .ok_or_else(|| io::Error::other("symlink without a target"))?;
+    if fs::symlink_metadata(&at.host).is_ok_and(|m| m.is_dir()) {
+        // dpkg keeps an existing directory rather than replacing it
+        // with a symlink (e.g. a real /lib64 in the skeleton).
+        return Ok(false);
+    }
+    clear_for_file(&at.host)?;
+    std::os::unix::fs::symlink(&target, &at.host)?;
+    at.record(tree, None)?;
+    Ok(true)
+}
+
+fn place_hardlink<R: Read>(
+    tree: &mut Tree,
+    at: &Placement,
+    entry: &mut tar::Entry<'_, R>,
+    filter: &dyn Fn(&Path) -> bool,
+) -> io::Result<bool> {
+    let target = entry
+        .link_name()?
+        .ok_or_else(|| io::Error::other("hardlink without a target"))?;
+    let tcomps = entry_components(&target)?;
+    let Some((tlast, tparents)) = tcomps.split_last() else {
+        return Err(io::Error::other("hardlink to the root"));
+    };
+    let mut treal = resolve(tree.root(), tparents.to_vec(), true)?;
+    treal.push(tlast.clone());
+    let thost = tree.root().join(treal.iter().collect::<PathBuf>());
+    if thost == at.host {
+        return Ok(true);
+    }
+    if !filter(&image_path(&treal)) {
+        // The target was excluded, so its other name goes too.
+        return Ok(false);
+    }
+    if !fs::symlink_metadata(&thost).is_ok_and(|m| m.is_file()) {
+        return Err(io::Error::other(format!(
+            "hardlink target {} was not unpacked (excluded by a filter?)",
+            target.display()
+        )));
+    }
+    clear_for_file(&at.host)?;
+    fs::hard_link(&thost, &at.host)?;
+    let disk = fs::symlink_metadata(&at.host)?.permissions().mode() & 0o777;
+    at.record(tree, Some(disk))?;
+    Ok(true)
 }
 
 #[cfg(test)]
