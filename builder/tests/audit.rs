@@ -8,6 +8,9 @@
 //! the rendered or JSON report. Stock Debian trees (kernel, busybox, OpenSSH,
 //! libssl: full of PEM literals and test data) must give zero findings.
 
+#[path = "common/run.rs"]
+mod common_run;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,16 +30,7 @@ fn have(tool: &str) -> bool {
 }
 
 fn run(cmd: &str, args: &[&str], dir: &Path) {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common_run::checked(Command::new(cmd).args(args).current_dir(dir));
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.

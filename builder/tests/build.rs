@@ -7,6 +7,9 @@
 //! - bad input fails with a message naming the place, and leaves no file in
 //!   the output directory.
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -48,13 +51,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run::stdout(Command::new("sh").arg("-c").arg(cmd))
 }
 
 struct Built {
@@ -518,19 +515,7 @@ fn a_dynamic_agent_is_refused() {
 
 #[test]
 fn list_completions_and_man_page_come_from_the_cli_definitions() {
-    let text = |args: &[&str]| {
-        let o = Command::new(bin())
-            .args(args)
-            .current_dir(workspace())
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "ipa-build {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let text = |args: &[&str]| run::stdout(Command::new(bin()).args(args).current_dir(workspace()));
     let list = text(&["list"]);
     for name in [
         "tinyipa",
@@ -567,17 +552,15 @@ fn keep_tree_refuses_a_non_empty_directory_before_building() {
     std::fs::create_dir(&keep).unwrap();
     std::fs::write(keep.join("precious"), b"mine").unwrap();
     let out = dir.path().join("out");
-    let o = run(&[
-        "--profile",
-        "tinyipa",
-        "--offline",
+    let (cache, keep_arg) = (dir.path().join("empty-cache"), keep.to_str().unwrap());
+    let args = ["--profile", "tinyipa", "--offline", "--keep-tree", keep_arg];
+    let paths = [
         "--cache",
-        dir.path().join("empty-cache").to_str().unwrap(),
+        cache.to_str().unwrap(),
         "--output",
         out.to_str().unwrap(),
-        "--keep-tree",
-        keep.to_str().unwrap(),
-    ]);
+    ];
+    let o = run(&[&args[..], &paths[..]].concat());
     assert_failed_cleanly(&o, &out, 2, &["--keep-tree", "not empty"]);
     assert_eq!(std::fs::read(keep.join("precious")).unwrap(), b"mine");
     // Refused before any stage ran: not even the profile was reported.

@@ -11,6 +11,8 @@
 
 #[path = "common/qemu.rs"]
 mod qemu;
+#[path = "common/run.rs"]
+mod run;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -245,19 +247,13 @@ fn two_builds_give_the_same_iso() {
 #[test]
 fn el_torito_catalog_has_bios_and_uefi_entries() {
     let b = built();
-    let out = Command::new("xorriso")
-        .args(["-indev"])
-        .arg(&b.iso)
-        .args(["-report_el_torito", "plain", "-report_system_area", "plain"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
+    let report = run::stdout(Command::new("xorriso").args(["-indev"]).arg(&b.iso).args([
+        "-report_el_torito",
+        "plain",
+        "-report_system_area",
+        "plain",
+    ]));
     println!("{report}");
-    assert!(
-        out.status.success(),
-        "xorriso failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let entries: Vec<&str> = report
         .lines()
         .filter(|l| l.starts_with("El Torito boot img :"))

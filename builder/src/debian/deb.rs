@@ -306,14 +306,19 @@ fn place_file<R: Read>(
     Ok(true)
 }
 
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>, what: &str) -> io::Result<PathBuf> {
+    let target = entry.link_name()?;
+    target
+        .map(|t| t.into_owned())
+        .ok_or_else(|| io::Error::other(format!("{what} without a target")))
+}
+
 fn place_symlink<R: Read>(
     tree: &mut Tree,
     at: &Placement,
     entry: &mut tar::Entry<'_, R>,
 ) -> io::Result<bool> {
-    let target = entry
-        .link_name()?
-        .ok_or_else(|| io::Error::other("symlink without a target"))?;
+    let target = link_target(entry, "symlink")?;
     if fs::symlink_metadata(&at.host).is_ok_and(|m| m.is_dir()) {
         // dpkg keeps an existing directory rather than replacing it
         // with a symlink (e.g. a real /lib64 in the skeleton).
@@ -331,9 +336,7 @@ fn place_hardlink<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     filter: &dyn Fn(&Path) -> bool,
 ) -> io::Result<bool> {
-    let target = entry
-        .link_name()?
-        .ok_or_else(|| io::Error::other("hardlink without a target"))?;
+    let target = link_target(entry, "hardlink")?;
     let tcomps = entry_components(&target)?;
     let Some((tlast, tparents)) = tcomps.split_last() else {
         return Err(io::Error::other("hardlink to the root"));
