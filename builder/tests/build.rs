@@ -60,6 +60,12 @@ struct Built {
     cache: PathBuf,
 }
 
+/// `ipa-build --profile tinyipa` into `out`, with its own cache.
+fn build_tinyipa(out: &Path, cache: &Path) -> Output {
+    let (out, cache) = (out.to_str().unwrap(), cache.to_str().unwrap());
+    run(&["--profile", "tinyipa", "--output", out, "--cache", cache])
+}
+
 /// The first tinyipa build, shared by the tests that inspect it.
 fn tinyipa() -> &'static Built {
     static B: OnceLock<Built> = OnceLock::new();
@@ -67,14 +73,7 @@ fn tinyipa() -> &'static Built {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let cache = dir.path().join("cache");
-        let o = run(&[
-            "--profile",
-            "tinyipa",
-            "--output",
-            out.to_str().unwrap(),
-            "--cache",
-            cache.to_str().unwrap(),
-        ]);
+        let o = build_tinyipa(&out, &cache);
         assert!(o.status.success(), "tinyipa build failed");
         Built {
             _dir: dir,
@@ -216,14 +215,7 @@ fn two_builds_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("elsewhere/out");
     let cache = dir.path().join("other-cache");
-    let o = run(&[
-        "--profile",
-        "tinyipa",
-        "--output",
-        out.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-    ]);
+    let o = build_tinyipa(&out, &cache);
     assert!(o.status.success());
     for f in [
         "tinyipa.kernel",

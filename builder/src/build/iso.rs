@@ -63,23 +63,11 @@ use crate::report::{Reporter, human_bytes};
 /// [`IsoInputs::bootloaders`].
 pub const ISO_PACKAGES: &[&str] = &["isolinux", "syslinux-common", "grub-efi-amd64-bin"];
 
-pub const XORRISO: Need = Need {
-    what: "xorriso",
-    package: "xorriso",
-};
+pub const XORRISO: Need = Need::new("xorriso", "xorriso");
 /// Absolute: `/sbin` is not in an ordinary user's `PATH` on Debian.
-pub const MKFS_FAT: Need = Need {
-    what: "/sbin/mkfs.fat",
-    package: "dosfstools",
-};
-pub const MCOPY: Need = Need {
-    what: "mcopy",
-    package: "mtools",
-};
-pub const GRUB_MKIMAGE: Need = Need {
-    what: "grub-mkimage",
-    package: "grub-common",
-};
+pub const MKFS_FAT: Need = Need::new("/sbin/mkfs.fat", "dosfstools");
+pub const MCOPY: Need = Need::new("mcopy", "mtools");
+pub const GRUB_MKIMAGE: Need = Need::new("grub-mkimage", "grub-common");
 
 const NEEDS: &[Need] = &[XORRISO, MKFS_FAT, MCOPY, GRUB_MKIMAGE];
 
