@@ -67,12 +67,18 @@ struct Plant {
 }
 
 impl Plant {
-    fn new(path: &str, rule: &'static str, data: Vec<u8>, secret: String, content: bool) -> Plant {
+    fn new(
+        path: &str,
+        rule: &'static str,
+        data: impl Into<Vec<u8>>,
+        secret: impl Into<String>,
+        content: bool,
+    ) -> Plant {
         Plant {
             path: path.to_string(),
             rule,
-            data,
-            secret,
+            data: data.into(),
+            secret: secret.into(),
             content,
         }
     }
@@ -325,7 +331,7 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/etc/shadow",
         "shadow-hash",
-        shadow.clone().into_bytes(),
+        shadow.clone(),
         secret.clone(),
         false,
     ));
@@ -342,7 +348,7 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/home/rescue/.ssh/authorized_keys",
         "authorized-keys",
-        pubkey.into_bytes(),
+        pubkey,
         String::new(),
         false,
     ));
@@ -351,7 +357,7 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/root/.netrc",
         "netrc",
-        format!("machine files.example.org\n  login deploy\n  password {pw}\n").into_bytes(),
+        format!("machine files.example.org\n  login deploy\n  password {pw}\n"),
         pw,
         false,
     ));
@@ -359,7 +365,7 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/root/.git-credentials",
         "git-credentials",
-        format!("https://deploy:{tok}@git.example.org\n").into_bytes(),
+        format!("https://deploy:{tok}@git.example.org\n"),
         tok,
         false,
     ));
@@ -372,8 +378,8 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/root/.aws/config",
         "aws-access-key-id",
-        format!("[default]\naws_access_key_id = {akid}\n").into_bytes(),
-        akid[4..].to_string(),
+        format!("[default]\naws_access_key_id = {akid}\n"),
+        &akid[4..],
         true,
     ));
     let sak = rng.chars(
@@ -383,7 +389,7 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/root/.aws/credentials",
         "aws-secret-key",
-        format!("[default]\naws_secret_access_key = {sak}\n").into_bytes(),
+        format!("[default]\naws_secret_access_key = {sak}\n"),
         sak,
         true,
     ));
@@ -397,7 +403,7 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/opt/gcp/sa.json",
         "gcp-service-account",
-        gcp.into_bytes(),
+        gcp,
         pem_secret(&p8),
         true,
     ));
@@ -418,14 +424,14 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/root/.kube/config",
         "kubeconfig-client-key",
-        kube.clone().into_bytes(),
-        ck[40..80].to_string(),
+        kube.clone(),
+        &ck[40..80],
         true,
     ));
     p.push(Plant::new(
         "/root/.kube/config",
         "kubeconfig-token",
-        kube.into_bytes(),
+        kube,
         kt,
         false,
     ));
@@ -448,8 +454,8 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/opt/ci/gh.sh",
         "github-token",
-        format!("export GH_TOKEN={gh}\n").into_bytes(),
-        gh[4..].to_string(),
+        format!("export GH_TOKEN={gh}\n"),
+        &gh[4..],
         true,
     ));
     let ghf = format!(
@@ -460,16 +466,16 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/opt/ci/ghf.txt",
         "github-token",
-        format!("{ghf}\n").into_bytes(),
-        ghf[11..].to_string(),
+        format!("{ghf}\n"),
+        &ghf[11..],
         true,
     ));
     let gl = format!("glpat-{}", rng.chars(20, ALNUM));
     p.push(Plant::new(
         "/opt/ci/gl.sh",
         "gitlab-token",
-        format!("GITLAB_TOKEN='{gl}'\n").into_bytes(),
-        gl[6..].to_string(),
+        format!("GITLAB_TOKEN='{gl}'\n"),
+        &gl[6..],
         true,
     ));
     let sl = format!(
@@ -481,8 +487,8 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/opt/ci/slack.txt",
         "slack-token",
-        format!("token: {sl}\n").into_bytes(),
-        sl[32..].to_string(),
+        format!("token: {sl}\n"),
+        &sl[32..],
         true,
     ));
     let hook = format!(
@@ -494,8 +500,8 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/opt/ci/hook.txt",
         "slack-token",
-        format!("url=https://hooks.slack.com/services/{hook}\n").into_bytes(),
-        hook[24..].to_string(),
+        format!("url=https://hooks.slack.com/services/{hook}\n"),
+        &hook[24..],
         true,
     ));
 
@@ -503,7 +509,7 @@ fn corpus(work: &Path) -> Vec<Plant> {
     p.push(Plant::new(
         "/etc/myapp/db.conf",
         "generic-secret",
-        format!("[db]\nhost = db\ndb_password = {generic}\n").into_bytes(),
+        format!("[db]\nhost = db\ndb_password = {generic}\n"),
         generic,
         false,
     ));
