@@ -661,20 +661,23 @@ mod tests {
     #[test]
     fn bootloaders_are_found_in_both_layouts() {
         let d = tempfile::tempdir().unwrap();
-        let merged = d.path().join("usr/lib/ISOLINUX");
-        fs::create_dir_all(&merged).unwrap();
-        fs::write(merged.join("isolinux.bin"), b"x").unwrap();
-        assert_eq!(
-            find_bootloader(d.path(), "lib/ISOLINUX/isolinux.bin").unwrap(),
-            merged.join("isolinux.bin")
-        );
-        let plain = d.path().join("lib/syslinux/modules/bios");
-        fs::create_dir_all(&plain).unwrap();
-        fs::write(plain.join("ldlinux.c32"), b"x").unwrap();
-        assert_eq!(
-            find_bootloader(d.path(), "lib/syslinux/modules/bios/ldlinux.c32").unwrap(),
-            plain.join("ldlinux.c32")
-        );
+        let touch = |rel: &str| {
+            let p = d.path().join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, b"x").unwrap();
+            p
+        };
+        // Merged /usr (usr/lib/...) and the plain lib/... layout.
+        for (placed, asked) in [
+            ("usr/lib/ISOLINUX/isolinux.bin", "lib/ISOLINUX/isolinux.bin"),
+            (
+                "lib/syslinux/modules/bios/ldlinux.c32",
+                "lib/syslinux/modules/bios/ldlinux.c32",
+            ),
+        ] {
+            let path = touch(placed);
+            assert_eq!(find_bootloader(d.path(), asked).unwrap(), path);
+        }
         let msg = find_bootloader(d.path(), "lib/ISOLINUX/isohdpfx.bin")
             .unwrap_err()
             .to_string();
