@@ -243,29 +243,22 @@ fn build(ops: &[Op]) -> Built {
                 expect.insert(path, (Expect::File(data), group_meta));
                 continue;
             }
-            Kind::Char(a, b) => {
-                tree.add_special(
-                    Path::new(&path),
-                    Special::CharDevice {
-                        major: *a,
-                        minor: *b,
-                    },
-                    Meta::default(),
-                )
-                .unwrap();
-                Expect::Char(*a, *b)
-            }
-            Kind::Block(a, b) => {
-                tree.add_special(
-                    Path::new(&path),
-                    Special::BlockDevice {
-                        major: *a,
-                        minor: *b,
-                    },
-                    Meta::default(),
-                )
-                .unwrap();
-                Expect::Block(*a, *b)
+            Kind::Char(a, b) | Kind::Block(a, b) => {
+                let (major, minor) = (*a, *b);
+                let (special, expected) = if matches!(op.kind, Kind::Char(..)) {
+                    (
+                        Special::CharDevice { major, minor },
+                        Expect::Char(major, minor),
+                    )
+                } else {
+                    (
+                        Special::BlockDevice { major, minor },
+                        Expect::Block(major, minor),
+                    )
+                };
+                tree.add_special(Path::new(&path), special, Meta::default())
+                    .unwrap();
+                expected
             }
             Kind::Fifo => {
                 tree.add_special(Path::new(&path), Special::Fifo, Meta::default())
