@@ -373,22 +373,19 @@ fn boot(name: &str, firmware: Firmware, medium: fn(PathBuf) -> Boot) {
     .unwrap();
 }
 
-#[test]
-fn boots_with_bios_from_cd() {
-    boot("BIOS CD", Firmware::Bios, Boot::Cdrom);
+/// One test per firmware and medium, so each boot runs (and fails) on its own.
+macro_rules! boots {
+    ($($name:ident: $what:literal, $firmware:ident, $medium:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            boot($what, Firmware::$firmware, Boot::$medium);
+        }
+    )*};
 }
 
-#[test]
-fn boots_with_bios_from_disk() {
-    boot("BIOS disk", Firmware::Bios, Boot::Disk);
-}
-
-#[test]
-fn boots_with_uefi_from_cd() {
-    boot("UEFI CD", Firmware::Uefi, Boot::Cdrom);
-}
-
-#[test]
-fn boots_with_uefi_from_disk() {
-    boot("UEFI disk", Firmware::Uefi, Boot::Disk);
+boots! {
+    boots_with_bios_from_cd: "BIOS CD", Bios, Cdrom;
+    boots_with_bios_from_disk: "BIOS disk", Bios, Disk;
+    boots_with_uefi_from_cd: "UEFI CD", Uefi, Cdrom;
+    boots_with_uefi_from_disk: "UEFI disk", Uefi, Disk;
 }
