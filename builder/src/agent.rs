@@ -18,18 +18,22 @@ use object::{Endianness, Object, elf};
 
 use crate::report::Reporter;
 
-const MUSL: &str = "x86_64-unknown-linux-musl";
-const GNU: &str = "x86_64-unknown-linux-gnu";
+use crate::debian::arch::{self, Arch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("agent binary {0} does not exist")]
     NotFound(PathBuf),
     #[error(
-        "agent binary {path} is not a static x86-64 ELF executable ({why}); the ramdisk has no \
-         dynamic loader for it. Build it with `--target {MUSL}` or pass a static binary to --agent"
+        "agent binary {path} is not a static {arch} ELF executable ({why}); the ramdisk has no \
+         dynamic loader for it. Build it with `--target {target}` or pass a static binary to --agent",
+        arch = .arch.debian, target = .arch.rust_musl
     )]
-    NotStatic { path: PathBuf, why: String },
+    NotStatic {
+        path: PathBuf,
+        why: String,
+        arch: &'static Arch,
+    },
     #[error(
         "could not find the ipa-build workspace (looked for agent/Cargo.toml above {0}); \
          pass a prebuilt static agent with --agent PATH"
@@ -60,18 +64,28 @@ pub fn workspace_root() -> Result<PathBuf, AgentError> {
 /// set-up step a newcomer should not have to do by hand), then glibc with
 /// `crt-static`. The log of a failed attempt is kept in the error.
 pub fn build_workspace_agent(workspace: &Path, reporter: &Reporter) -> Result<PathBuf, AgentError> {
+    build_agent_for(workspace, arch::DEFAULT, reporter)
+}
+
+/// [`build_workspace_agent`] for the image's architecture (`debian.arch`).
+pub fn build_agent_for(
+    workspace: &Path,
+    arch: &'static Arch,
+    reporter: &Reporter,
+) -> Result<PathBuf, AgentError> {
+    let (musl, gnu) = (arch.rust_musl, arch.rust_gnu);
     let target_dir = workspace.join("target/agent");
     let mut failures = String::new();
-    for target in [MUSL, GNU] {
-        if target == MUSL && !ensure_rustup_target(MUSL, reporter) {
-            failures.push_str(&format!("- {MUSL}: `rustup target add {MUSL}` failed\n"));
+    for target in [musl, gnu] {
+        if target == musl && !ensure_rustup_target(musl, reporter) {
+            failures.push_str(&format!("- {musl}: `rustup target add {musl}` failed\n"));
             continue;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut rustflags = String::new();
-        if target == GNU {
+        if target == gnu {
             reporter.warn(format!(
-                "building the agent for {GNU} with crt-static because the musl build was not possible"
+                "building the agent for {gnu} with crt-static because the musl build was not possible"
             ));
             rustflags.push_str("-C target-feature=+crt-static");
         }
@@ -106,7 +120,7 @@ pub fn build_workspace_agent(workspace: &Path, reporter: &Reporter) -> Result<Pa
         .map_err(|e| AgentError::Build(format!("could not run cargo: {e}")))?;
         let bin = target_dir.join(target).join("agent/ipa-agent");
         if out.status.success() {
-            check_static(&bin)?;
+            check_static(&bin, arch)?;
             return Ok(bin);
         }
         let log = String::from_utf8_lossy(&out.stderr);
@@ -142,9 +156,9 @@ fn ensure_rustup_target(target: &str, reporter: &Reporter) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Fails unless `path` is an x86-64 ELF executable with no program interpreter
-/// and no needed shared libraries.
-pub fn check_static(path: &Path) -> Result<(), AgentError> {
+/// Fails unless `path` is an ELF executable for `arch` with no program
+/// interpreter and no needed shared libraries.
+pub fn check_static(path: &Path, arch: &'static Arch) -> Result<(), AgentError> {
     let data = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             AgentError::NotFound(path.to_path_buf())
@@ -158,11 +172,12 @@ pub fn check_static(path: &Path) -> Result<(), AgentError> {
     let not_static = |why: &str| AgentError::NotStatic {
         path: path.to_path_buf(),
         why: why.to_string(),
+        arch,
     };
     let file =
         ElfFile64::<Endianness>::parse(&*data).map_err(|_| not_static("not a 64-bit ELF file"))?;
-    if file.architecture() != object::Architecture::X86_64 {
-        return Err(not_static("not built for x86-64"));
+    if file.architecture() != arch.elf {
+        return Err(not_static(&format!("not built for {}", arch.debian)));
     }
     let endian = file.endian();
     for ph in file.elf_program_headers() {
@@ -189,13 +204,13 @@ mod tests {
     #[test]
     fn a_dynamic_host_binary_is_refused() {
         // /bin/sh on Debian is dash, dynamically linked.
-        let err = check_static(Path::new("/bin/sh")).unwrap_err();
+        let err = check_static(Path::new("/bin/sh"), arch::DEFAULT).unwrap_err();
         assert!(matches!(err, AgentError::NotStatic { .. }), "{err}");
     }
 
     #[test]
     fn a_missing_binary_is_named() {
-        let err = check_static(Path::new("/nonexistent/ipa-agent")).unwrap_err();
+        let err = check_static(Path::new("/nonexistent/ipa-agent"), arch::DEFAULT).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/ipa-agent"));
     }
 

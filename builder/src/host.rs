@@ -15,19 +15,20 @@ pub struct Need {
     pub package: &'static str,
 }
 
-pub const GPGV: Need = Need {
-    what: "gpgv",
-    package: "gpgv",
-};
+impl Need {
+    /// `what` (a command or an absolute path), provided by Debian's `package`.
+    pub const fn new(what: &'static str, package: &'static str) -> Need {
+        Need { what, package }
+    }
+}
+
+pub const GPGV: Need = Need::new("gpgv", "gpgv");
 /// C compiler wrapper for crates with C parts when building the agent for musl.
-pub const MUSL_GCC: Need = Need {
-    what: "musl-gcc",
-    package: "musl-tools",
-};
-pub const DEBIAN_KEYRING: Need = Need {
-    what: "/usr/share/keyrings/debian-archive-keyring.gpg",
-    package: "debian-archive-keyring",
-};
+pub const MUSL_GCC: Need = Need::new("musl-gcc", "musl-tools");
+pub const DEBIAN_KEYRING: Need = Need::new(
+    "/usr/share/keyrings/debian-archive-keyring.gpg",
+    "debian-archive-keyring",
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {

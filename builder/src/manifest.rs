@@ -184,6 +184,24 @@ pub struct FindingRecord {
     pub layer: Option<String>,
 }
 
+impl From<&crate::audit::Finding> for FindingRecord {
+    fn from(f: &crate::audit::Finding) -> Self {
+        use crate::audit::Severity;
+        FindingRecord {
+            path: f.path.clone(),
+            offset: f.offset,
+            rule: f.rule.to_string(),
+            severity: match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            }
+            .to_string(),
+            preview: f.preview.clone(),
+            layer: f.layer.map(str::to_string),
+        }
+    }
+}
+
 /// A manifest read from a build directory, with what readers need beside it.
 #[derive(Debug, Clone)]
 pub struct BuildDir {
@@ -259,6 +277,126 @@ mod tests {
         assert!(is_plain_file_name("tinyipa.kernel"));
         for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\0b"] {
             assert!(!is_plain_file_name(bad), "{bad:?}");
+        }
+    }
+
+    /// The shape `manifest.json` had before this type existed (the emit
+    /// stage's private structs), field for field and in the same order:
+    /// reading and writing it back must give the same bytes, or every
+    /// reproducibility comparison against an older build breaks.
+    const SHAPE: &str = r#"{
+  "format": 1,
+  "tool": {
+    "name": "ipa-build",
+    "version": "0.1.0"
+  },
+  "profile": {
+    "name": "tinyipa",
+    "description": "d",
+    "chain": [
+      "tinyipa.yaml"
+    ],
+    "init": "busybox"
+  },
+  "source_date_epoch": 1700000000,
+  "elements": [
+    {
+      "name": "kernel",
+      "description": "k"
+    }
+  ],
+  "packages": [
+    {
+      "name": "busybox-static",
+      "version": "1:1.35.0-4+b3",
+      "architecture": "amd64",
+      "sha256": "aa",
+      "size": 1,
+      "suite": "bookworm",
+      "installed": "whole"
+    }
+  ],
+  "kernel": {
+    "package": "linux-image-6.1.0-41-amd64",
+    "version": "6.1.158-1",
+    "sha256": "bb",
+    "release": "6.1.0-41-amd64",
+    "modules": [
+      "virtio_net"
+    ]
+  },
+  "agent": {
+    "path": "/usr/bin/ipa-agent",
+    "source": "workspace",
+    "sha256": "cc",
+    "size": 2
+  },
+  "bootloaders": [],
+  "cmdline": "console=ttyS0",
+  "compression": {
+    "kind": "zstd",
+    "level": null
+  },
+  "files": 3,
+  "uncompressed_bytes": 4,
+  "scrubbed": [
+    "/etc/machine-id"
+  ],
+  "audit": {
+    "allowed": [
+      {
+        "finding": {
+          "path": "/etc/shadow",
+          "offset": 5,
+          "rule": "shadow-hash",
+          "severity": "error",
+          "preview": "root:[REDACTED]"
+        },
+        "reason": "r"
+      }
+    ],
+    "warnings": [
+      {
+        "path": "/x.gz",
+        "offset": 6,
+        "rule": "authorized-keys",
+        "severity": "warning",
+        "preview": "p",
+        "layer": "gzip"
+      }
+    ]
+  },
+  "artifacts": [
+    {
+      "kind": "initramfs",
+      "file": "tinyipa.initramfs",
+      "size": 7,
+      "sha256": "dd",
+      "sha512": "ee"
+    }
+  ]
+}"#;
+
+    #[test]
+    fn the_written_shape_round_trips_byte_for_byte() {
+        let m: Manifest = serde_json::from_str(SHAPE).unwrap();
+        assert_eq!(serde_json::to_string_pretty(&m).unwrap(), SHAPE);
+    }
+
+    #[test]
+    fn a_finding_is_recorded_as_the_audit_writes_it() {
+        use crate::audit::{Finding, Severity};
+        for (severity, layer) in [(Severity::Error, None), (Severity::Warning, Some("gzip"))] {
+            let f = Finding {
+                path: "/etc/shadow".into(),
+                offset: 7,
+                rule: "shadow-hash",
+                severity,
+                preview: "root:[REDACTED]".into(),
+                layer,
+            };
+            let ours = serde_json::to_string(&FindingRecord::from(&f)).unwrap();
+            assert_eq!(ours, serde_json::to_string(&f).unwrap());
         }
     }
 

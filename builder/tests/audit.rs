@@ -8,6 +8,9 @@
 //! the rendered or JSON report. Stock Debian trees (kernel, busybox, OpenSSH,
 //! libssl: full of PEM literals and test data) must give zero findings.
 
+#[path = "common/run.rs"]
+mod common_run;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,16 +30,7 @@ fn have(tool: &str) -> bool {
 }
 
 fn run(cmd: &str, args: &[&str], dir: &Path) {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common_run::checked(Command::new(cmd).args(args).current_dir(dir));
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
@@ -70,6 +64,24 @@ struct Plant {
     data: Vec<u8>,
     secret: String,
     content: bool,
+}
+
+impl Plant {
+    fn new(
+        path: &str,
+        rule: &'static str,
+        data: impl Into<Vec<u8>>,
+        secret: impl Into<String>,
+        content: bool,
+    ) -> Plant {
+        Plant {
+            path: path.to_string(),
+            rule,
+            data: data.into(),
+            secret: secret.into(),
+            content,
+        }
+    }
 }
 
 /// A distinctive piece of a PEM body (its longest base64 line).
@@ -229,13 +241,13 @@ fn corpus(work: &Path) -> Vec<Plant> {
     let p12 = std::fs::read(work.join("ks.p12")).unwrap();
     // The secret of a PFX is binary; check the preview does not hex/base64 it.
     let p12_secret = STANDARD.encode(&p12[p12.len() / 2..p12.len() / 2 + 24]);
-    p.push(Plant {
-        path: "/opt/app/keystore.bin".into(),
-        rule: "pkcs12-keystore",
-        data: p12,
-        secret: p12_secret,
-        content: true,
-    });
+    p.push(Plant::new(
+        "/opt/app/keystore.bin",
+        "pkcs12-keystore",
+        p12,
+        p12_secret,
+        true,
+    ));
 
     // PuTTY keys, v3 and v2.
     if have("puttygen") {
@@ -298,13 +310,13 @@ fn corpus(work: &Path) -> Vec<Plant> {
         data: host.into_bytes(),
         content: false,
     });
-    p.push(Plant {
-        path: "/etc/dropbear/dropbear_rsa_host_key".into(),
-        rule: "ssh-host-key",
-        data: rng.bytes(800),
-        secret: String::new(),
-        content: false,
-    });
+    p.push(Plant::new(
+        "/etc/dropbear/dropbear_rsa_host_key",
+        "ssh-host-key",
+        rng.bytes(800),
+        String::new(),
+        false,
+    ));
 
     // shadow, for root and any other user, locked or not.
     let out = Command::new("openssl")
@@ -316,13 +328,13 @@ fn corpus(work: &Path) -> Vec<Plant> {
     let shadow = format!(
         "root:{hash}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nnobody:!:19000::::::\n"
     );
-    p.push(Plant {
-        path: "/etc/shadow".into(),
-        rule: "shadow-hash",
-        data: shadow.clone().into_bytes(),
-        secret: secret.clone(),
-        content: false,
-    });
+    p.push(Plant::new(
+        "/etc/shadow",
+        "shadow-hash",
+        shadow.clone(),
+        secret.clone(),
+        false,
+    ));
     let gshadow = format!("rescue:!{hash}::\n");
     p.push(Plant {
         path: "/etc/gshadow-".into(),
@@ -333,60 +345,54 @@ fn corpus(work: &Path) -> Vec<Plant> {
     });
 
     let pubkey = read("id_ed25519.pub");
-    p.push(Plant {
-        path: "/home/rescue/.ssh/authorized_keys".into(),
-        rule: "authorized-keys",
-        data: pubkey.into_bytes(),
-        secret: String::new(),
-        content: false,
-    });
+    p.push(Plant::new(
+        "/home/rescue/.ssh/authorized_keys",
+        "authorized-keys",
+        pubkey,
+        String::new(),
+        false,
+    ));
 
     let pw = rng.chars(20, ALNUM);
-    p.push(Plant {
-        path: "/root/.netrc".into(),
-        rule: "netrc",
-        data: format!("machine files.example.org\n  login deploy\n  password {pw}\n").into_bytes(),
-        secret: pw,
-        content: false,
-    });
+    p.push(Plant::new(
+        "/root/.netrc",
+        "netrc",
+        format!("machine files.example.org\n  login deploy\n  password {pw}\n"),
+        pw,
+        false,
+    ));
     let tok = rng.chars(40, ALNUM);
-    p.push(Plant {
-        path: "/root/.git-credentials".into(),
-        rule: "git-credentials",
-        data: format!("https://deploy:{tok}@git.example.org\n").into_bytes(),
-        secret: tok,
-        content: false,
-    });
+    p.push(Plant::new(
+        "/root/.git-credentials",
+        "git-credentials",
+        format!("https://deploy:{tok}@git.example.org\n"),
+        tok,
+        false,
+    ));
 
     let dpw = rng.chars(24, ALNUM);
     let auth = STANDARD.encode(format!("robot:{dpw}"));
-    p.push(Plant {
-        path: "/root/.docker/config.json".into(),
-        rule: "docker-config-auth",
-        data: format!("{{\n  \"auths\": {{\n    \"registry.example.org\": {{\n      \"auth\": \"{auth}\"\n    }}\n  }}\n}}\n").into_bytes(),
-        secret: auth,
-        content: true,
-    });
+    p.push(Plant::new("/root/.docker/config.json", "docker-config-auth", format!("{{\n  \"auths\": {{\n    \"registry.example.org\": {{\n      \"auth\": \"{auth}\"\n    }}\n  }}\n}}\n").into_bytes(), auth, true));
 
     let akid = format!("AKIA{}", rng.chars(16, UPPER32));
-    p.push(Plant {
-        path: "/root/.aws/config".into(),
-        rule: "aws-access-key-id",
-        data: format!("[default]\naws_access_key_id = {akid}\n").into_bytes(),
-        secret: akid[4..].to_string(),
-        content: true,
-    });
+    p.push(Plant::new(
+        "/root/.aws/config",
+        "aws-access-key-id",
+        format!("[default]\naws_access_key_id = {akid}\n"),
+        &akid[4..],
+        true,
+    ));
     let sak = rng.chars(
         40,
         b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
     );
-    p.push(Plant {
-        path: "/root/.aws/credentials".into(),
-        rule: "aws-secret-key",
-        data: format!("[default]\naws_secret_access_key = {sak}\n").into_bytes(),
-        secret: sak,
-        content: true,
-    });
+    p.push(Plant::new(
+        "/root/.aws/credentials",
+        "aws-secret-key",
+        format!("[default]\naws_secret_access_key = {sak}\n"),
+        sak,
+        true,
+    ));
 
     let p8 = read("p8.pem");
     let gcp = format!(
@@ -394,59 +400,41 @@ fn corpus(work: &Path) -> Vec<Plant> {
         hex::encode(rng.bytes(20)),
         p8.replace('\n', "\\n")
     );
-    p.push(Plant {
-        path: "/opt/gcp/sa.json".into(),
-        rule: "gcp-service-account",
-        data: gcp.into_bytes(),
-        secret: pem_secret(&p8),
-        content: true,
-    });
+    p.push(Plant::new(
+        "/opt/gcp/sa.json",
+        "gcp-service-account",
+        gcp,
+        pem_secret(&p8),
+        true,
+    ));
 
     let azk = STANDARD.encode(rng.bytes(64));
-    p.push(Plant {
-        path: "/opt/app/azure.env".into(),
-        rule: "azure-connection-string",
-        data: format!("AZURE_STORAGE=DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={azk};EndpointSuffix=core.windows.net\n").into_bytes(),
-        secret: azk,
-        content: true,
-    });
+    p.push(Plant::new("/opt/app/azure.env", "azure-connection-string", format!("AZURE_STORAGE=DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={azk};EndpointSuffix=core.windows.net\n").into_bytes(), azk, true));
 
     let ospw = rng.chars(18, ALNUM);
-    p.push(Plant {
-        path: "/etc/openstack/clouds.yaml".into(),
-        rule: "openstack-clouds-yaml",
-        data: format!("clouds:\n  prod:\n    auth:\n      auth_url: https://keystone.example.org/v3\n      username: admin\n      password: \"{ospw}\"\n      project_name: admin\n").into_bytes(),
-        secret: ospw,
-        content: false,
-    });
+    p.push(Plant::new("/etc/openstack/clouds.yaml", "openstack-clouds-yaml", format!("clouds:\n  prod:\n    auth:\n      auth_url: https://keystone.example.org/v3\n      username: admin\n      password: \"{ospw}\"\n      project_name: admin\n").into_bytes(), ospw, false));
     let acs = rng.chars(32, ALNUM);
-    p.push(Plant {
-        path: "/root/.config/openstack/clouds.yaml".into(),
-        rule: "openstack-clouds-yaml",
-        data: format!("clouds:\n  ci:\n    auth_type: v3applicationcredential\n    auth:\n      application_credential_id: {}\n      application_credential_secret: {acs}\n", hex::encode(rng.bytes(16))).into_bytes(),
-        secret: acs,
-        content: false,
-    });
+    p.push(Plant::new("/root/.config/openstack/clouds.yaml", "openstack-clouds-yaml", format!("clouds:\n  ci:\n    auth_type: v3applicationcredential\n    auth:\n      application_credential_id: {}\n      application_credential_secret: {acs}\n", hex::encode(rng.bytes(16))).into_bytes(), acs, false));
 
     let ck = STANDARD.encode(read("ec.pem"));
     let kt = rng.chars(48, ALNUM);
     let kube = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://10.0.0.1:6443\n  name: c\nusers:\n- name: admin\n  user:\n    client-key-data: {ck}\n- name: bot\n  user:\n    token: {kt}\n"
     );
-    p.push(Plant {
-        path: "/root/.kube/config".into(),
-        rule: "kubeconfig-client-key",
-        data: kube.clone().into_bytes(),
-        secret: ck[40..80].to_string(),
-        content: true,
-    });
-    p.push(Plant {
-        path: "/root/.kube/config".into(),
-        rule: "kubeconfig-token",
-        data: kube.into_bytes(),
-        secret: kt,
-        content: false,
-    });
+    p.push(Plant::new(
+        "/root/.kube/config",
+        "kubeconfig-client-key",
+        kube.clone(),
+        &ck[40..80],
+        true,
+    ));
+    p.push(Plant::new(
+        "/root/.kube/config",
+        "kubeconfig-token",
+        kube,
+        kt,
+        false,
+    ));
 
     let jwt = format!(
         "{}.{}.{}",
@@ -463,68 +451,68 @@ fn corpus(work: &Path) -> Vec<Plant> {
     });
 
     let gh = format!("ghp_{}", rng.chars(36, ALNUM));
-    p.push(Plant {
-        path: "/opt/ci/gh.sh".into(),
-        rule: "github-token",
-        data: format!("export GH_TOKEN={gh}\n").into_bytes(),
-        secret: gh[4..].to_string(),
-        content: true,
-    });
+    p.push(Plant::new(
+        "/opt/ci/gh.sh",
+        "github-token",
+        format!("export GH_TOKEN={gh}\n"),
+        &gh[4..],
+        true,
+    ));
     let ghf = format!(
         "github_pat_{}_{}",
         rng.chars(22, ALNUM),
         rng.chars(59, ALNUM)
     );
-    p.push(Plant {
-        path: "/opt/ci/ghf.txt".into(),
-        rule: "github-token",
-        data: format!("{ghf}\n").into_bytes(),
-        secret: ghf[11..].to_string(),
-        content: true,
-    });
+    p.push(Plant::new(
+        "/opt/ci/ghf.txt",
+        "github-token",
+        format!("{ghf}\n"),
+        &ghf[11..],
+        true,
+    ));
     let gl = format!("glpat-{}", rng.chars(20, ALNUM));
-    p.push(Plant {
-        path: "/opt/ci/gl.sh".into(),
-        rule: "gitlab-token",
-        data: format!("GITLAB_TOKEN='{gl}'\n").into_bytes(),
-        secret: gl[6..].to_string(),
-        content: true,
-    });
+    p.push(Plant::new(
+        "/opt/ci/gl.sh",
+        "gitlab-token",
+        format!("GITLAB_TOKEN='{gl}'\n"),
+        &gl[6..],
+        true,
+    ));
     let sl = format!(
         "xoxb-{}-{}-{}",
         rng.chars(12, b"0123456789"),
         rng.chars(13, b"0123456789"),
         rng.chars(24, ALNUM)
     );
-    p.push(Plant {
-        path: "/opt/ci/slack.txt".into(),
-        rule: "slack-token",
-        data: format!("token: {sl}\n").into_bytes(),
-        secret: sl[32..].to_string(),
-        content: true,
-    });
+    p.push(Plant::new(
+        "/opt/ci/slack.txt",
+        "slack-token",
+        format!("token: {sl}\n"),
+        &sl[32..],
+        true,
+    ));
     let hook = format!(
         "T{}/B{}/{}",
         rng.chars(10, UPPER32),
         rng.chars(10, UPPER32),
         rng.chars(24, ALNUM)
     );
-    p.push(Plant {
-        path: "/opt/ci/hook.txt".into(),
-        rule: "slack-token",
-        data: format!("url=https://hooks.slack.com/services/{hook}\n").into_bytes(),
-        secret: hook[24..].to_string(),
-        content: true,
-    });
+    p.push(Plant::new(
+        "/opt/ci/hook.txt",
+        "slack-token",
+        format!("url=https://hooks.slack.com/services/{hook}\n"),
+        &hook[24..],
+        true,
+    ));
 
     let generic = rng.chars(22, ALNUM);
-    p.push(Plant {
-        path: "/etc/myapp/db.conf".into(),
-        rule: "generic-secret",
-        data: format!("[db]\nhost = db\ndb_password = {generic}\n").into_bytes(),
-        secret: generic,
-        content: false,
-    });
+    p.push(Plant::new(
+        "/etc/myapp/db.conf",
+        "generic-secret",
+        format!("[db]\nhost = db\ndb_password = {generic}\n"),
+        generic,
+        false,
+    ));
     p
 }
 

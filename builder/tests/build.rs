@@ -7,6 +7,9 @@
 //! - bad input fails with a message naming the place, and leaves no file in
 //!   the output directory.
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -48,19 +51,19 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run::stdout(Command::new("sh").arg("-c").arg(cmd))
 }
 
 struct Built {
     _dir: tempfile::TempDir,
     out: PathBuf,
     cache: PathBuf,
+}
+
+/// `ipa-build --profile tinyipa` into `out`, with its own cache.
+fn build_tinyipa(out: &Path, cache: &Path) -> Output {
+    let (out, cache) = (out.to_str().unwrap(), cache.to_str().unwrap());
+    run(&["--profile", "tinyipa", "--output", out, "--cache", cache])
 }
 
 /// The first tinyipa build, shared by the tests that inspect it.
@@ -70,14 +73,7 @@ fn tinyipa() -> &'static Built {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let cache = dir.path().join("cache");
-        let o = run(&[
-            "--profile",
-            "tinyipa",
-            "--output",
-            out.to_str().unwrap(),
-            "--cache",
-            cache.to_str().unwrap(),
-        ]);
+        let o = build_tinyipa(&out, &cache);
         assert!(o.status.success(), "tinyipa build failed");
         Built {
             _dir: dir,
@@ -219,14 +215,7 @@ fn two_builds_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("elsewhere/out");
     let cache = dir.path().join("other-cache");
-    let o = run(&[
-        "--profile",
-        "tinyipa",
-        "--output",
-        out.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-    ]);
+    let o = build_tinyipa(&out, &cache);
     assert!(o.status.success());
     for f in [
         "tinyipa.kernel",
@@ -415,6 +404,12 @@ fn element_file_entry_without_a_file_is_named() {
 }
 
 #[test]
+fn unsupported_arch_is_refused_before_any_download() {
+    let (o, out, _d) = build_fixture("extends: tinyipa\ndebian:\n  arch: s390x\n", &["--offline"]);
+    assert_failed_cleanly(&o, &out, 3, &["debian.arch `s390x`", "amd64, arm64"]);
+}
+
+#[test]
 fn unknown_package_is_named() {
     let (o, out, _d) = build_fixture("extends: tinyipa\npackages: [busybox-statik]\n", &[]);
     assert_failed_cleanly(&o, &out, 4, &["busybox-statik", "busybox-static"]);
@@ -512,19 +507,7 @@ fn a_dynamic_agent_is_refused() {
 
 #[test]
 fn list_completions_and_man_page_come_from_the_cli_definitions() {
-    let text = |args: &[&str]| {
-        let o = Command::new(bin())
-            .args(args)
-            .current_dir(workspace())
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "ipa-build {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let text = |args: &[&str]| run::stdout(Command::new(bin()).args(args).current_dir(workspace()));
     let list = text(&["list"]);
     for name in [
         "tinyipa",
@@ -552,4 +535,27 @@ fn list_completions_and_man_page_come_from_the_cli_definitions() {
         "{}",
         &man[..200.min(man.len())]
     );
+}
+
+#[test]
+fn keep_tree_refuses_a_non_empty_directory_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("keep");
+    std::fs::create_dir(&keep).unwrap();
+    std::fs::write(keep.join("precious"), b"mine").unwrap();
+    let out = dir.path().join("out");
+    let (cache, keep_arg) = (dir.path().join("empty-cache"), keep.to_str().unwrap());
+    let args = ["--profile", "tinyipa", "--offline", "--keep-tree", keep_arg];
+    let paths = [
+        "--cache",
+        cache.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let o = run(&[&args[..], &paths[..]].concat());
+    assert_failed_cleanly(&o, &out, 2, &["--keep-tree", "not empty"]);
+    assert_eq!(std::fs::read(keep.join("precious")).unwrap(), b"mine");
+    // Refused before any stage ran: not even the profile was reported.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("profile"), "{err}");
 }

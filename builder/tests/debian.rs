@@ -6,6 +6,10 @@
 //! Tests that need the network use the host's APT sources; their cache lives
 //! in `CARGO_TARGET_TMPDIR` so a second run is warm.
 
+#[path = "common/run.rs"]
+mod common_run;
+use common_run::checked;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,12 +23,7 @@ use ipa_build::report::Reporter;
 use ipa_build::stage::tree::{Special, Tree};
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    checked(cmd);
 }
 
 fn sha256(bytes: &[u8]) -> String {

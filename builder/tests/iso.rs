@@ -11,6 +11,8 @@
 
 #[path = "common/qemu.rs"]
 mod qemu;
+#[path = "common/run.rs"]
+mod run;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -245,19 +247,13 @@ fn two_builds_give_the_same_iso() {
 #[test]
 fn el_torito_catalog_has_bios_and_uefi_entries() {
     let b = built();
-    let out = Command::new("xorriso")
-        .args(["-indev"])
-        .arg(&b.iso)
-        .args(["-report_el_torito", "plain", "-report_system_area", "plain"])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
+    let report = run::stdout(Command::new("xorriso").args(["-indev"]).arg(&b.iso).args([
+        "-report_el_torito",
+        "plain",
+        "-report_system_area",
+        "plain",
+    ]));
     println!("{report}");
-    assert!(
-        out.status.success(),
-        "xorriso failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let entries: Vec<&str> = report
         .lines()
         .filter(|l| l.starts_with("El Torito boot img :"))
@@ -377,22 +373,19 @@ fn boot(name: &str, firmware: Firmware, medium: fn(PathBuf) -> Boot) {
     .unwrap();
 }
 
-#[test]
-fn boots_with_bios_from_cd() {
-    boot("BIOS CD", Firmware::Bios, Boot::Cdrom);
+/// One test per firmware and medium, so each boot runs (and fails) on its own.
+macro_rules! boots {
+    ($($name:ident: $what:literal, $firmware:ident, $medium:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            boot($what, Firmware::$firmware, Boot::$medium);
+        }
+    )*};
 }
 
-#[test]
-fn boots_with_bios_from_disk() {
-    boot("BIOS disk", Firmware::Bios, Boot::Disk);
-}
-
-#[test]
-fn boots_with_uefi_from_cd() {
-    boot("UEFI CD", Firmware::Uefi, Boot::Cdrom);
-}
-
-#[test]
-fn boots_with_uefi_from_disk() {
-    boot("UEFI disk", Firmware::Uefi, Boot::Disk);
+boots! {
+    boots_with_bios_from_cd: "BIOS CD", Bios, Cdrom;
+    boots_with_bios_from_disk: "BIOS disk", Bios, Disk;
+    boots_with_uefi_from_cd: "UEFI CD", Uefi, Cdrom;
+    boots_with_uefi_from_disk: "UEFI disk", Uefi, Disk;
 }

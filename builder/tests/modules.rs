@@ -7,6 +7,9 @@
 //! `apt-get download` into `<workspace>/target/test-data/` and unpacked there
 //! once; later runs reuse it.
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,7 +85,7 @@ fn kernel_dir() -> &'static Path {
 }
 
 fn kernel() -> Kernel {
-    find_kernel(kernel_dir()).unwrap()
+    find_kernel(kernel_dir(), "vmlinuz").unwrap()
 }
 
 const SET: &[&str] = &[
@@ -377,15 +380,11 @@ fn closure_copies_libraries_and_interpreter_from_the_pool() {
     assert!(library_closure(&mut tree, Some(&pool)).unwrap().is_empty());
 
     // The copied tree runs: chroot into it (we are root here).
-    let out = Command::new("chroot")
-        .arg(&root)
-        .args(["/usr/bin/xz", "--version"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "xz does not run in the closed tree: {}",
-        String::from_utf8_lossy(&out.stderr)
+    // xz must run in the closed tree.
+    run::checked(
+        Command::new("chroot")
+            .arg(&root)
+            .args(["/usr/bin/xz", "--version"]),
     );
 }
 

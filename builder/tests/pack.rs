@@ -7,6 +7,9 @@
 //! comparing the result with the tree (contents, symlinks, hardlink identity,
 //! device numbers).
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -240,29 +243,22 @@ fn build(ops: &[Op]) -> Built {
                 expect.insert(path, (Expect::File(data), group_meta));
                 continue;
             }
-            Kind::Char(a, b) => {
-                tree.add_special(
-                    Path::new(&path),
-                    Special::CharDevice {
-                        major: *a,
-                        minor: *b,
-                    },
-                    Meta::default(),
-                )
-                .unwrap();
-                Expect::Char(*a, *b)
-            }
-            Kind::Block(a, b) => {
-                tree.add_special(
-                    Path::new(&path),
-                    Special::BlockDevice {
-                        major: *a,
-                        minor: *b,
-                    },
-                    Meta::default(),
-                )
-                .unwrap();
-                Expect::Block(*a, *b)
+            Kind::Char(a, b) | Kind::Block(a, b) => {
+                let (major, minor) = (*a, *b);
+                let (special, expected) = if matches!(op.kind, Kind::Char(..)) {
+                    (
+                        Special::CharDevice { major, minor },
+                        Expect::Char(major, minor),
+                    )
+                } else {
+                    (
+                        Special::BlockDevice { major, minor },
+                        Expect::Block(major, minor),
+                    )
+                };
+                tree.add_special(Path::new(&path), special, Meta::default())
+                    .unwrap();
+                expected
             }
             Kind::Fifo => {
                 tree.add_special(Path::new(&path), Special::Fifo, Meta::default())
@@ -390,20 +386,10 @@ fn check_members(b: &Built, archive: &[u8]) {
 }
 
 fn gnu_cpio_list(archive: &Path) -> Vec<String> {
-    let out = Command::new("cpio")
-        .args(["-t", "--quiet", "-F"])
-        .arg(archive)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cpio -t failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "cpio -t complained: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run::quiet(
+        Command::new("cpio")
+            .args(["-t", "--quiet", "-F"])
+            .arg(archive),
     );
     String::from_utf8(out.stdout)
         .unwrap()
@@ -414,23 +400,12 @@ fn gnu_cpio_list(archive: &Path) -> Vec<String> {
 
 fn gnu_cpio_extract(b: &Built, archive: &Path) {
     let dest = tempfile::tempdir().unwrap();
-    let out = Command::new("cpio")
-        .args(["-idm", "--quiet", "--no-absolute-filenames", "-F"])
+    let mut out = Command::new("cpio");
+    out.args(["-idm", "--quiet", "--no-absolute-filenames", "-F"])
         .arg(archive)
         .current_dir(dest.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cpio -idm failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "cpio -idm complained: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .stdin(Stdio::null());
+    run::quiet(&mut out);
     for (path, (e, meta)) in &b.expect {
         let p = dest.path().join(path);
         let md = std::fs::symlink_metadata(&p)

@@ -48,7 +48,7 @@ fn artifact(summary: &BuildSummary, kind: &str) -> PathBuf {
     let a = summary
         .artifacts
         .iter()
-        .find(|a| a.kind == kind)
+        .find(|a| a.kind.name() == kind)
         .unwrap_or_else(|| panic!("{} built no {kind}", summary.profile));
     summary.output.join(&a.file)
 }
@@ -58,7 +58,7 @@ fn artifact(summary: &BuildSummary, kind: &str) -> PathBuf {
 fn initramfs_paths(initramfs: &Path) -> Vec<String> {
     let data = std::fs::read(initramfs).unwrap();
     let mut paths = Vec::new();
-    ipa_build::audit::input::for_each_entry(&data, &mut |e| {
+    ipa_build::initramfs::read::for_each_entry(&data, &mut |e| {
         paths.push(e.path);
         Ok(())
     })

@@ -10,9 +10,10 @@
 //!   name rules such as `shadow` or `authorized_keys`);
 //! * [`scan`]: running them on every core, opening compressed files and
 //!   archives inside the tree;
-//! * [`input`]: reading an initramfs (concatenated plain/gzip/zstd/xz cpio
-//!   segments) or an ISO image, for `ipa-build audit PATH` on images built by
-//!   any tool.
+//! * the readers it scans through live beside the cpio writer:
+//!   [`crate::initramfs::read`] (concatenated plain/gzip/zstd/xz cpio
+//!   segments) and [`crate::initramfs::iso`] (ISO images), so `ipa-build
+//!   audit PATH` works on images built by any tool.
 //!
 //! A finding names the file, the byte offset, the rule and a redacted
 //! preview; the secret itself is never printed, logged or serialised. A
@@ -20,10 +21,10 @@
 //! rule, reason): it moves the finding to [`AuditReport::allowed`], which the
 //! manifest lists, so exceptions stay visible.
 
-pub mod input;
 pub mod rules;
 pub mod scan;
 
+use crate::initramfs::{iso, read};
 use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
@@ -155,7 +156,7 @@ pub enum AuditError {
     #[error("{path}: {source}")]
     Archive {
         path: PathBuf,
-        source: input::ArchiveError,
+        source: read::ArchiveError,
     },
     #[error("audit.allow entry {index} (path {path:?}): {what}")]
     Allow {
@@ -226,11 +227,11 @@ pub fn audit_path(
         source,
     };
     let file = std::fs::File::open(path).map_err(io_err)?;
-    let scanned = if input::is_iso(&file) {
-        let files = input::iso_files(&file).map_err(io_err)?;
+    let scanned = if iso::is_iso(&file) {
+        let files = iso::iso_files(&file).map_err(io_err)?;
         scan::run_pool(threads, |tx| {
             for f in &files {
-                let data = input::read_iso_file(&file, f).map_err(io_err)?;
+                let data = iso::read_iso_file(&file, f).map_err(io_err)?;
                 if !send_expanded(tx, &f.path, data, path)? {
                     break;
                 }
@@ -240,8 +241,8 @@ pub fn audit_path(
     } else {
         let data = std::fs::read(path).map_err(io_err)?;
         scan::run_pool(threads, |tx| {
-            if input::is_initramfs(&data) {
-                input::for_each_entry(&data, &mut |e| {
+            if read::is_initramfs(&data) {
+                read::for_each_entry(&data, &mut |e| {
                     tx.send(Job::Blob {
                         path: e.path,
                         data: e.data,
@@ -275,9 +276,9 @@ fn send_expanded(
     data: Vec<u8>,
     iso: &Path,
 ) -> Result<bool, AuditError> {
-    if input::is_initramfs(&data) {
+    if read::is_initramfs(&data) {
         let mut gone = false;
-        let res = input::for_each_entry(&data, &mut |e| {
+        let res = read::for_each_entry(&data, &mut |e| {
             tx.send(Job::Blob {
                 path: format!("{name}!{}", e.path),
                 data: e.data,

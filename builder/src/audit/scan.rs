@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, mpsc};
 
-use super::input::{self, Entry};
 use super::rules;
 use super::{AuditError, Finding};
+use crate::initramfs::read::{self as input, Entry};
 
 /// How deep archives inside archives are opened.
 const MAX_DEPTH: u32 = 3;
@@ -131,7 +131,7 @@ pub fn scan_blob(path: &str, data: &[u8], depth: u32, acc: &mut Scanned) -> Resu
             .find_map(|s| path.strip_suffix(s))
             .unwrap_or(path);
         acc.bytes += inner.len() as u64;
-        return push_hits(path, stem, &inner, Some(kind.name()), acc);
+        return push_hits(path, stem, &inner, Some(input::layer_name(kind)), acc);
     }
     acc.bytes += data.len() as u64;
     push_hits(path, path, data, None, acc)

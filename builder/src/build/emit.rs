@@ -8,7 +8,12 @@
 //!
 //! Beside the artifacts we write what an operator needs to trust and upload
 //! them: `SHA256SUMS`, one `NAME.sha512` per artifact (the value Glance
-//! reports as `os_hash_value`), and `manifest.json`.
+//! reports as `os_hash_value`), and `manifest.json` (the one
+//! [`crate::manifest::Manifest`], built here from what the stages produced).
+//!
+//! `--keep-tree DIR` is handled here too: checked before the build starts
+//! ([`check_keep_tree`]: an existing, non-empty `DIR` is refused, so nothing
+//! of the user's is ever deleted) and done last ([`keep_tree`]).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -16,6 +21,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256, Sha512};
+
+use super::BuildError;
+use super::fetch::Inputs;
+use super::pack::artifact_file;
+use super::plan::{Plan, init_name};
+use super::stage::Staged;
+use crate::audit::AuditReport;
+use crate::debian::Package;
+use crate::initramfs::PackReport;
+use crate::manifest::{
+    AgentRecord, AllowedRecord, Artifact, ArtifactKind, AuditRecord, CompressionRecord,
+    ElementRecord, FindingRecord, KernelRecord, Manifest, PackageRecord, ProfileRecord, Tool,
+};
+use crate::report::Reporter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
@@ -35,17 +54,6 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// What the build produced, as recorded in the manifest and the summary.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Artifact {
-    /// `kernel`, `initramfs` or `iso`.
-    pub kind: String,
-    pub file: String,
-    pub size: u64,
-    pub sha256: String,
-    pub sha512: String,
 }
 
 /// Collects artifacts in a temporary directory beside `--output`.
@@ -87,12 +95,12 @@ impl Emitter {
     }
 
     /// Records an artifact already written at [`Emitter::path`], hashing it.
-    pub fn add(&mut self, kind: &str, file: &str) -> Result<&Artifact, EmitError> {
+    pub fn add(&mut self, kind: ArtifactKind, file: &str) -> Result<&Artifact, EmitError> {
         let path = self.path(file);
         let (size, sha256, sha512) = hash_file(&path)?;
         self.artifacts.retain(|a| a.file != file);
         self.artifacts.push(Artifact {
-            kind: kind.to_string(),
+            kind,
             file: file.to_string(),
             size,
             sha256,
@@ -102,7 +110,12 @@ impl Emitter {
     }
 
     /// Copies `src` in as artifact `file` and records it.
-    pub fn add_copy(&mut self, kind: &str, file: &str, src: &Path) -> Result<&Artifact, EmitError> {
+    pub fn add_copy(
+        &mut self,
+        kind: ArtifactKind,
+        file: &str,
+        src: &Path,
+    ) -> Result<&Artifact, EmitError> {
         let dst = self.path(file);
         std::fs::copy(src, &dst).map_err(io_err("copying", src))?;
         self.add(kind, file)
@@ -117,7 +130,7 @@ impl Emitter {
     pub fn commit(self, manifest: &impl Serialize) -> Result<Vec<PathBuf>, EmitError> {
         let mut names: Vec<String> = self.artifacts.iter().map(|a| a.file.clone()).collect();
 
-        let manifest_path = self.path("manifest.json");
+        let manifest_path = self.path(crate::manifest::FILE_NAME);
         let mut json = serde_json::to_vec_pretty(manifest).map_err(|e| EmitError::Io {
             action: "serializing",
             path: manifest_path.clone(),
@@ -161,6 +174,189 @@ impl Emitter {
     }
 }
 
+/// What the stages produced, as the manifest records it.
+pub struct Record<'a> {
+    pub plan: &'a Plan,
+    pub inputs: &'a Inputs,
+    pub staged: &'a Staged,
+    pub packed: &'a PackReport,
+    pub scrubbed: &'a [String],
+    pub audit: &'a AuditReport,
+}
+
+/// Stage 10: checksums, manifest, then everything into place at once.
+/// Returns the manifest written.
+pub fn emit(
+    emitter: Emitter,
+    record: &Record,
+    reporter: &Reporter,
+) -> Result<Manifest, BuildError> {
+    let st = reporter.stage("emit", record.plan.output.display());
+    let manifest = manifest(record, emitter.artifacts())?;
+    emitter.commit(&manifest)?;
+    st.done("");
+    Ok(manifest)
+}
+
+fn manifest(r: &Record, artifacts: &[Artifact]) -> Result<Manifest, EmitError> {
+    let (plan, inputs, profile) = (r.plan, r.inputs, &r.plan.profile);
+    let package = |(p, _): &(Package, PathBuf), installed: &str| PackageRecord {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        architecture: p.architecture.clone(),
+        sha256: p.sha256.clone(),
+        size: p.size,
+        suite: p.suite.clone(),
+        installed: installed.to_string(),
+    };
+    let whole = |p: &(Package, PathBuf)| match plan.installs_whole(&p.0.name) {
+        true => "whole",
+        false => "libraries",
+    };
+    Ok(Manifest {
+        format: crate::manifest::FORMAT,
+        tool: Tool {
+            name: "ipa-build".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        profile: ProfileRecord {
+            name: profile.name.clone(),
+            description: profile.description.clone(),
+            chain: profile.chain.iter().map(|p| file_name(p)).collect(),
+            init: init_name(profile.init).into(),
+        },
+        source_date_epoch: inputs.source_date_epoch,
+        elements: plan
+            .elements
+            .iter()
+            .map(|e| ElementRecord {
+                name: e.name.clone(),
+                description: e.description.clone(),
+            })
+            .collect(),
+        packages: inputs
+            .packages
+            .iter()
+            .map(|p| package(p, whole(p)))
+            .collect(),
+        kernel: KernelRecord {
+            package: inputs.kernel.0.name.clone(),
+            version: inputs.kernel.0.version.clone(),
+            sha256: inputs.kernel.0.sha256.clone(),
+            release: r.staged.kernel.version.clone(),
+            modules: r.staged.modules.installed.clone(),
+        },
+        agent: agent_record(plan, inputs)?,
+        bootloaders: inputs
+            .bootloaders
+            .iter()
+            .map(|p| package(p, "iso"))
+            .collect(),
+        cmdline: plan.cmdline.clone(),
+        compression: CompressionRecord {
+            kind: profile.output.compression.name().into(),
+            level: profile.output.level,
+        },
+        files: r.packed.entries as u64,
+        uncompressed_bytes: r.packed.uncompressed_bytes,
+        scrubbed: r.scrubbed.to_vec(),
+        audit: AuditRecord {
+            allowed: r
+                .audit
+                .allowed
+                .iter()
+                .map(|(f, reason)| AllowedRecord {
+                    finding: f.into(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            warnings: r.audit.warnings().map(FindingRecord::from).collect(),
+        },
+        artifacts: artifacts.to_vec(),
+    })
+}
+
+fn agent_record(plan: &Plan, inputs: &Inputs) -> Result<Option<AgentRecord>, EmitError> {
+    let Some(agent) = &inputs.agent else {
+        return Ok(None);
+    };
+    let (size, sha256, _) = hash_file(&agent.bin)?;
+    Ok(Some(AgentRecord {
+        path: plan.agent_path.clone().unwrap_or_default(),
+        source: agent.source.into(),
+        sha256,
+        size,
+    }))
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Lines an operator can paste to upload the build and use it for rescue.
+pub fn upload_commands(output: &Path, name: &str, artifacts: &[Artifact]) -> Vec<String> {
+    let has = |kind: ArtifactKind| artifacts.iter().any(|a| a.kind == kind);
+    let dir = output.display();
+    let mut lines = Vec::new();
+    for (kind, var, disk, container) in [
+        (ArtifactKind::Kernel, "KERNEL_ID", "aki", "aki"),
+        (ArtifactKind::Initramfs, "RAMDISK_ID", "ari", "ari"),
+        (ArtifactKind::Iso, "ISO_ID", "iso", "bare"),
+    ] {
+        if has(kind) {
+            let file = artifact_file(name, kind);
+            lines.push(format!(
+                "{var}=$(openstack image create --disk-format {disk} --container-format {container} --file {dir}/{file} {file} -f value -c id)"
+            ));
+        }
+    }
+    if has(ArtifactKind::Kernel) && has(ArtifactKind::Initramfs) {
+        lines.push(
+            "openstack baremetal node set <node> --driver-info rescue_kernel=$KERNEL_ID --driver-info rescue_ramdisk=$RAMDISK_ID"
+                .to_string(),
+        );
+    }
+    lines
+}
+
+/// Refuses a `--keep-tree DIR` that exists and is not an empty directory.
+/// Runs before the build starts: the old behaviour, deleting `DIR` after the
+/// build, could silently destroy whatever the user had there.
+pub fn check_keep_tree(dir: Option<&Path>) -> Result<(), BuildError> {
+    let Some(dir) = dir else { return Ok(()) };
+    let refuse = |why: &str| {
+        Err(BuildError::KeepTree(format!(
+            "--keep-tree {}: {why}; name a new or empty directory (ipa-build never deletes it)",
+            dir.display()
+        )))
+    };
+    match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()) {
+        Ok(true) => Ok(()),
+        Ok(false) => refuse("the directory is not empty"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if dir.exists() && !dir.is_dir() => {
+            refuse(&format!("exists and is not a directory ({e})"))
+        }
+        Err(e) => refuse(&e.to_string()),
+    }
+}
+
+/// Moves the staged tree to `--keep-tree DIR` (checked by [`check_keep_tree`]
+/// before the build; an empty directory there is replaced).
+pub fn keep_tree(staged: Staged, dir: Option<&Path>) -> Result<(), BuildError> {
+    let Some(dir) = dir else { return Ok(()) };
+    check_keep_tree(Some(dir))?;
+    let tree = staged.tree.root();
+    if dir.is_dir() {
+        std::fs::remove_dir(dir).map_err(super::io_err("replacing the empty directory", dir))?;
+    }
+    std::fs::rename(tree, dir)
+        .or_else(|_| duct::cmd!("cp", "-a", tree, dir).run().map(|_| ()))
+        .map_err(super::io_err("keeping the staged tree at", dir))
+}
+
 fn write_file(path: &Path, data: &[u8]) -> Result<(), EmitError> {
     let mut f = BufWriter::new(File::create(path).map_err(io_err("creating", path))?);
     f.write_all(data).map_err(io_err("writing", path))?;
@@ -200,7 +396,7 @@ mod tests {
         {
             let mut e = Emitter::new(&out).unwrap();
             std::fs::write(e.path("x.kernel"), b"k").unwrap();
-            e.add("kernel", "x.kernel").unwrap();
+            e.add(ArtifactKind::Kernel, "x.kernel").unwrap();
         }
         assert!(!out.exists());
         assert_eq!(
@@ -216,7 +412,7 @@ mod tests {
         let out = dir.path().join("out");
         let mut e = Emitter::new(&out).unwrap();
         std::fs::write(e.path("x.kernel"), b"abc").unwrap();
-        let a = e.add("kernel", "x.kernel").unwrap().clone();
+        let a = e.add(ArtifactKind::Kernel, "x.kernel").unwrap().clone();
         assert_eq!(
             a.sha256,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -228,16 +424,13 @@ mod tests {
         let s512 = std::fs::read_to_string(out.join("x.kernel.sha512")).unwrap();
         assert_eq!(s512, format!("{}  x.kernel\n", a.sha512));
         // sha256sum -c accepts our format.
-        let ok = std::process::Command::new("sha256sum")
-            .arg("-c")
-            .arg("SHA256SUMS")
+        let check = std::process::Command::new("sha256sum")
+            .args(["-c", "--quiet", "SHA256SUMS"])
             .current_dir(&out)
-            .output()
-            .unwrap();
+            .status();
         assert!(
-            ok.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ok.stdout)
+            check.unwrap().success(),
+            "sha256sum -c failed (its output is above)"
         );
     }
 

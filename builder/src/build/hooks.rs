@@ -20,6 +20,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::plan::{Plan, init_name};
+use crate::report::Reporter;
+
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     #[error("hook {hook} could not be started: {source}")]
@@ -52,6 +55,38 @@ pub struct HookEnv {
     pub init_style: String,
     pub kernel_version: String,
     pub source_date_epoch: u64,
+}
+
+/// Stage 6: every element's hooks, in element order, against the staged tree.
+pub fn hooks(
+    plan: &Plan,
+    target: &Path,
+    kernel_version: &str,
+    source_date_epoch: u64,
+    reporter: &Reporter,
+) -> Result<(), HookError> {
+    let list: Vec<Hook> = plan
+        .elements
+        .iter()
+        .flat_map(|el| {
+            el.hooks.iter().map(|h| Hook {
+                element: el.name.clone(),
+                element_dir: el.dir.clone(),
+                path: h.clone(),
+            })
+        })
+        .collect();
+    let st = reporter.stage("hooks", format!("{} hooks", list.len()));
+    let env = HookEnv {
+        target: target.to_path_buf(),
+        profile_name: plan.profile.name.clone(),
+        init_style: init_name(plan.profile.init).into(),
+        kernel_version: kernel_version.to_string(),
+        source_date_epoch,
+    };
+    run_all(&list, &env)?;
+    st.done("");
+    Ok(())
 }
 
 /// Runs the hooks in the order given. Returns what each printed, for `--debug`-style logs.
@@ -181,5 +216,43 @@ mod tests {
             msg.contains("exit status 3") && msg.contains("about to fail"),
             "{msg}"
         );
+    }
+
+    /// The real applet-link hook of `elements/busybox-init`, run against a
+    /// target whose busybox is given by `body`.
+    fn applet_hook(body: &str) -> (tempfile::TempDir, Result<Vec<(PathBuf, String)>, HookError>) {
+        let el_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../elements/busybox-init");
+        let target = tempfile::tempdir().unwrap();
+        std::fs::create_dir(target.path().join("bin")).unwrap();
+        script(&target.path().join("bin"), "busybox", body);
+        let hook = Hook {
+            element: "busybox-init".into(),
+            path: el_dir.join("hooks/10-applet-links"),
+            element_dir: el_dir,
+        };
+        let res = run_all(&[hook], &env(target.path()));
+        (target, res)
+    }
+
+    #[test]
+    fn applet_links_are_made_from_the_list() {
+        let (target, res) = applet_hook("printf '/bin/sh\\n/sbin/udhcpc\\n'");
+        res.unwrap();
+        for a in ["bin/sh", "sbin/udhcpc"] {
+            let link = std::fs::read_link(target.path().join(a)).unwrap();
+            assert_eq!(link, Path::new("/bin/busybox"), "{a}");
+        }
+    }
+
+    #[test]
+    fn a_busybox_that_cannot_run_fails_the_hook() {
+        // As a busybox for another architecture looks to the host's exec.
+        let (target, res) = applet_hook("echo 'cannot execute binary file' >&2; exit 126");
+        let msg = res.unwrap_err().to_string();
+        assert!(msg.contains("cannot run"), "{msg}");
+        assert!(!target.path().join("bin/sh").exists());
+        let (_t, res) = applet_hook("exit 0");
+        let msg = res.unwrap_err().to_string();
+        assert!(msg.contains("listed no applets"), "{msg}");
     }
 }

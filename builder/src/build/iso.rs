@@ -47,7 +47,15 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::BuildError;
+use super::emit::Emitter;
+use super::fetch::Inputs;
+use super::pack::artifact_file;
+use super::plan::Plan;
+use super::stage::new_tree;
+use crate::debian::deb;
 use crate::host::{self, HostError, Need};
+use crate::manifest::ArtifactKind;
 use crate::report::{Reporter, human_bytes};
 
 /// Debian packages that carry the boot loaders; the pipeline fetches and
@@ -55,23 +63,11 @@ use crate::report::{Reporter, human_bytes};
 /// [`IsoInputs::bootloaders`].
 pub const ISO_PACKAGES: &[&str] = &["isolinux", "syslinux-common", "grub-efi-amd64-bin"];
 
-pub const XORRISO: Need = Need {
-    what: "xorriso",
-    package: "xorriso",
-};
+pub const XORRISO: Need = Need::new("xorriso", "xorriso");
 /// Absolute: `/sbin` is not in an ordinary user's `PATH` on Debian.
-pub const MKFS_FAT: Need = Need {
-    what: "/sbin/mkfs.fat",
-    package: "dosfstools",
-};
-pub const MCOPY: Need = Need {
-    what: "mcopy",
-    package: "mtools",
-};
-pub const GRUB_MKIMAGE: Need = Need {
-    what: "grub-mkimage",
-    package: "grub-common",
-};
+pub const MKFS_FAT: Need = Need::new("/sbin/mkfs.fat", "dosfstools");
+pub const MCOPY: Need = Need::new("mcopy", "mtools");
+pub const GRUB_MKIMAGE: Need = Need::new("grub-mkimage", "grub-common");
 
 const NEEDS: &[Need] = &[XORRISO, MKFS_FAT, MCOPY, GRUB_MKIMAGE];
 
@@ -114,6 +110,45 @@ const GRUB_MODULES: &[&str] = &[
 
 /// Longest ISO 9660 volume identifier.
 pub const MAX_LABEL_LEN: usize = 32;
+
+/// Stage 9: when the plan asks for an ISO, unpacks the boot loader packages
+/// and builds the ISO from the kernel and initramfs already in the emitter.
+pub fn iso(
+    plan: &Plan,
+    inputs: &Inputs,
+    work: &Path,
+    emitter: &mut Emitter,
+    reporter: &Reporter,
+) -> Result<(), BuildError> {
+    let Some(label) = &plan.iso_label else {
+        return Ok(());
+    };
+    let name = plan.name();
+    let st = reporter.stage("iso", format!("{name}.iso, label {label}"));
+    let mut boot_tree = new_tree(work, "bootloaders")?;
+    for (_, deb_file) in &inputs.bootloaders {
+        deb::unpack(deb_file, &mut boot_tree, &|_| true)?;
+    }
+    let iso_file = artifact_file(name, ArtifactKind::Iso);
+    let iso_work = work.join("iso");
+    fs::create_dir(&iso_work).map_err(super::io_err("creating", &iso_work))?;
+    build_iso(
+        &IsoInputs {
+            kernel: &emitter.path(&artifact_file(name, ArtifactKind::Kernel)),
+            initramfs: &emitter.path(&artifact_file(name, ArtifactKind::Initramfs)),
+            cmdline: &plan.cmdline,
+            label,
+            source_date_epoch: inputs.source_date_epoch,
+            bootloaders: boot_tree.root(),
+            work_dir: &iso_work,
+        },
+        &emitter.path(&iso_file),
+        reporter,
+    )?;
+    let size = emitter.add(ArtifactKind::Iso, &iso_file)?.size;
+    st.done(human_bytes(size));
+    Ok(())
+}
 
 /// Everything one ISO is made from.
 #[derive(Debug, Clone, Copy)]
@@ -626,20 +661,23 @@ mod tests {
     #[test]
     fn bootloaders_are_found_in_both_layouts() {
         let d = tempfile::tempdir().unwrap();
-        let merged = d.path().join("usr/lib/ISOLINUX");
-        fs::create_dir_all(&merged).unwrap();
-        fs::write(merged.join("isolinux.bin"), b"x").unwrap();
-        assert_eq!(
-            find_bootloader(d.path(), "lib/ISOLINUX/isolinux.bin").unwrap(),
-            merged.join("isolinux.bin")
-        );
-        let plain = d.path().join("lib/syslinux/modules/bios");
-        fs::create_dir_all(&plain).unwrap();
-        fs::write(plain.join("ldlinux.c32"), b"x").unwrap();
-        assert_eq!(
-            find_bootloader(d.path(), "lib/syslinux/modules/bios/ldlinux.c32").unwrap(),
-            plain.join("ldlinux.c32")
-        );
+        let touch = |rel: &str| {
+            let p = d.path().join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, b"x").unwrap();
+            p
+        };
+        // Merged /usr (usr/lib/...) and the plain lib/... layout.
+        for (placed, asked) in [
+            ("usr/lib/ISOLINUX/isolinux.bin", "lib/ISOLINUX/isolinux.bin"),
+            (
+                "lib/syslinux/modules/bios/ldlinux.c32",
+                "lib/syslinux/modules/bios/ldlinux.c32",
+            ),
+        ] {
+            let path = touch(placed);
+            assert_eq!(find_bootloader(d.path(), asked).unwrap(), path);
+        }
         let msg = find_bootloader(d.path(), "lib/ISOLINUX/isohdpfx.bin")
             .unwrap_err()
             .to_string();

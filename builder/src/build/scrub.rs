@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use globset::{GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
 
+use crate::report::Reporter;
 use crate::stage::Tree;
 
 /// Paths deleted from every image, as globs over absolute image paths.
@@ -78,6 +79,18 @@ pub fn compile(patterns: &[String]) -> Result<GlobSet, ScrubError> {
         pattern: patterns.join(", "),
         source,
     })
+}
+
+/// Stage 7 (scrub): [`scrub`] with the plan's globs, reported.
+pub fn run(
+    tree: &mut Tree,
+    extra: &[String],
+    reporter: &Reporter,
+) -> Result<Vec<String>, ScrubError> {
+    let st = reporter.stage("scrub", "host keys, machine ids, caches, logs");
+    let scrubbed = scrub(tree, extra)?;
+    st.done(format!("{} paths removed", scrubbed.len()));
+    Ok(scrubbed)
 }
 
 /// Deletes every path in the tree matched by the default list plus `extra`.

@@ -2,7 +2,7 @@
 //!
 //! Operators ask "why is this image 18 MiB?" and "which kernel and modules
 //! does it carry?" long after the build; this answers from the artifacts
-//! alone, reusing the audit's readers ([`crate::audit::input`]) so every
+//! alone, reusing the audit's readers ([`crate::initramfs::read`]) so every
 //! compression and concatenated archives are read exactly as the kernel
 //! would, without unpacking anything to disk.
 
@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::audit::input::{self, ArchiveError};
 use crate::cmd::{Error, Outcome};
+use crate::initramfs::iso;
+use crate::initramfs::read::{self as input, ArchiveError};
 use crate::manifest::{ArtifactKind, Manifest, ManifestError};
 
 /// Arguments of `ipa-build inspect`.
@@ -143,7 +144,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
         return inspect_build(path);
     }
     let file = File::open(path).map_err(io)?;
-    if input::is_iso(&file) {
+    if iso::is_iso(&file) {
         return inspect_iso(path, &file);
     }
     let data = fs::read(path).map_err(io)?;
@@ -250,8 +251,8 @@ fn inspect_iso(path: &Path, file: &File) -> Result<Inspection, InspectError> {
     let size = file.metadata().map_err(io)?.len();
     let mut files = Vec::new();
     let mut initramfs = None;
-    for f in input::iso_files(file).map_err(io)? {
-        let data = input::read_iso_file(file, &f).map_err(io)?;
+    for f in iso::iso_files(file).map_err(io)? {
+        let data = iso::read_iso_file(file, &f).map_err(io)?;
         if initramfs.is_none() && input::is_initramfs(&data) {
             let inner_path = PathBuf::from(format!("{}:{}", path.display(), f.path));
             initramfs = Some(Box::new(inspect_initramfs(&inner_path, &data)?));
@@ -308,7 +309,7 @@ fn segments(data: &[u8]) -> Vec<String> {
     let first = data.iter().position(|&b| b != 0).map(|i| &data[i..]);
     match first {
         Some(d) => vec![match input::sniff(d) {
-            Some(c) => c.name().to_string(),
+            Some(c) => input::layer_name(c).to_string(),
             None => "cpio".to_string(),
         }],
         None => Vec::new(),

@@ -8,11 +8,12 @@
 //! suite is found through its URL ref and its signature is checked again.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use super::DebianError;
 use super::fetch::Transport;
 use super::index::{self, Origin, Package};
-use super::release;
+use super::release::{self, Release};
 use super::sources::Source;
 use crate::cache::{Blob, Cache, InsertError};
 use crate::report::Reporter;
@@ -51,143 +52,34 @@ impl Archive {
         offline: bool,
         reporter: &Reporter,
     ) -> Result<Archive, DebianError> {
-        let transport = Transport::new();
-        let cache_err = |source| DebianError::Cache {
-            cache: cache.dir().to_path_buf(),
-            source,
+        let mut o = Opener {
+            cfg,
+            cache,
+            offline,
+            reporter,
+            transport: Transport::new(),
+            missing: Vec::new(),
         };
         let mut packages = Vec::new();
-        let mut missing = Vec::new();
         let mut dates = Vec::new();
-        let now = release::now();
         for source in &cfg.sources {
             for suite in &source.suites {
-                let url = format!("{}/dists/{suite}/InRelease", source.uri);
-                let path = if offline {
-                    let blob = match cache.get_ref(&url).map_err(cache_err)? {
-                        Some(sha) => cache.check(&sha).map_err(cache_err)?,
-                        None => Blob::Missing,
-                    };
-                    match blob {
-                        Blob::Valid(p) => p,
-                        Blob::Missing => {
-                            missing.push(format!("signed index {url}"));
-                            continue;
-                        }
-                        Blob::Corrupt { path, .. } => {
-                            return Err(DebianError::Index {
-                                url,
-                                msg: format!(
-                                    "the cached copy {} is corrupted; delete it and run once without --offline",
-                                    path.display()
-                                ),
-                            });
-                        }
-                    }
-                } else {
-                    transport.to_cache(&url, cache, None, None, None)?
+                let Some(rel) = o.signed_release(source, suite)? else {
+                    continue;
                 };
-                let text = match release::verify(&path, &source.keyring, &url) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        if !offline {
-                            // Keep no unverified bytes around (best effort).
-                            let _ = std::fs::remove_file(&path);
-                        }
-                        return Err(e);
-                    }
-                };
-                let rel = release::parse(&url, &text)?;
-                if let Err(e) = rel.check_valid_until(now) {
-                    if offline {
-                        // It was valid when fetched; offline builds rebuild from what was verified then.
-                        reporter.warn(format!(
-                            "{e}\n  (continuing: --offline uses the indices as last verified)"
-                        ));
-                    } else {
-                        return Err(e);
-                    }
-                }
                 dates.extend(rel.date.as_deref().and_then(release::parse_date));
-                if !offline && let Some(sha) = path.file_name().and_then(|n| n.to_str()) {
-                    cache.set_ref(&url, sha).map_err(cache_err)?;
-                }
                 for comp in &source.components {
-                    let base = format!("{comp}/binary-{}/Packages", cfg.arch);
-                    let Some((name, sha, size)) = SUFFIXES.iter().find_map(|s| {
-                        let name = format!("{base}{s}");
-                        rel.sha256.get(&name).map(|(h, n)| (name, h.clone(), *n))
-                    }) else {
-                        return Err(DebianError::Index {
-                            url,
-                            msg: format!(
-                                "lists no {base}{{.xz,.gz,}}: component `{comp}` or architecture `{}` is not in suite `{suite}`",
-                                cfg.arch
-                            ),
-                        });
-                    };
-                    let idx_url = format!("{}/dists/{suite}/{name}", source.uri);
-                    // The decompressed index is cached too, under the hash InRelease
-                    // gives for it: a warm open then skips xz (the slowest step).
-                    let plain = rel.sha256.get(&base).cloned();
-                    let plain_blob = match &plain {
-                        Some((psha, _)) => cache.check(psha).map_err(cache_err)?,
-                        None => Blob::Missing,
-                    };
-                    let text = if let Blob::Valid(p) = plain_blob {
-                        index::decompress(&p, &base)?
-                    } else {
-                        let Some(blob_path) = compressed_blob(
-                            cache, &transport, reporter, offline, &idx_url, &sha, size,
-                        )?
-                        else {
-                            missing.push(format!("index {idx_url}"));
-                            continue;
-                        };
-                        let text = index::decompress(&blob_path, &idx_url)?;
-                        if let Some((psha, _)) = &plain
-                            && *psha != sha
-                        {
-                            let plain_url = format!("{}/dists/{suite}/{base}", source.uri);
-                            match cache.insert(&mut text.as_bytes(), Some(psha)) {
-                                Ok(_) => {}
-                                Err(InsertError::Mismatch { expected, actual }) => {
-                                    return Err(DebianError::HashMismatch {
-                                        url: plain_url,
-                                        expected,
-                                        actual,
-                                    });
-                                }
-                                Err(InsertError::Write { path, source }) => {
-                                    return Err(DebianError::Cache {
-                                        cache: path,
-                                        source,
-                                    });
-                                }
-                                Err(InsertError::Read(e)) => return Err(cache_err(e)),
-                            }
-                        }
-                        text
-                    };
-                    let origin = Origin {
-                        url: &idx_url,
-                        source_uri: &source.uri,
-                        suite,
-                        component: comp,
-                    };
-                    let found = index::parse(&text, &origin, &cfg.arch)?;
-                    reporter.info(format!("{idx_url}: {} packages", found.len()));
-                    packages.extend(found);
+                    packages.extend(o.component(source, suite, &rel, comp)?);
                 }
             }
         }
-        if !missing.is_empty() {
+        if !o.missing.is_empty() {
             return Err(DebianError::OfflineMissing {
                 cache: cache.dir().to_path_buf(),
-                missing,
+                missing: o.missing,
             });
         }
-        let mut archive = Archive::from_packages(packages, &cfg.arch, offline, transport);
+        let mut archive = Archive::from_packages(packages, &cfg.arch, offline, o.transport);
         archive.dates = dates;
         Ok(archive)
     }
@@ -267,6 +159,192 @@ impl Archive {
     /// The architecture the archive was opened for.
     pub fn arch(&self) -> &str {
         &self.arch
+    }
+}
+
+/// The state of one [`Archive::open`]: what it reads from and, offline,
+/// what the cache turned out to lack (reported all at once at the end).
+struct Opener<'a> {
+    cfg: &'a ArchiveConfig,
+    cache: &'a Cache,
+    offline: bool,
+    reporter: &'a Reporter,
+    transport: Transport,
+    missing: Vec<String>,
+}
+
+impl Opener<'_> {
+    fn cache_err(&self, source: std::io::Error) -> DebianError {
+        DebianError::Cache {
+            cache: self.cache.dir().to_path_buf(),
+            source,
+        }
+    }
+
+    /// A suite's `InRelease`, signature checked and parsed; `None` when
+    /// offline and not in the cache.
+    fn signed_release(
+        &mut self,
+        source: &Source,
+        suite: &str,
+    ) -> Result<Option<Release>, DebianError> {
+        let url = format!("{}/dists/{suite}/InRelease", source.uri);
+        let path = if self.offline {
+            match self.cached_release(&url)? {
+                Some(p) => p,
+                None => {
+                    self.missing.push(format!("signed index {url}"));
+                    return Ok(None);
+                }
+            }
+        } else {
+            self.transport
+                .to_cache(&url, self.cache, None, None, None)?
+        };
+        let text = match release::verify(&path, &source.keyring, &url) {
+            Ok(t) => t,
+            Err(e) => {
+                if !self.offline {
+                    // Keep no unverified bytes around (best effort).
+                    let _ = std::fs::remove_file(&path);
+                }
+                return Err(e);
+            }
+        };
+        let rel = release::parse(&url, &text)?;
+        if let Err(e) = rel.check_valid_until(release::now()) {
+            if !self.offline {
+                return Err(e);
+            }
+            // It was valid when fetched; offline builds rebuild from what was verified then.
+            self.reporter.warn(format!(
+                "{e}\n  (continuing: --offline uses the indices as last verified)"
+            ));
+        }
+        if !self.offline
+            && let Some(sha) = path.file_name().and_then(|n| n.to_str())
+        {
+            self.cache
+                .set_ref(&url, sha)
+                .map_err(|e| self.cache_err(e))?;
+        }
+        Ok(Some(rel))
+    }
+
+    /// The last verified `InRelease` of `url` in the cache.
+    fn cached_release(&self, url: &str) -> Result<Option<PathBuf>, DebianError> {
+        let blob = match self.cache.get_ref(url).map_err(|e| self.cache_err(e))? {
+            Some(sha) => self.cache.check(&sha).map_err(|e| self.cache_err(e))?,
+            None => Blob::Missing,
+        };
+        match blob {
+            Blob::Valid(p) => Ok(Some(p)),
+            Blob::Missing => Ok(None),
+            Blob::Corrupt { path, .. } => Err(DebianError::Index {
+                url: url.to_string(),
+                msg: format!(
+                    "the cached copy {} is corrupted; delete it and run once without --offline",
+                    path.display()
+                ),
+            }),
+        }
+    }
+
+    /// The packages of one component's `Packages` index (empty when offline
+    /// and not cached).
+    fn component(
+        &mut self,
+        source: &Source,
+        suite: &str,
+        rel: &Release,
+        comp: &str,
+    ) -> Result<Vec<Package>, DebianError> {
+        let arch = &self.cfg.arch;
+        let base = format!("{comp}/binary-{arch}/Packages");
+        let Some((name, sha, size)) = SUFFIXES.iter().find_map(|s| {
+            let name = format!("{base}{s}");
+            rel.sha256.get(&name).map(|(h, n)| (name, h.clone(), *n))
+        }) else {
+            return Err(DebianError::Index {
+                url: format!("{}/dists/{suite}/InRelease", source.uri),
+                msg: format!(
+                    "lists no {base}{{.xz,.gz,}}: component `{comp}` or architecture `{arch}` is not in suite `{suite}`"
+                ),
+            });
+        };
+        let idx_url = format!("{}/dists/{suite}/{name}", source.uri);
+        let plain_url = format!("{}/dists/{suite}/{base}", source.uri);
+        let Some(text) = self.index_text(rel, &base, &idx_url, &plain_url, &sha, size)? else {
+            self.missing.push(format!("index {idx_url}"));
+            return Ok(Vec::new());
+        };
+        let origin = Origin {
+            url: &idx_url,
+            source_uri: &source.uri,
+            suite,
+            component: comp,
+        };
+        let found = index::parse(&text, &origin, arch)?;
+        self.reporter
+            .info(format!("{idx_url}: {} packages", found.len()));
+        Ok(found)
+    }
+
+    /// The decompressed text of an index. The decompressed index is cached
+    /// too, under the hash `InRelease` gives for it: a warm open then skips
+    /// xz (the slowest step).
+    fn index_text(
+        &self,
+        rel: &Release,
+        base: &str,
+        idx_url: &str,
+        plain_url: &str,
+        sha: &str,
+        size: u64,
+    ) -> Result<Option<String>, DebianError> {
+        let plain = rel.sha256.get(base).cloned();
+        let plain_blob = match &plain {
+            Some((psha, _)) => self.cache.check(psha).map_err(|e| self.cache_err(e))?,
+            None => Blob::Missing,
+        };
+        if let Blob::Valid(p) = plain_blob {
+            return index::decompress(&p, base).map(Some);
+        }
+        let Some(blob_path) = compressed_blob(
+            self.cache,
+            &self.transport,
+            self.reporter,
+            self.offline,
+            idx_url,
+            sha,
+            size,
+        )?
+        else {
+            return Ok(None);
+        };
+        let text = index::decompress(&blob_path, idx_url)?;
+        if let Some((psha, _)) = &plain
+            && *psha != sha
+        {
+            match self.cache.insert(&mut text.as_bytes(), Some(psha)) {
+                Ok(_) => {}
+                Err(InsertError::Mismatch { expected, actual }) => {
+                    return Err(DebianError::HashMismatch {
+                        url: plain_url.to_string(),
+                        expected,
+                        actual,
+                    });
+                }
+                Err(InsertError::Write { path, source }) => {
+                    return Err(DebianError::Cache {
+                        cache: path,
+                        source,
+                    });
+                }
+                Err(InsertError::Read(e)) => return Err(self.cache_err(e)),
+            }
+        }
+        Ok(Some(text))
     }
 }
 

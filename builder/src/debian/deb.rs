@@ -26,10 +26,7 @@ use std::path::{Component, Path, PathBuf};
 use tar::EntryType;
 
 use super::DebianError;
-use crate::stage::tree::{Meta, Special, Tree};
-
-/// Symlinks followed while resolving one path before we call it a loop.
-const MAX_LINKS: usize = 40;
+use crate::stage::tree::{Last, Meta, Special, Tree};
 
 /// Unpacks the data archive of `deb` into `tree`. `filter` receives each
 /// entry's final image path (absolute, e.g. `/usr/share/doc/x/copyright`,
@@ -130,49 +127,17 @@ fn entry_components(raw: &Path) -> io::Result<Vec<OsString>> {
     Ok(out)
 }
 
-/// Resolves `comps` inside `root`, following symlinks found in the tree (all
-/// but the last component unless `follow_last`), never leaving the root.
-/// Returns the real components relative to the root.
+/// `comps` resolved inside `root` by [`Tree::resolve_in`] (the last
+/// component followed only when `follow_last`), as components again.
 fn resolve(root: &Path, comps: Vec<OsString>, follow_last: bool) -> io::Result<Vec<OsString>> {
-    let mut todo: std::collections::VecDeque<OsString> = comps.into();
-    let mut cur: Vec<OsString> = Vec::new();
-    let mut links = 0;
-    while let Some(c) = todo.pop_front() {
-        if c == ".." {
-            cur.pop();
-            continue;
-        }
-        cur.push(c);
-        if todo.is_empty() && !follow_last {
-            break;
-        }
-        let host: PathBuf = std::iter::once(root.as_os_str())
-            .chain(cur.iter().map(|s| s.as_os_str()))
-            .collect();
-        let Ok(meta) = fs::symlink_metadata(&host) else {
-            continue;
-        };
-        if !meta.file_type().is_symlink() {
-            continue;
-        }
-        links += 1;
-        if links > MAX_LINKS {
-            return Err(io::Error::other("too many levels of symbolic links"));
-        }
-        let target = fs::read_link(&host)?;
-        cur.pop();
-        if target.is_absolute() {
-            cur.clear();
-        }
-        for comp in target.components().rev() {
-            match comp {
-                Component::Normal(s) => todo.push_front(s.to_os_string()),
-                Component::ParentDir => todo.push_front(OsString::from("..")),
-                _ => {}
-            }
-        }
-    }
-    Ok(cur)
+    let last = if follow_last {
+        Last::Follow
+    } else {
+        Last::NoFollow
+    };
+    let path: PathBuf = comps.iter().collect();
+    let real = Tree::resolve_in(root, &path, last)?;
+    Ok(real.iter().map(|c| c.to_os_string()).collect())
 }
 
 fn image_path(comps: &[OsString]) -> PathBuf {
@@ -229,9 +194,12 @@ fn place<R: Read>(
     };
     let header = entry.header();
     let kind = header.entry_type();
-    let mode = header.mode()?;
-    let uid = u32::try_from(header.uid()?).map_err(io::Error::other)?;
-    let gid = u32::try_from(header.gid()?).map_err(io::Error::other)?;
+    let at = Placement {
+        uid: u32::try_from(header.uid()?).map_err(io::Error::other)?,
+        gid: u32::try_from(header.gid()?).map_err(io::Error::other)?,
+        mode: header.mode()?,
+        ..Placement::default()
+    };
     let root = tree.root().to_path_buf();
 
     let mut real = resolve(&root, parents.to_vec(), true)?;
@@ -242,90 +210,24 @@ fn place<R: Read>(
     if real.is_empty() {
         return Ok(None);
     }
-    let img = image_path(&real);
-    if !filter(&img) {
+    let at = Placement {
+        img: image_path(&real),
+        host: root.join(real.iter().collect::<PathBuf>()),
+        ..at
+    };
+    if !filter(&at.img) {
         return Ok(None);
     }
-    let host = root.join(real.iter().collect::<PathBuf>());
-    if let Some(parent) = host.parent() {
+    if let Some(parent) = at.host.parent() {
         fs::create_dir_all(parent)?;
     }
-
-    match kind {
-        EntryType::Directory => {
-            let disk = mode & 0o777 | 0o700;
-            match fs::symlink_metadata(&host) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    fs::remove_file(&host)?;
-                    fs::create_dir(&host)?;
-                }
-                Err(_) => fs::create_dir(&host)?,
-            }
-            fs::set_permissions(&host, fs::Permissions::from_mode(disk))?;
-            record(tree, &img, uid, gid, mode, Some(disk))?;
-        }
-        EntryType::Regular | EntryType::Continuous => {
-            let disk = mode & 0o777 | 0o600;
-            clear_for_file(&host)?;
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(disk)
-                .open(&host)?;
-            loop {
-                let n = entry.read(buf)?;
-                if n == 0 {
-                    break;
-                }
-                f.write_all(&buf[..n])?;
-            }
-            f.set_permissions(fs::Permissions::from_mode(disk))?;
-            record(tree, &img, uid, gid, mode, Some(disk))?;
-        }
-        EntryType::Symlink => {
-            let target = entry
-                .link_name()?
-                .ok_or_else(|| io::Error::other("symlink without a target"))?;
-            if fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
-                // dpkg keeps an existing directory rather than replacing it
-                // with a symlink (e.g. a real /lib64 in the skeleton).
-                return Ok(None);
-            }
-            clear_for_file(&host)?;
-            std::os::unix::fs::symlink(&target, &host)?;
-            record(tree, &img, uid, gid, mode, None)?;
-        }
-        EntryType::Link => {
-            let target = entry
-                .link_name()?
-                .ok_or_else(|| io::Error::other("hardlink without a target"))?;
-            let tcomps = entry_components(&target)?;
-            let Some((tlast, tparents)) = tcomps.split_last() else {
-                return Err(io::Error::other("hardlink to the root"));
-            };
-            let mut treal = resolve(&root, tparents.to_vec(), true)?;
-            treal.push(tlast.clone());
-            let thost = root.join(treal.iter().collect::<PathBuf>());
-            if thost == host {
-                return Ok(Some(img));
-            }
-            if !filter(&image_path(&treal)) {
-                // The target was excluded, so its other name goes too.
-                return Ok(None);
-            }
-            if !fs::symlink_metadata(&thost).is_ok_and(|m| m.is_file()) {
-                return Err(io::Error::other(format!(
-                    "hardlink target {} was not unpacked (excluded by a filter?)",
-                    target.display()
-                )));
-            }
-            clear_for_file(&host)?;
-            fs::hard_link(&thost, &host)?;
-            let disk = fs::symlink_metadata(&host)?.permissions().mode() & 0o777;
-            record(tree, &img, uid, gid, mode, Some(disk))?;
-        }
+    let placed = match kind {
+        EntryType::Directory => place_dir(tree, &at)?,
+        EntryType::Regular | EntryType::Continuous => place_file(tree, &at, entry, buf)?,
+        EntryType::Symlink => place_symlink(tree, &at, entry)?,
+        EntryType::Link => place_hardlink(tree, &at, entry, filter)?,
         EntryType::Char | EntryType::Block | EntryType::Fifo => {
+            let header = entry.header();
             let major = header.device_major()?.unwrap_or(0);
             let minor = header.device_minor()?.unwrap_or(0);
             let special = match kind {
@@ -333,53 +235,138 @@ fn place<R: Read>(
                 EntryType::Block => Special::BlockDevice { major, minor },
                 _ => Special::Fifo,
             };
-            tree.add_special(
-                &img,
-                special,
-                Meta {
-                    uid,
-                    gid,
-                    mode: Some(mode & 0o7777),
-                },
-            )?;
+            let meta = Meta {
+                uid: at.uid,
+                gid: at.gid,
+                mode: Some(at.mode & 0o7777),
+            };
+            tree.add_special(&at.img, special, meta)?;
+            true
         }
         // PAX/GNU extension headers are consumed by the tar crate; anything else
         // (sockets, sparse oddities) has no place in an image.
-        _ => return Ok(None),
+        _ => false,
+    };
+    Ok(placed.then_some(at.img))
+}
+
+/// Where one entry goes and what its header says about it.
+#[derive(Default)]
+struct Placement {
+    img: PathBuf,
+    host: PathBuf,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Placement {
+    fn record(&self, tree: &mut Tree, disk: Option<u32>) -> io::Result<()> {
+        record(tree, &self.img, self.uid, self.gid, self.mode, disk)
     }
-    Ok(Some(img))
+}
+
+fn place_dir(tree: &mut Tree, at: &Placement) -> io::Result<bool> {
+    let disk = at.mode & 0o777 | 0o700;
+    match fs::symlink_metadata(&at.host) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            fs::remove_file(&at.host)?;
+            fs::create_dir(&at.host)?;
+        }
+        Err(_) => fs::create_dir(&at.host)?,
+    }
+    fs::set_permissions(&at.host, fs::Permissions::from_mode(disk))?;
+    at.record(tree, Some(disk))?;
+    Ok(true)
+}
+
+fn place_file<R: Read>(
+    tree: &mut Tree,
+    at: &Placement,
+    entry: &mut tar::Entry<'_, R>,
+    buf: &mut [u8],
+) -> io::Result<bool> {
+    let disk = at.mode & 0o777 | 0o600;
+    clear_for_file(&at.host)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(disk)
+        .open(&at.host)?;
+    loop {
+        let n = entry.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        f.write_all(&buf[..n])?;
+    }
+    f.set_permissions(fs::Permissions::from_mode(disk))?;
+    at.record(tree, Some(disk))?;
+    Ok(true)
+}
+
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>, what: &str) -> io::Result<PathBuf> {
+    let target = entry.link_name()?;
+    target
+        .map(|t| t.into_owned())
+        .ok_or_else(|| io::Error::other(format!("{what} without a target")))
+}
+
+fn place_symlink<R: Read>(
+    tree: &mut Tree,
+    at: &Placement,
+    entry: &mut tar::Entry<'_, R>,
+) -> io::Result<bool> {
+    let target = link_target(entry, "symlink")?;
+    if fs::symlink_metadata(&at.host).is_ok_and(|m| m.is_dir()) {
+        // dpkg keeps an existing directory rather than replacing it
+        // with a symlink (e.g. a real /lib64 in the skeleton).
+        return Ok(false);
+    }
+    clear_for_file(&at.host)?;
+    std::os::unix::fs::symlink(&target, &at.host)?;
+    at.record(tree, None)?;
+    Ok(true)
+}
+
+fn place_hardlink<R: Read>(
+    tree: &mut Tree,
+    at: &Placement,
+    entry: &mut tar::Entry<'_, R>,
+    filter: &dyn Fn(&Path) -> bool,
+) -> io::Result<bool> {
+    let target = link_target(entry, "hardlink")?;
+    let tcomps = entry_components(&target)?;
+    let Some((tlast, tparents)) = tcomps.split_last() else {
+        return Err(io::Error::other("hardlink to the root"));
+    };
+    let mut treal = resolve(tree.root(), tparents.to_vec(), true)?;
+    treal.push(tlast.clone());
+    let thost = tree.root().join(treal.iter().collect::<PathBuf>());
+    if thost == at.host {
+        return Ok(true);
+    }
+    if !filter(&image_path(&treal)) {
+        // The target was excluded, so its other name goes too.
+        return Ok(false);
+    }
+    if !fs::symlink_metadata(&thost).is_ok_and(|m| m.is_file()) {
+        return Err(io::Error::other(format!(
+            "hardlink target {} was not unpacked (excluded by a filter?)",
+            target.display()
+        )));
+    }
+    clear_for_file(&at.host)?;
+    fs::hard_link(&thost, &at.host)?;
+    let disk = fs::symlink_metadata(&at.host)?.permissions().mode() & 0o777;
+    at.record(tree, Some(disk))?;
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolve_follows_links_inside_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("usr/bin")).unwrap();
-        std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
-        std::os::unix::fs::symlink("/", root.join("usr/up")).unwrap();
-        std::os::unix::fs::symlink("../../../../..", root.join("usr/bin/dots")).unwrap();
-        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        let c = |s: &str| s.split('/').map(OsString::from).collect::<Vec<_>>();
-        let j = |v: Vec<OsString>| {
-            v.iter()
-                .map(|s| s.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/")
-        };
-        assert_eq!(j(resolve(root, c("bin/sh"), false).unwrap()), "usr/bin/sh");
-        assert_eq!(j(resolve(root, c("usr/up/etc/x"), false).unwrap()), "etc/x");
-        assert_eq!(
-            j(resolve(root, c("bin/dots/etc/x"), false).unwrap()),
-            "etc/x"
-        );
-        assert_eq!(j(resolve(root, c("bin"), false).unwrap()), "bin");
-        assert_eq!(j(resolve(root, c("bin"), true).unwrap()), "usr/bin");
-        assert!(resolve(root, c("loop/x"), false).is_err());
-    }
 
     #[test]
     fn entry_names_with_dotdot_are_refused() {

@@ -19,6 +19,7 @@
 //! pins the hash of `Packages`, `Packages` pins the hash of every `.deb`.
 //! Nothing is used before the link above it has been checked.
 
+pub mod arch;
 pub mod archive;
 pub mod deb;
 pub mod fetch;
@@ -31,6 +32,7 @@ pub mod version;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use arch::{Arch, ArchError};
 pub use archive::{Archive, ArchiveConfig};
 pub use index::Package;
 pub use sources::{Source, host_sources};

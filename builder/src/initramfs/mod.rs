@@ -22,6 +22,8 @@
 
 pub mod compress;
 pub mod cpio;
+pub mod iso;
+pub mod read;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
@@ -145,7 +147,8 @@ pub fn pack(tree: &Tree, opts: &PackOptions, out: &mut dyn Write) -> Result<Pack
     })
 }
 
-/// Builds the sorted entry list for `tree`.
+/// Builds the sorted entry list for `tree`: what is on disk, then the
+/// special files of the metadata map (which replace any placeholder).
 pub fn collect(tree: &Tree, source_date_epoch: u64) -> Result<Vec<Entry>, PackError> {
     let root = tree.root();
     let clamp = |mtime: i64| -> u32 {
@@ -161,108 +164,108 @@ pub fn collect(tree: &Tree, source_date_epoch: u64) -> Result<Vec<Entry>, PackEr
                 source: e.into(),
             }
         })?;
-        let rel = item
-            .path()
-            .strip_prefix(root)
-            .map_err(|e| PackError::BadPath {
-                path: item.path().to_path_buf(),
-                why: e.to_string(),
-            })?;
-        let md = item.metadata().map_err(|e| PackError::Walk {
-            path: item.path().to_path_buf(),
-            source: e.into(),
-        })?;
-        let ft = md.file_type();
-        let walk_err = |source| PackError::Walk {
-            path: item.path().to_path_buf(),
-            source,
-        };
-        let (kind, data, link_key) = if ft.is_dir() {
-            (cpio::S_IFDIR, Data::None, None)
-        } else if ft.is_file() {
-            let key = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
-            (
-                cpio::S_IFREG,
-                Data::File {
-                    path: item.path().to_path_buf(),
-                    size: md.len(),
-                },
-                key,
-            )
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(item.path()).map_err(walk_err)?;
-            (
-                cpio::S_IFLNK,
-                Data::Bytes(target.as_os_str().as_bytes().to_vec()),
-                None,
-            )
-        } else if ft.is_char_device() {
-            (cpio::S_IFCHR, Data::None, None)
-        } else if ft.is_block_device() {
-            (cpio::S_IFBLK, Data::None, None)
-        } else if ft.is_fifo() {
-            (cpio::S_IFIFO, Data::None, None)
-        } else {
-            return Err(PackError::Socket {
-                path: item.path().to_path_buf(),
-            });
-        };
-        let (rdev_major, rdev_minor) = if ft.is_char_device() || ft.is_block_device() {
-            split_dev(md.rdev())
-        } else {
-            (0, 0)
-        };
-        let meta = tree.meta(rel).copied().unwrap_or_default();
-        let perms = if kind == cpio::S_IFLNK {
-            0o777
-        } else {
-            meta.mode.unwrap_or(md.mode()) & 0o7777
-        };
-        by_path.insert(
-            rel.as_os_str().as_bytes().to_vec(),
-            Entry {
-                name: rel.as_os_str().as_bytes().to_vec(),
-                mode: kind | perms,
-                uid: meta.uid,
-                gid: meta.gid,
-                nlink: 1,
-                mtime: clamp(md.mtime()),
-                rdev_major,
-                rdev_minor,
-                link_key,
-                data,
-            },
-        );
+        let entry = disk_entry(tree, &item, &clamp)?;
+        by_path.insert(entry.name.clone(), entry);
     }
-    // Special files replace whatever placeholder may be on disk at their path.
+    let epoch = clamp(i64::try_from(source_date_epoch).unwrap_or(i64::MAX));
     for (rel, (special, meta)) in tree.specials() {
-        let (kind, (rdev_major, rdev_minor)) = match *special {
-            Special::CharDevice { major, minor } => (cpio::S_IFCHR, (major, minor)),
-            Special::BlockDevice { major, minor } => (cpio::S_IFBLK, (major, minor)),
-            Special::Fifo => (cpio::S_IFIFO, (0, 0)),
-        };
-        let Meta { uid, gid, mode } = *meta;
-        let default_perms = if kind == cpio::S_IFIFO { 0o644 } else { 0o600 };
-        let name = rel.as_os_str().as_bytes().to_vec();
-        by_path.insert(
-            name.clone(),
-            Entry {
-                name,
-                mode: kind | (mode.unwrap_or(default_perms) & 0o7777),
-                uid,
-                gid,
-                nlink: 1,
-                mtime: clamp(i64::try_from(source_date_epoch).unwrap_or(i64::MAX)),
-                rdev_major,
-                rdev_minor,
-                link_key: None,
-                data: Data::None,
-            },
-        );
+        let entry = special_entry(rel, *special, *meta, epoch);
+        by_path.insert(entry.name.clone(), entry);
     }
     let mut entries: Vec<Entry> = by_path.into_values().collect();
     fix_link_counts(&mut entries);
     Ok(entries)
+}
+
+/// The entry for one file on disk, with ownership and mode from the
+/// metadata map where it has a record.
+fn disk_entry(
+    tree: &Tree,
+    item: &walkdir::DirEntry,
+    clamp: &dyn Fn(i64) -> u32,
+) -> Result<Entry, PackError> {
+    let path = item.path();
+    let rel = path
+        .strip_prefix(tree.root())
+        .map_err(|e| PackError::BadPath {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+    let walk_err = |source| PackError::Walk {
+        path: path.to_path_buf(),
+        source,
+    };
+    let md = item.metadata().map_err(|e| walk_err(e.into()))?;
+    let ft = md.file_type();
+    let (kind, data, link_key) = if ft.is_dir() {
+        (cpio::S_IFDIR, Data::None, None)
+    } else if ft.is_file() {
+        let key = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
+        let data = Data::File {
+            path: path.to_path_buf(),
+            size: md.len(),
+        };
+        (cpio::S_IFREG, data, key)
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(path).map_err(walk_err)?;
+        let data = Data::Bytes(target.as_os_str().as_bytes().to_vec());
+        (cpio::S_IFLNK, data, None)
+    } else if ft.is_char_device() {
+        (cpio::S_IFCHR, Data::None, None)
+    } else if ft.is_block_device() {
+        (cpio::S_IFBLK, Data::None, None)
+    } else if ft.is_fifo() {
+        (cpio::S_IFIFO, Data::None, None)
+    } else {
+        return Err(PackError::Socket {
+            path: path.to_path_buf(),
+        });
+    };
+    let (rdev_major, rdev_minor) = if ft.is_char_device() || ft.is_block_device() {
+        split_dev(md.rdev())
+    } else {
+        (0, 0)
+    };
+    let meta = tree.meta(rel).copied().unwrap_or_default();
+    let perms = if kind == cpio::S_IFLNK {
+        0o777
+    } else {
+        meta.mode.unwrap_or(md.mode()) & 0o7777
+    };
+    Ok(Entry {
+        name: rel.as_os_str().as_bytes().to_vec(),
+        mode: kind | perms,
+        uid: meta.uid,
+        gid: meta.gid,
+        nlink: 1,
+        mtime: clamp(md.mtime()),
+        rdev_major,
+        rdev_minor,
+        link_key,
+        data,
+    })
+}
+
+/// The entry for a device node or FIFO that exists only in the metadata map.
+fn special_entry(rel: &Path, special: Special, meta: Meta, mtime: u32) -> Entry {
+    let (kind, (rdev_major, rdev_minor)) = match special {
+        Special::CharDevice { major, minor } => (cpio::S_IFCHR, (major, minor)),
+        Special::BlockDevice { major, minor } => (cpio::S_IFBLK, (major, minor)),
+        Special::Fifo => (cpio::S_IFIFO, (0, 0)),
+    };
+    let default_perms = if kind == cpio::S_IFIFO { 0o644 } else { 0o600 };
+    Entry {
+        name: rel.as_os_str().as_bytes().to_vec(),
+        mode: kind | (meta.mode.unwrap_or(default_perms) & 0o7777),
+        uid: meta.uid,
+        gid: meta.gid,
+        nlink: 1,
+        mtime,
+        rdev_major,
+        rdev_minor,
+        link_key: None,
+        data: Data::None,
+    }
 }
 
 /// Sets `nlink` to what the archive itself contains: the number of names of

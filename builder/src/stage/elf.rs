@@ -31,18 +31,23 @@ use object::elf;
 use object::read::elf::{Dyn, ElfFile64, ProgramHeader};
 use object::{Endianness, Object};
 
+use crate::debian::arch::{ARCHES, Arch};
 use crate::stage::Tree;
+use crate::stage::tree::{Last, ResolveError};
 
-/// The directories glibc's `ld.so` searches on Debian x86-64 when nothing else
-/// matches, in its order.
-const STANDARD_DIRS: &[&str] = &[
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib64",
-    "/usr/lib64",
-    "/lib",
-    "/usr/lib",
-];
+/// The directories glibc's `ld.so` searches on Debian when nothing else
+/// matches, in its order: the multiarch directories first. An image holds
+/// one architecture's libraries, so the triplets of every supported
+/// architecture ([`crate::debian::arch::ARCHES`]) can be listed together.
+fn standard_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for a in ARCHES {
+        dirs.push(PathBuf::from(format!("/lib/{}", a.triplet)));
+        dirs.push(PathBuf::from(format!("/usr/lib/{}", a.triplet)));
+    }
+    dirs.extend(["/lib64", "/usr/lib64", "/lib", "/usr/lib"].map(PathBuf::from));
+    dirs
+}
 
 /// Symlink hops allowed while resolving one path (as the kernel's `MAXSYMLINKS`).
 const MAX_HOPS: usize = 40;
@@ -85,7 +90,7 @@ pub struct DynamicInfo {
 }
 
 /// Reads `PT_INTERP`, `DT_NEEDED`, `DT_RPATH` and `DT_RUNPATH`. Returns `None`
-/// for files that are not 64-bit x86-64 ELF.
+/// for files that are not 64-bit ELF for an architecture we build for.
 pub fn dynamic_info(data: &[u8], path: &Path) -> Result<Option<DynamicInfo>, ElfError> {
     if data.len() < 5 || &data[..4] != b"\x7fELF" || data[4] != elf::ELFCLASS64.0 {
         return Ok(None);
@@ -96,7 +101,7 @@ pub fn dynamic_info(data: &[u8], path: &Path) -> Result<Option<DynamicInfo>, Elf
     };
     let file = ElfFile64::<Endianness>::parse(data).map_err(|e| malformed(e.to_string()))?;
     // Firmware blobs can be ELF files for other processors: not ours to load.
-    if file.architecture() != object::Architecture::X86_64 {
+    if Arch::from_elf(file.architecture()).is_none() {
         return Ok(None);
     }
     let endian = file.endian();
@@ -263,7 +268,7 @@ fn search_dirs(info: &DynamicInfo, origin: &Path, conf: &[PathBuf]) -> Vec<PathB
     }
     dirs.extend(info.runpath.iter().filter_map(expand));
     dirs.extend(conf.iter().cloned());
-    dirs.extend(STANDARD_DIRS.iter().map(PathBuf::from));
+    dirs.extend(standard_dirs());
     let mut seen = BTreeSet::new();
     dirs.retain(|d| seen.insert(d.clone()));
     dirs
@@ -292,52 +297,35 @@ fn ld_so_conf_dirs(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Resolves an image path inside `root`, following symlinks as the kernel
-/// would if `root` were `/`. Returns the final image path when it names a
-/// regular file, `None` when something along the way does not exist.
+/// would if `root` were `/` (by [`Tree::resolve_in`]). Returns the final
+/// image path when it names a regular file, `None` when something along the
+/// way does not exist.
 pub fn resolve(root: &Path, image: &Path) -> Result<Option<PathBuf>, ElfError> {
-    let mut hops = 0;
-    let mut done = PathBuf::from("/");
-    let mut todo: VecDeque<PathBuf> = components(image);
-    while let Some(c) = todo.pop_front() {
-        if c.as_os_str() == ".." {
-            done.pop();
-            continue;
+    resolve_to(root, image, std::fs::Metadata::is_file)
+}
+
+/// [`resolve`], keeping the result when `want` accepts what is there.
+fn resolve_to(
+    root: &Path,
+    image: &Path,
+    want: fn(&std::fs::Metadata) -> bool,
+) -> Result<Option<PathBuf>, ElfError> {
+    let rel = Tree::resolve_in(root, image, Last::Follow).map_err(|e| match e {
+        ResolveError::Loop { .. } => ElfError::SymlinkLoop {
+            path: image.to_path_buf(),
+        },
+        ResolveError::Io { path, source } => ElfError::Io { path, source },
+    })?;
+    let host = root.join(&rel);
+    match std::fs::symlink_metadata(&host) {
+        Ok(md) => Ok(want(&md).then(|| Path::new("/").join(rel))),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
+        {
+            Ok(None)
         }
-        let next = done.join(&c);
-        let host = root.join(next.strip_prefix("/").unwrap_or(&next));
-        let md = match std::fs::symlink_metadata(&host) {
-            Ok(md) => md,
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound
-                    || e.kind() == io::ErrorKind::NotADirectory =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(io_err(&host)(e)),
-        };
-        if md.file_type().is_symlink() {
-            hops += 1;
-            if hops > MAX_HOPS {
-                return Err(ElfError::SymlinkLoop {
-                    path: image.to_path_buf(),
-                });
-            }
-            let target = std::fs::read_link(&host).map_err(io_err(&host))?;
-            if target.is_absolute() {
-                done = PathBuf::from("/");
-            }
-            let mut rest = components(&target);
-            rest.extend(todo);
-            todo = rest;
-        } else if todo.is_empty() {
-            return Ok(md.is_file().then_some(next));
-        } else if md.is_dir() {
-            done = next;
-        } else {
-            return Ok(None);
-        }
+        Err(e) => Err(io_err(&host)(e)),
     }
-    Ok(None)
 }
 
 fn components(p: &Path) -> VecDeque<PathBuf> {
@@ -379,39 +367,7 @@ fn tree_target(root: &Path, image: &Path) -> Result<(PathBuf, PathBuf), ElfError
 
 /// Like [`resolve`], for a directory.
 fn resolve_dir(root: &Path, image: &Path) -> Result<Option<PathBuf>, ElfError> {
-    let mut done = PathBuf::from("/");
-    let mut todo = components(image);
-    let mut hops = 0;
-    while let Some(c) = todo.pop_front() {
-        if c.as_os_str() == ".." {
-            done.pop();
-            continue;
-        }
-        let next = done.join(&c);
-        let host = root.join(next.strip_prefix("/").unwrap_or(&next));
-        match std::fs::symlink_metadata(&host) {
-            Ok(md) if md.file_type().is_symlink() => {
-                hops += 1;
-                if hops > MAX_HOPS {
-                    return Err(ElfError::SymlinkLoop {
-                        path: image.to_path_buf(),
-                    });
-                }
-                let target = std::fs::read_link(&host).map_err(io_err(&host))?;
-                if target.is_absolute() {
-                    done = PathBuf::from("/");
-                }
-                let mut rest = components(&target);
-                rest.extend(todo);
-                todo = rest;
-            }
-            Ok(md) if md.is_dir() => done = next,
-            Ok(_) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&host)(e)),
-        }
-    }
-    Ok(Some(done))
+    resolve_to(root, image, std::fs::Metadata::is_dir)
 }
 
 /// Copies `image` from the pool into the tree: each symlink met on the way

@@ -12,12 +12,12 @@
 
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
 use crate::config::element::{DeviceKind, Element};
-use crate::stage::tree::{Meta, Special, Tree, normalize};
+use crate::stage::tree::{Last, Meta, Special, Tree, normalize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -56,52 +56,7 @@ pub fn skeleton(tree: &Tree) -> io::Result<()> {
 /// component is not followed, so the caller can replace a symlink itself.
 pub fn host_path_in(root: &Path, image_path: &Path) -> io::Result<PathBuf> {
     let rel = normalize(image_path)?;
-    let mut parts: Vec<std::ffi::OsString> = rel.iter().map(|c| c.to_os_string()).collect();
-    let mut resolved = PathBuf::new();
-    let mut hops = 0;
-    let mut i = 0;
-    while i < parts.len() {
-        let candidate = resolved.join(&parts[i]);
-        let last = i + 1 == parts.len();
-        let host = root.join(&candidate);
-        match std::fs::symlink_metadata(&host) {
-            Ok(m) if m.file_type().is_symlink() && !last => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "too many symlinks",
-                    ));
-                }
-                let target = std::fs::read_link(&host)?;
-                let base = if target.is_absolute() {
-                    PathBuf::new()
-                } else {
-                    resolved.clone()
-                };
-                let mut next = base;
-                for c in target.components() {
-                    match c {
-                        Component::Normal(s) => next.push(s),
-                        Component::ParentDir => {
-                            next.pop();
-                        }
-                        _ => {}
-                    }
-                }
-                // Restart from the link's resolution plus the remaining parts.
-                let rest: Vec<_> = parts[i + 1..].to_vec();
-                parts = next.iter().map(|c| c.to_os_string()).chain(rest).collect();
-                resolved = PathBuf::new();
-                i = 0;
-            }
-            _ => {
-                resolved = candidate;
-                i += 1;
-            }
-        }
-    }
-    Ok(root.join(resolved))
+    Ok(root.join(Tree::resolve_in(root, &rel, Last::NoFollow)?))
 }
 
 /// The image path a host path inside the tree stands for (`/usr/bin/sh` for
@@ -130,6 +85,15 @@ fn prepare(tree: &Tree, image_path: &Path) -> io::Result<PathBuf> {
     Ok(host)
 }
 
+/// What an element says about a path: its owner and its exact mode.
+fn owned(uid: u32, gid: u32, mode: u32) -> Meta {
+    Meta {
+        uid,
+        gid,
+        mode: Some(mode),
+    }
+}
+
 /// Copies `source` into the tree at `image_path` with `mode`, owned by uid/gid.
 pub fn install_file(
     tree: &mut Tree,
@@ -143,14 +107,7 @@ pub fn install_file(
     std::fs::copy(source, &host)?;
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode & 0o777))?;
     let key = resolved_image_path(tree, &host);
-    tree.set_meta(
-        &key,
-        Meta {
-            uid,
-            gid,
-            mode: Some(mode & 0o7777),
-        },
-    )
+    tree.set_meta(&key, owned(uid, gid, mode & 0o7777))
 }
 
 /// Puts one element's content into the tree; returns the image paths written.
@@ -176,15 +133,8 @@ pub fn place_element(tree: &mut Tree, el: &Element) -> Result<Vec<PathBuf>, File
         )
         .map_err(err("setting mode of", &d.path))?;
         let key = resolved_image_path(tree, &host);
-        tree.set_meta(
-            &key,
-            Meta {
-                uid: d.owner,
-                gid: d.group,
-                mode: Some(d.mode.0),
-            },
-        )
-        .map_err(err("recording", &d.path))?;
+        tree.set_meta(&key, owned(d.owner, d.group, d.mode.0))
+            .map_err(err("recording", &d.path))?;
         written.push(d.path.clone());
     }
 
@@ -247,16 +197,8 @@ pub fn place_element(tree: &mut Tree, el: &Element) -> Result<Vec<PathBuf>, File
         };
         let host = host_path_in(tree.root(), &d.path).map_err(err("resolving", &d.path))?;
         let key = resolved_image_path(tree, &host);
-        tree.add_special(
-            &key,
-            special,
-            Meta {
-                uid: d.owner,
-                gid: d.group,
-                mode: Some(d.mode.0),
-            },
-        )
-        .map_err(err("recording device", &d.path))?;
+        tree.add_special(&key, special, owned(d.owner, d.group, d.mode.0))
+            .map_err(err("recording device", &d.path))?;
         written.push(d.path.clone());
     }
     Ok(written)

@@ -105,7 +105,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ModulesError + '_ {
 
 /// Finds `boot/vmlinuz-<ver>` and `lib/modules/<ver>/` (or `usr/lib/modules`)
 /// in a directory where a kernel package was unpacked.
-pub fn find_kernel(unpacked_kernel_pkg: &Path) -> Result<Kernel, ModulesError> {
+pub fn find_kernel(unpacked_kernel_pkg: &Path, image: &str) -> Result<Kernel, ModulesError> {
     let dir = unpacked_kernel_pkg;
     let boot = dir.join("boot");
     let mut found = Vec::new();
@@ -121,7 +121,10 @@ pub fn find_kernel(unpacked_kernel_pkg: &Path) -> Result<Kernel, ModulesError> {
     for e in entries {
         let e = e.map_err(io_err(&boot))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(version) = name.strip_prefix("vmlinuz-") else {
+        let Some(version) = name
+            .strip_prefix(image)
+            .and_then(|rest| rest.strip_prefix('-'))
+        else {
             continue;
         };
         for base in ["lib/modules", "usr/lib/modules"] {
@@ -612,7 +615,7 @@ mod tests {
     #[test]
     fn missing_kernel_is_explained() {
         let dir = tempfile::tempdir().unwrap();
-        let err = find_kernel(dir.path()).unwrap_err();
+        let err = find_kernel(dir.path(), "vmlinuz").unwrap_err();
         assert!(err.to_string().contains("boot/vmlinuz-<version>"), "{err}");
     }
 }

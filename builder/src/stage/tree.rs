@@ -13,7 +13,9 @@
 //!
 //! The packer merges the two. Nothing else applies ownership to the host.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::OsString;
+use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -114,6 +116,106 @@ impl Tree {
     }
 }
 
+/// Symlinks followed while resolving one path before we call it a loop
+/// (Linux's own limit).
+pub const MAX_LINKS: usize = 40;
+
+/// Whether [`Tree::resolve`] follows a symlink in the last component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Last {
+    /// Resolve to what the link points at (reading a file, finding a library).
+    Follow,
+    /// Stop at the link itself (replacing or recording the link).
+    NoFollow,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{}: too many levels of symbolic links inside the image (a loop?)", path.display())]
+    Loop { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl From<ResolveError> for io::Error {
+    fn from(e: ResolveError) -> io::Error {
+        let kind = match &e {
+            ResolveError::Loop { .. } => io::ErrorKind::InvalidInput,
+            ResolveError::Io { source, .. } => source.kind(),
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+impl Tree {
+    /// Resolves `image_path` inside the tree as the kernel would if the tree
+    /// were `/`, without ever leaving it; see [`Tree::resolve_in`].
+    pub fn resolve(&self, image_path: &Path, last: Last) -> Result<PathBuf, ResolveError> {
+        Tree::resolve_in(&self.root, image_path, last)
+    }
+
+    /// The one place a path inside a staging tree is resolved; every writer
+    /// and reader of the tree goes through it, because a hostile `.deb` or
+    /// element can plant symlinks that point anywhere.
+    ///
+    /// Follows symlinks found under `root` component by component: an
+    /// absolute target restarts at `root`, a relative one continues from the
+    /// link's directory, and `..` steps up but never above `root` (as `..`
+    /// at `/` stays at `/`). Components that do not exist are taken as they
+    /// are, so the result can name a path about to be created. Returns the
+    /// resolved path relative to `root` (empty for the root itself); join it
+    /// to `root` for the host path.
+    pub fn resolve_in(root: &Path, image_path: &Path, last: Last) -> Result<PathBuf, ResolveError> {
+        let mut todo: VecDeque<OsString> = components(image_path);
+        let mut done = PathBuf::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop_front() {
+            if c == ".." {
+                done.pop();
+                continue;
+            }
+            done.push(&c);
+            if todo.is_empty() && last == Last::NoFollow {
+                break;
+            }
+            let host = root.join(&done);
+            let is_link = fs::symlink_metadata(&host).is_ok_and(|m| m.file_type().is_symlink());
+            if !is_link {
+                continue;
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(ResolveError::Loop {
+                    path: image_path.to_path_buf(),
+                });
+            }
+            let target = fs::read_link(&host).map_err(|source| ResolveError::Io {
+                path: host.clone(),
+                source,
+            })?;
+            done.pop();
+            if target.has_root() {
+                done = PathBuf::new();
+            }
+            let mut rest = components(&target);
+            rest.extend(todo);
+            todo = rest;
+        }
+        Ok(done)
+    }
+}
+
+/// The `Normal` and `..` components of a path (`/` and `.` say nothing here).
+fn components(p: &Path) -> VecDeque<OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Turns `/a/./b` or `a/b/` into the relative key `a/b`; rejects `..` and an
 /// empty result.
 pub fn normalize(image_path: &Path) -> io::Result<PathBuf> {
@@ -159,6 +261,81 @@ mod tests {
     fn normalize_rejects_escape_and_empty() {
         assert!(normalize(Path::new("/etc/../../x")).is_err());
         assert!(normalize(Path::new("/")).is_err());
+    }
+
+    /// A tree with `usr/bin`, `bin -> usr/bin`, and the links given.
+    fn linked(links: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
+        fs::write(dir.path().join("usr/bin/sh"), b"").unwrap();
+        std::os::unix::fs::symlink("usr/bin", dir.path().join("bin")).unwrap();
+        for (link, target) in links {
+            std::os::unix::fs::symlink(target, dir.path().join(link)).unwrap();
+        }
+        dir
+    }
+
+    fn res(dir: &tempfile::TempDir, p: &str, last: Last) -> Result<PathBuf, ResolveError> {
+        Tree::resolve_in(dir.path(), Path::new(p), last)
+    }
+
+    /// Each image path, followed, resolves to the expected tree-relative path.
+    fn expect(dir: &tempfile::TempDir, cases: &[(&str, &str)]) {
+        for (path, want) in cases {
+            let got = res(dir, path, Last::Follow).unwrap();
+            assert_eq!(got, Path::new(want), "{path}");
+        }
+    }
+
+    #[test]
+    fn resolve_follows_links_inside_the_tree() {
+        let d = linked(&[("usr/bin/ash", "sh"), ("abs", "/usr/bin/sh")]);
+        expect(
+            &d,
+            &[
+                ("/bin/sh", "usr/bin/sh"),
+                ("/bin/ash", "usr/bin/sh"),
+                ("abs", "usr/bin/sh"),
+                // Not there yet: taken as it is, below the resolved parent.
+                ("/bin/new/x", "usr/bin/new/x"),
+            ],
+        );
+        let last = res(&d, "/bin/ash", Last::NoFollow).unwrap();
+        assert_eq!(last, Path::new("usr/bin/ash"));
+    }
+
+    #[test]
+    fn resolve_never_leaves_the_tree() {
+        let d = linked(&[
+            ("cfg", "/etc"),
+            ("up", "../../../../.."),
+            ("host", "/../../etc/passwd"),
+        ]);
+        expect(
+            &d,
+            &[
+                // An absolute link restarts at the tree's root, not the host's.
+                ("/cfg/passwd", "etc/passwd"),
+                // `..` stops at the root, through relative and absolute links alike.
+                ("/up/etc/shadow", "etc/shadow"),
+                ("/host", "etc/passwd"),
+                ("/../../x", "x"),
+                ("/usr/bin/../../..", ""),
+            ],
+        );
+    }
+
+    #[test]
+    fn resolve_reports_symlink_loops() {
+        let d = linked(&[("a", "b"), ("b", "/a"), ("self", "self")]);
+        for p in ["/a", "/self/x", "/b/c"] {
+            assert!(
+                matches!(res(&d, p, Last::Follow), Err(ResolveError::Loop { .. })),
+                "{p}"
+            );
+        }
+        // The loop is in the last component, which is not followed.
+        assert_eq!(res(&d, "/a", Last::NoFollow).unwrap(), Path::new("a"));
     }
 
     #[test]
