@@ -513,6 +513,35 @@ fn corpus(work: &Path) -> Vec<Plant> {
         generic,
         false,
     ));
+
+    // What the scrub stage removes, left in an image that did not go through
+    // it (issue 13): a history with a token typed into it, a baked
+    // machine id, a random seed.
+    let typed = rng.chars(32, ALNUM);
+    p.push(Plant::new(
+        "/root/.bash_history",
+        "scrub-leftover",
+        format!("ls -l\ncurl -H 'X-Auth-Token: {typed}' https://ironic.example.org/v1/nodes\n"),
+        typed,
+        false,
+    ));
+    let id = hex::encode(rng.bytes(16));
+    p.push(Plant::new(
+        "/etc/machine-id",
+        "scrub-leftover",
+        format!("{id}\n"),
+        id,
+        false,
+    ));
+    let seed = rng.bytes(512);
+    let seed_hex = hex::encode(&seed[..8]);
+    p.push(Plant::new(
+        "/var/lib/systemd/random-seed",
+        "scrub-leftover",
+        seed,
+        seed_hex,
+        false,
+    ));
     p
 }
 
@@ -538,6 +567,8 @@ fn decoys(root: &Path) {
         "/etc/ssh/ssh_host_ed25519_key.pub",
         b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIrandomrandomrandomrandom test\n",
     );
+    // systemd's "no id yet": what the scrub leaves, not a leftover.
+    w("/var/lib/dbus/machine-id", b"uninitialized\n");
     w("/etc/openstack/clouds-noauth.yaml", b"clouds:\n  local:\n    auth_type: none\n    baremetal_endpoint_override: http://127.0.0.1:6385\n");
 }
 

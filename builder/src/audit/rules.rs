@@ -57,6 +57,10 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     ("putty-private-key", "PuTTY .ppk private key, v2 or v3"),
     (
+        "scrub-leftover",
+        "what the build's scrub removes: a shell or tool history, a baked machine-id, a random seed (images not built by ipa-build)",
+    ),
+    (
         "pkcs12-keystore",
         "PKCS#12 / PFX keystore holding a key, or a Java keystore with a private key entry",
     ),
@@ -971,6 +975,14 @@ pub fn scan_named(path: &str, data: &[u8]) -> Vec<Hit> {
     if let Some(h) = java_keystore(data) {
         hits.push(h);
     }
+    if let Some(what) = scrub_leftover(path, base, data) {
+        hits.push(hit(
+            "scrub-leftover",
+            0,
+            data.len(),
+            format!("{what} {base}, {} bytes [REDACTED]", data.len()),
+        ));
+    }
     let clouds = matches!(
         base,
         "clouds.yaml" | "clouds.yml" | "secure.yaml" | "secure.yml"
@@ -1006,6 +1018,49 @@ fn hit(rule: &'static str, offset: usize, end: usize, preview: String) -> Hit {
         end,
         preview,
     }
+}
+
+/// What the build's scrub stage deletes (or empties) because it identifies
+/// one machine or records what someone typed: shell and tool histories,
+/// machine ids and random seeds. Our own builds never contain them, so a
+/// finding means an image that did not go through the scrub (`ipa-build
+/// audit` on someone else's ramdisk) or a hook that wrote one after it.
+/// Host keys have their own rule (`ssh-host-key`). Returns what it is.
+fn scrub_leftover(path: &str, base: &str, data: &[u8]) -> Option<&'static str> {
+    const HISTORIES: &[&str] = &[
+        ".bash_history",
+        ".ash_history",
+        ".sh_history",
+        ".zsh_history",
+        ".python_history",
+        ".mysql_history",
+        ".psql_history",
+        ".lesshst",
+        ".viminfo",
+    ];
+    const SEEDS: &[&str] = &[
+        "/var/lib/systemd/random-seed",
+        "/var/lib/systemd/credential.secret",
+        "/var/lib/urandom/random-seed",
+    ];
+    let inner = path.rsplit('!').next().unwrap_or(path);
+    let image = format!("/{}", inner.trim_start_matches('/'));
+    if HISTORIES.contains(&base) {
+        return Some("shell or tool history");
+    }
+    if SEEDS.iter().any(|s| image.ends_with(s)) {
+        return Some("random seed");
+    }
+    let machine_id =
+        image.ends_with("/etc/machine-id") || image.ends_with("/var/lib/dbus/machine-id");
+    // systemd wants /etc/machine-id present and empty (or `uninitialized`):
+    // only a real id ties every boot of the image to one machine.
+    let id = String::from_utf8_lossy(data);
+    let id = id.trim();
+    if machine_id && !id.is_empty() && id != "uninitialized" {
+        return Some("baked machine id");
+    }
+    None
 }
 
 fn is_host_key_name(base: &str, parent: &str) -> bool {
