@@ -121,8 +121,11 @@ pub const RULES: &[(&str, &str)] = &[
 // Content rules
 // ---------------------------------------------------------------------------
 
-/// What a validator returns: start, end, rule name, preview.
-type Check = fn(&[u8], usize, usize) -> Option<(usize, usize, &'static str, String)>;
+/// What a validator finds: start, end, rule name, preview.
+type Found = (usize, usize, &'static str, String);
+
+/// A validator: the data, where an anchor matched and the anchor's length.
+type Check = fn(&[u8], usize, usize) -> Option<Found>;
 
 struct ContentRule {
     anchors: &'static [&'static [u8]],
@@ -284,6 +287,31 @@ fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
 
+/// Whether the byte before `at` continues a word, so a token prefix found at
+/// `at` is only the middle of some longer identifier.
+fn inside_word(data: &[u8], at: usize) -> bool {
+    at > 0 && is_word(data[at - 1])
+}
+
+/// The finding for a token made of a public prefix (`ghp_`, `glpat-`,
+/// `xoxb-`) at `at..v` and a secret value at `v..end`: the preview keeps the
+/// prefix, which says what kind of token it is, and only the value's length.
+fn prefixed_token(
+    data: &[u8],
+    at: usize,
+    v: usize,
+    end: usize,
+    rule: &'static str,
+) -> Option<Found> {
+    let prefix = String::from_utf8_lossy(&data[at..v]);
+    Some((
+        at,
+        end,
+        rule,
+        format!("{prefix}[REDACTED: {} chars]", end - v),
+    ))
+}
+
 /// Index of the first byte at or after `from` (and before `limit`) not matching `pred`.
 fn span(data: &[u8], from: usize, limit: usize, pred: impl Fn(u8) -> bool) -> usize {
     let limit = limit.min(data.len());
@@ -385,7 +413,7 @@ fn skip_assign(data: &[u8], mut p: usize) -> Option<usize> {
 /// unless the PEM is legacy-encrypted; OpenSSH keys must start with
 /// `openssh-key-v1\0`. Lines may end in `\n`, `\r\n`, or a JSON-escaped `\n`
 /// (keys inside GCP service-account files and other JSON).
-fn pem(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static str, String)> {
+fn pem(data: &[u8], at: usize, alen: usize) -> Option<Found> {
     let lab_start = at + alen;
     let window = &data[lab_start..(lab_start + 64).min(data.len())];
     let lab_len = memmem::find(window, b"-----")?;
@@ -483,7 +511,7 @@ fn pem(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static st
 
 /// A PuTTY key file: the header, a `Private-Lines: N` count followed by N
 /// base64 lines, and a `Private-MAC:` line.
-fn putty(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static str, String)> {
+fn putty(data: &[u8], at: usize, alen: usize) -> Option<Found> {
     let version = *data.get(at + alen)?;
     if !matches!(version, b'1'..=b'3') || data.get(at + alen + 1..at + alen + 3) != Some(b": ") {
         return None;
@@ -565,7 +593,7 @@ const OID_PKCS7_ENCRYPTED: &[u8] = b"\x2a\x86\x48\x86\xf7\x0d\x01\x07\x06";
 /// A PKCS#12 PFX: `SEQUENCE { INTEGER 3, ContentInfo { pkcs7-data | signedData ... } }`
 /// that holds a key bag (or an encrypted part that could hide one). A
 /// certificates-only truststore is not a secret and is not reported.
-fn pkcs12(data: &[u8], at: usize, _alen: usize) -> Option<(usize, usize, &'static str, String)> {
+fn pkcs12(data: &[u8], at: usize, _alen: usize) -> Option<Found> {
     let (start, total) = (2..=5)
         .filter_map(|back| at.checked_sub(back))
         .find_map(|s| {
@@ -655,11 +683,7 @@ pub fn java_keystore(data: &[u8]) -> Option<Hit> {
 
 // ----- cloud credentials --------------------------------------------------------
 
-fn aws_key_id(
-    data: &[u8],
-    at: usize,
-    _alen: usize,
-) -> Option<(usize, usize, &'static str, String)> {
+fn aws_key_id(data: &[u8], at: usize, _alen: usize) -> Option<Found> {
     if at > 0 && data[at - 1].is_ascii_alphanumeric() {
         return None;
     }
@@ -681,7 +705,7 @@ fn aws_key_id(
     ))
 }
 
-fn aws_secret(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static str, String)> {
+fn aws_secret(data: &[u8], at: usize, alen: usize) -> Option<Found> {
     let v = skip_assign(data, at + alen)?;
     let end = span(data, v, v + 41, is_b64);
     if end - v != 40 || data.get(end).is_some_and(|&c| is_b64(c)) {
@@ -700,7 +724,7 @@ fn aws_secret(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'st
     ))
 }
 
-fn gcp(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static str, String)> {
+fn gcp(data: &[u8], at: usize, alen: usize) -> Option<Found> {
     // `"type": "service_account"` ...
     let before = &data[at.saturating_sub(32)..at];
     if memmem::find(before, b"\"type\"").is_none()
@@ -733,7 +757,7 @@ fn gcp(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static st
 const AZURE_EMULATOR_KEY: &[u8] =
     b"Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-fn azure(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static str, String)> {
+fn azure(data: &[u8], at: usize, alen: usize) -> Option<Found> {
     let v = at + alen;
     let end = span(data, v, v + 200, |c| is_b64(c) || c == b'=');
     let val = &data[v..end];
@@ -752,11 +776,7 @@ fn azure(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static 
     ))
 }
 
-fn kube_client_key(
-    data: &[u8],
-    at: usize,
-    alen: usize,
-) -> Option<(usize, usize, &'static str, String)> {
+fn kube_client_key(data: &[u8], at: usize, alen: usize) -> Option<Found> {
     let v = skip_assign(data, at + alen)?;
     let end = span(data, v, v + 64 * 1024, |c| is_b64(c) || c == b'=');
     let val = &data[v..end];
@@ -775,7 +795,7 @@ fn kube_client_key(
 
 // ----- tokens -----------------------------------------------------------------
 
-fn jwt(data: &[u8], at: usize, _alen: usize) -> Option<(usize, usize, &'static str, String)> {
+fn jwt(data: &[u8], at: usize, _alen: usize) -> Option<Found> {
     if at > 0 && (is_b64url(data[at - 1]) || data[at - 1] == b'.') {
         return None;
     }
@@ -808,8 +828,8 @@ fn jwt(data: &[u8], at: usize, _alen: usize) -> Option<(usize, usize, &'static s
     ))
 }
 
-fn github(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static str, String)> {
-    if at > 0 && is_word(data[at - 1]) {
+fn github(data: &[u8], at: usize, alen: usize) -> Option<Found> {
+    if inside_word(data, at) {
         return None;
     }
     let v = at + alen;
@@ -827,17 +847,11 @@ fn github(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static
     {
         return None;
     }
-    let prefix = String::from_utf8_lossy(&data[at..v]);
-    Some((
-        at,
-        end,
-        "github-token",
-        format!("{prefix}[REDACTED: {} chars]", end - v),
-    ))
+    prefixed_token(data, at, v, end, "github-token")
 }
 
-fn gitlab(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static str, String)> {
-    if at > 0 && is_word(data[at - 1]) {
+fn gitlab(data: &[u8], at: usize, alen: usize) -> Option<Found> {
+    if inside_word(data, at) {
         return None;
     }
     let v = at + alen;
@@ -845,16 +859,10 @@ fn gitlab(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static
     if end - v < 20 || !looks_random(&data[v..end], 3.5) {
         return None;
     }
-    let prefix = String::from_utf8_lossy(&data[at..v]);
-    Some((
-        at,
-        end,
-        "gitlab-token",
-        format!("{prefix}[REDACTED: {} chars]", end - v),
-    ))
+    prefixed_token(data, at, v, end, "gitlab-token")
 }
 
-fn slack(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static str, String)> {
+fn slack(data: &[u8], at: usize, alen: usize) -> Option<Found> {
     let v = at + alen;
     if data[at] == b'h' {
         // hooks.slack.com/services/T.../B.../secret
@@ -874,7 +882,7 @@ fn slack(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static 
             "hooks.slack.com/services/[REDACTED webhook]".into(),
         ));
     }
-    if at > 0 && is_word(data[at - 1]) {
+    if inside_word(data, at) {
         return None;
     }
     let end = span(data, v, v + 256, |c| c.is_ascii_alphanumeric() || c == b'-');
@@ -882,21 +890,11 @@ fn slack(data: &[u8], at: usize, alen: usize) -> Option<(usize, usize, &'static 
     if val.len() < 20 || val.iter().filter(|&&c| c == b'-').count() < 2 || !looks_random(val, 3.5) {
         return None;
     }
-    let prefix = String::from_utf8_lossy(&data[at..v]);
-    Some((
-        at,
-        end,
-        "slack-token",
-        format!("{prefix}[REDACTED: {} chars]", val.len()),
-    ))
+    prefixed_token(data, at, v, end, "slack-token")
 }
 
 /// Docker's `config.json`: `"auths": { "registry": { "auth": "base64(user:password)" } }`.
-fn docker_auth(
-    data: &[u8],
-    at: usize,
-    alen: usize,
-) -> Option<(usize, usize, &'static str, String)> {
+fn docker_auth(data: &[u8], at: usize, alen: usize) -> Option<Found> {
     // Only inside a Docker-style `"auths"` map.
     memmem::find(&data[at.saturating_sub(64 * 1024)..at], b"\"auths\"")?;
     let v = skip_assign(data, at + alen)?;
