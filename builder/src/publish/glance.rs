@@ -51,7 +51,12 @@ pub enum Body<'a> {
 }
 
 impl Api {
-    pub fn new(base: &str, token: Option<String>, agent: ureq::Agent) -> Self {
+    /// `base` is the service's endpoint as a catalog or `clouds.yaml` gives
+    /// it, with or without a trailing slash and a trailing `version` segment
+    /// (`/v2`): the clients' paths name the version themselves.
+    pub fn new(base: &str, version: &str, token: Option<String>, agent: ureq::Agent) -> Self {
+        let base = base.trim_end_matches('/');
+        let base = base.strip_suffix(version).unwrap_or(base);
         Self {
             base: base.trim_end_matches('/').to_string(),
             token,
@@ -154,10 +159,8 @@ pub struct Glance {
 impl Glance {
     /// `base` is the image endpoint, with or without a trailing `/v2`.
     pub fn new(base: &str, token: Option<String>, agent: ureq::Agent) -> Self {
-        let base = base.trim_end_matches('/');
-        let base = base.strip_suffix("/v2").unwrap_or(base);
         Self {
-            api: Api::new(base, token, agent),
+            api: Api::new(base, "/v2", token, agent),
         }
     }
 

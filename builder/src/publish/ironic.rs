@@ -30,10 +30,9 @@ pub struct Ironic {
 impl Ironic {
     /// Microversion 1.5 is the first that accepts node names in URLs.
     pub fn new(base: &str, token: Option<String>, agent: ureq::Agent) -> Self {
-        let base = base.trim_end_matches('/');
-        let base = base.strip_suffix("/v1").unwrap_or(base);
         Self {
-            api: Api::new(base, token, agent).with_header("X-OpenStack-Ironic-API-Version", "1.5"),
+            api: Api::new(base, "/v1", token, agent)
+                .with_header("X-OpenStack-Ironic-API-Version", "1.5"),
         }
     }
 
