@@ -33,14 +33,12 @@ pub enum ManifestError {
     Invalid { path: PathBuf, reason: String },
 }
 
-/// What kind of file an artifact is; decides how it boots and how Glance stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArtifactKind {
-    Kernel,
-    Initramfs,
-    Iso,
-}
+/// What kind of file an artifact is; decides how it boots and how Glance
+/// stores it. It is the profile's output format (`output.formats`,
+/// `--format`): one type, so that what a profile asks for, what the build
+/// writes and what the manifest records (`"kind": "initramfs"`, the same
+/// lowercase names) cannot drift apart.
+pub use crate::config::profile::Format as ArtifactKind;
 
 impl ArtifactKind {
     pub const ALL: [ArtifactKind; 3] = [
