@@ -56,7 +56,7 @@ pub struct Plan {
 /// Stages 1 and 2: loads and validates the profile, resolves its elements.
 pub fn plan(opts: &BuildOptions, reporter: &Reporter) -> Result<Plan, BuildError> {
     let st = reporter.stage("profile", &opts.profile);
-    let profile = profile::load_with(&opts.profile, &opts.profile_dirs, &opts.overrides())?;
+    let profile = profile::load_with(&opts.profile, &opts.profile_dirs, &opts.overrides)?;
     st.done(profile.source.display());
 
     let st = reporter.stage("elements", profile.elements.join(", "));

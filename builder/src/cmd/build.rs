@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::build::{self, BuildOptions, BuildSummary};
 use crate::cmd::{Error, Outcome, PathArgs};
+use crate::config::options::Overrides;
 use crate::config::profile::{Compression, Format};
 use crate::report::{Reporter, human_bytes};
 
@@ -82,9 +83,11 @@ impl Args {
         opts.mirror.clone_from(&self.mirror);
         opts.agent.clone_from(&self.agent);
         opts.source_date_epoch = self.source_date_epoch;
-        opts.compression = self.compression;
-        opts.level = self.level;
-        opts.formats.clone_from(&self.formats);
+        opts.overrides = Overrides {
+            compression: self.compression,
+            level: self.level,
+            formats: self.formats.clone(),
+        };
         opts.append.clone_from(&self.append);
         opts.work_dir.clone_from(&self.work_dir);
         opts.keep_tree.clone_from(&self.keep_tree);

@@ -25,10 +25,9 @@ pub struct BuildOptions {
     /// `None`: taken from the newest signed index (`InRelease` `Date:`), so the
     /// same archive state gives the same bytes without the user choosing.
     pub source_date_epoch: Option<u64>,
-    pub compression: Option<Compression>,
-    pub level: Option<u32>,
-    /// Non-empty: replaces the profile's `output.formats`.
-    pub formats: Vec<Format>,
+    /// `--compression`, `--level` and `--format`: applied to the profile's
+    /// `output:` before it is validated.
+    pub overrides: Overrides,
     /// Extra kernel arguments after the profile's and the elements' (used by
     /// the ISO's boot menu and recorded in the manifest).
     pub append: Vec<String>,
@@ -59,9 +58,7 @@ impl BuildOptions {
             mirror: None,
             agent: None,
             source_date_epoch: None,
-            compression: None,
-            level: None,
-            formats: Vec::new(),
+            overrides: Overrides::default(),
             append: Vec::new(),
             work_dir: None,
             keep_tree: None,
@@ -82,15 +79,4 @@ pub struct Overrides {
     pub level: Option<u32>,
     /// `--format` (repeatable); empty keeps the profile's.
     pub formats: Vec<Format>,
-}
-
-impl BuildOptions {
-    /// The profile overrides these options carry.
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            compression: self.compression,
-            level: self.level,
-            formats: self.formats.clone(),
-        }
-    }
 }
