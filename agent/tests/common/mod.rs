@@ -354,7 +354,7 @@ impl TestPki {
 pub fn serve_in_thread<F, Fut>(serve: F) -> u16
 where
     F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future,
 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -365,7 +365,7 @@ where
         rt.block_on(async move {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap().port()).unwrap();
-            serve(l).await;
+            let _ = serve(l).await;
         });
     });
     rx.recv().unwrap()
