@@ -3,7 +3,7 @@
 //! public registry.
 
 mod common;
-use common::{get, post};
+use common::{fault, get, post, serve_in_thread};
 use ipa_agent::api::ApiState;
 use ipa_agent::commands::{Command, CommandError, Executor, Mode, Registry};
 use ipa_agent::extensions::{Control, Ctx, builtin_registry};
@@ -102,19 +102,7 @@ fn start(token: Option<&str>) -> Agent {
         started_at: 1.5,
         scheme: "http",
     });
-    let (ptx, prx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            ptx.send(l.local_addr().unwrap().port()).unwrap();
-            let _ = ipa_agent::agent::serve(l, None, state, control).await;
-        });
-    });
-    let port = prx.recv().unwrap();
+    let port = serve_in_thread(move |l| ipa_agent::agent::serve(l, None, state, control));
     Agent {
         base: format!("http://127.0.0.1:{port}"),
         forced,
@@ -172,20 +160,10 @@ fn case_03_unknown_path_404_and_wrong_method_405() {
     let (s, v) = get(&a.url("/v1/foo"));
     assert_eq!(s, 404);
     assert_eq!(v["faultcode"], "Client");
-    assert!(
-        v["faultstring"]
-            .as_str()
-            .unwrap()
-            .starts_with("404 Not Found")
-    );
+    assert!(fault(&v).starts_with("404 Not Found"));
     let (s, v) = post(&a.url("/v1/status"), "{}");
     assert_eq!(s, 405);
-    assert!(
-        v["faultstring"]
-            .as_str()
-            .unwrap()
-            .starts_with("405 Method Not Allowed")
-    );
+    assert!(fault(&v).starts_with("405 Method Not Allowed"));
     let head = common::client().head(&a.url("/v1/status")).call().unwrap();
     assert_eq!(head.status().as_u16(), 200);
 }
@@ -266,21 +244,11 @@ fn case_07_missing_name_or_params() {
         let (s, v) = post(&a.tok("/v1/commands/"), body);
         assert_eq!(s, 400, "{body}");
         assert_eq!(v["faultcode"], "Client");
-        assert!(
-            v["faultstring"]
-                .as_str()
-                .unwrap()
-                .contains("Missing or invalid name or params")
-        );
+        assert!(fault(&v).contains("Missing or invalid name or params"));
     }
     let (s, v) = post(&a.tok("/v1/commands/"), "not json");
     assert_eq!(s, 400);
-    assert!(
-        v["faultstring"]
-            .as_str()
-            .unwrap()
-            .starts_with("400 Bad Request: Failed to decode JSON object: ")
-    );
+    assert!(fault(&v).starts_with("400 Bad Request: Failed to decode JSON object: "));
     let (s, _) = post(&a.tok("/v1/commands/"), "");
     assert_eq!(s, 400);
 }
