@@ -202,17 +202,23 @@ pub fn fake_root(cmdline: &str) -> tempfile::TempDir {
 }
 
 /// The agent binary with `--root root`, listening on 127.0.0.1:`port`,
-/// then `extra`; stdout discarded, stderr into `root/agent.log` (see
-/// [`agent_log`]).
-pub fn agent_command(root: &Path, port: u16, extra: &[&str]) -> Command {
-    let log = std::fs::File::create(root.join("agent.log")).unwrap();
+/// then `extra`; stdout discarded.
+pub fn agent_base_command(root: &Path, port: u16, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(["--root", root.to_str().unwrap()])
         .args(["--listen-host", "127.0.0.1"])
         .args(["--listen-port", &port.to_string()])
         .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log);
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// [`agent_base_command`] with stderr into `root/agent.log` (see
+/// [`agent_log`]).
+pub fn agent_command(root: &Path, port: u16, extra: &[&str]) -> Command {
+    let log = std::fs::File::create(root.join("agent.log")).unwrap();
+    let mut cmd = agent_base_command(root, port, extra);
+    cmd.stderr(log);
     cmd
 }
 
