@@ -74,6 +74,14 @@ fn read_to_close(s: &mut TcpStream) -> (Vec<u8>, Duration) {
     (out, t.elapsed())
 }
 
+/// Connects, sends `raw` and reads until the server closes (see
+/// [`read_to_close`]).
+fn held_open(port: u16, raw: &[u8]) -> (Vec<u8>, Duration) {
+    let mut s = connect(port);
+    s.write_all(raw).unwrap();
+    read_to_close(&mut s)
+}
+
 /// Splits a raw response into status, headers and body.
 fn parse(raw: &[u8]) -> (u16, String, String) {
     let text = String::from_utf8_lossy(raw).into_owned();
@@ -272,27 +280,21 @@ fn header_and_idle_timeouts_close_plain_connections() {
     };
     let (port, _c) = start(limits, None);
     // One byte, then nothing.
-    let mut s = connect(port);
-    s.write_all(b"G").unwrap();
-    let (_, took) = read_to_close(&mut s);
+    let (_, took) = held_open(port, b"G");
     assert!(took < Duration::from_secs(3), "dribbler held {took:?}");
     // A keep-alive connection that goes quiet after one request.
-    let mut s = connect(port);
-    s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let (raw, took) = read_to_close(&mut s);
+    let (raw, took) = held_open(port, b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(parse(&raw).0, 200);
     assert!(took < Duration::from_secs(3), "idle held {took:?}");
     // The same over HTTP/1.0 with keep-alive.
-    let mut s = connect(port);
-    s.write_all(b"GET /v1/status HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        .unwrap();
-    let (raw, took) = read_to_close(&mut s);
+    let (raw, took) = held_open(
+        port,
+        b"GET /v1/status HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
     assert_eq!(parse(&raw).0, 200);
     assert!(took < Duration::from_secs(3), "HTTP/1.0 idle held {took:?}");
     // A connection that says nothing at all.
-    let mut s = connect(port);
-    let (raw, took) = read_to_close(&mut s);
+    let (raw, took) = held_open(port, b"");
     assert!(raw.is_empty());
     assert!(took < Duration::from_secs(3), "silent held {took:?}");
 }
@@ -307,8 +309,7 @@ fn tls_handshake_and_header_timeouts() {
     let (cfg, ca_pem) = test_tls();
     let (port, _c) = start(limits, Some(cfg));
     // A TCP connection that never starts the handshake.
-    let mut s = connect(port);
-    let (_, took) = read_to_close(&mut s);
+    let (_, took) = held_open(port, b"");
     assert!(took < Duration::from_secs(3), "handshake held {took:?}");
     // A client verified against the test CA gets an answer...
     let ca = ureq::tls::Certificate::from_pem(ca_pem.as_bytes()).unwrap();

@@ -78,6 +78,22 @@ fn spawn(root: &Path, ironic: &FakeServer) -> Killed {
     )
 }
 
+/// Starts the agent against `ironic` on a root with `cmdline` and `files`
+/// (path, text); whether it looked the node up, and the root (its log in
+/// `agent.log`).
+fn try_lookup(
+    ironic: &FakeServer,
+    cmdline: &str,
+    files: &[(&str, &str)],
+) -> (bool, tempfile::TempDir) {
+    let t = root(cmdline);
+    for (path, text) in files {
+        put(t.path(), path, text);
+    }
+    let mut a = spawn(t.path(), ironic);
+    (looked_up(ironic, &mut a), t)
+}
+
 /// Whether the agent looked the node up within a few seconds.
 fn looked_up(ironic: &FakeServer, agent: &mut Killed) -> bool {
     let deadline = Instant::now() + Duration::from_secs(6);
@@ -100,9 +116,8 @@ fn looked_up(ironic: &FakeServer, agent: &mut Killed) -> bool {
 fn without_a_trusted_ca_there_is_no_lookup() {
     let p = pki(false);
     let ironic = ironic(p.server.clone());
-    let t = root("quiet");
-    let mut a = spawn(t.path(), &ironic);
-    assert!(!looked_up(&ironic, &mut a), "{}", agent_log(t.path()));
+    let (ok, t) = try_lookup(&ironic, "quiet", &[]);
+    assert!(!ok, "{}", agent_log(t.path()));
     assert!(ironic.requests().is_empty());
 }
 
@@ -110,10 +125,12 @@ fn without_a_trusted_ca_there_is_no_lookup() {
 fn ipa_cafile_on_the_command_line() {
     let p = pki(false);
     let ironic = ironic(p.server.clone());
-    let t = root("ipa-cafile=/opt/ca/private.pem");
-    put(t.path(), "/opt/ca/private.pem", &p.ca_pem);
-    let mut a = spawn(t.path(), &ironic);
-    assert!(looked_up(&ironic, &mut a), "{}", agent_log(t.path()));
+    let (ok, t) = try_lookup(
+        &ironic,
+        "ipa-cafile=/opt/ca/private.pem",
+        &[("/opt/ca/private.pem", &p.ca_pem)],
+    );
+    assert!(ok, "{}", agent_log(t.path()));
     assert!(agent_log(t.path()).contains("/opt/ca/private.pem"));
 }
 
@@ -121,15 +138,18 @@ fn ipa_cafile_on_the_command_line() {
 fn cafile_in_ipa_config_dir_as_ironic_vmedia_writes_it() {
     let p = pki(false);
     let ironic = ironic(p.server.clone());
-    let t = root("quiet");
-    put(
-        t.path(),
-        "/etc/ironic-python-agent.d/ironic-tls.conf",
-        "[DEFAULT]\ncafile = /etc/pki/ironic-ca.pem\n",
+    let (ok, t) = try_lookup(
+        &ironic,
+        "quiet",
+        &[
+            (
+                "/etc/ironic-python-agent.d/ironic-tls.conf",
+                "[DEFAULT]\ncafile = /etc/pki/ironic-ca.pem\n",
+            ),
+            ("/etc/pki/ironic-ca.pem", &p.ca_pem),
+        ],
     );
-    put(t.path(), "/etc/pki/ironic-ca.pem", &p.ca_pem);
-    let mut a = spawn(t.path(), &ironic);
-    assert!(looked_up(&ironic, &mut a), "{}", agent_log(t.path()));
+    assert!(ok, "{}", agent_log(t.path()));
 }
 
 #[test]
@@ -140,14 +160,8 @@ fn ironic_crt_alone_and_system_bundle_alone() {
     ] {
         let p = pki(false);
         let ironic = ironic(p.server.clone());
-        let t = root("quiet");
-        put(t.path(), path, &p.ca_pem);
-        let mut a = spawn(t.path(), &ironic);
-        assert!(
-            looked_up(&ironic, &mut a),
-            "{path}: {}",
-            agent_log(t.path())
-        );
+        let (ok, t) = try_lookup(&ironic, "quiet", &[(path, &p.ca_pem)]);
+        assert!(ok, "{path}: {}", agent_log(t.path()));
     }
 }
 
@@ -156,23 +170,23 @@ fn client_certificate_when_ironic_demands_one() {
     let p = pki(true);
     let ironic = ironic(p.server.clone());
     // Without a client certificate the handshake fails.
-    let t = root("ipa-cafile=/ca.pem");
-    put(t.path(), "/ca.pem", &p.ca_pem);
-    let mut a = spawn(t.path(), &ironic);
-    assert!(!looked_up(&ironic, &mut a));
-    drop(a);
+    let (ok, _t) = try_lookup(&ironic, "ipa-cafile=/ca.pem", &[("/ca.pem", &p.ca_pem)]);
+    assert!(!ok);
     // With certfile/keyfile from IPA's config file it succeeds.
-    let t = root("quiet");
-    put(
-        t.path(),
-        "/etc/ironic-python-agent/ironic-python-agent.conf",
-        "[DEFAULT]\ncafile=/ca.pem\ncertfile=/c.pem\nkeyfile=/k.pem\n",
+    let (ok, t) = try_lookup(
+        &ironic,
+        "quiet",
+        &[
+            (
+                "/etc/ironic-python-agent/ironic-python-agent.conf",
+                "[DEFAULT]\ncafile=/ca.pem\ncertfile=/c.pem\nkeyfile=/k.pem\n",
+            ),
+            ("/ca.pem", &p.ca_pem),
+            ("/c.pem", &p.client_cert_pem),
+            ("/k.pem", &p.client_key_pem),
+        ],
     );
-    put(t.path(), "/ca.pem", &p.ca_pem);
-    put(t.path(), "/c.pem", &p.client_cert_pem);
-    put(t.path(), "/k.pem", &p.client_key_pem);
-    let mut a = spawn(t.path(), &ironic);
-    assert!(looked_up(&ironic, &mut a), "{}", agent_log(t.path()));
+    assert!(ok, "{}", agent_log(t.path()));
     assert!(!agent_log(t.path()).contains("PRIVATE KEY"));
 }
 
@@ -180,9 +194,8 @@ fn client_certificate_when_ironic_demands_one() {
 fn insecure_still_works_and_warns_at_every_lookup() {
     let p = pki(false);
     let ironic = ironic(p.server.clone());
-    let t = root("ipa-insecure=1");
-    let mut a = spawn(t.path(), &ironic);
-    assert!(looked_up(&ironic, &mut a), "{}", agent_log(t.path()));
+    let (ok, t) = try_lookup(&ironic, "ipa-insecure=1", &[]);
+    assert!(ok, "{}", agent_log(t.path()));
     let l = agent_log(t.path());
     let lookups = paths(&ironic)
         .iter()
