@@ -29,6 +29,14 @@ impl Agent {
         let sep = if path.contains('?') { '&' } else { '?' };
         format!("{}{path}{sep}agent_token={TOK}", self.base)
     }
+    /// Posts the command `name` with `params` to `/v1/commands/{query}`
+    /// with the token.
+    fn run(&self, query: &str, name: &str, params: Value) -> (u16, Value) {
+        post(
+            &self.tok(&format!("/v1/commands/{query}")),
+            &json!({"name": name, "params": params}).to_string(),
+        )
+    }
     fn release(&self) {
         if let Some(tx) = self.gate.lock().unwrap().take() {
             tx.send(()).unwrap();
@@ -182,10 +190,7 @@ fn case_04_status_needs_no_token() {
 #[test]
 fn case_05_post_runs_command_with_params() {
     let a = start(Some(TOK));
-    let (s, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{"key":"value"}}"#,
-    );
+    let (s, v) = a.run("", "fake.do_things", json!({"key":"value"}));
     assert_eq!(s, 200);
     assert_eq!(v["command_name"], "do_things");
     assert_eq!(v["command_status"], "SUCCEEDED");
@@ -200,10 +205,7 @@ fn case_05_post_runs_command_with_params() {
 fn case_06_wait_joins_only_when_true() {
     let a = start(Some(TOK));
     // wait=false: the POST returns while the command still runs.
-    let (s, v) = post(
-        &a.tok("/v1/commands/?wait=false"),
-        r#"{"name":"fake.slow","params":{}}"#,
-    );
+    let (s, v) = a.run("?wait=false", "fake.slow", json!({}));
     assert_eq!(s, 200);
     assert_eq!(v["command_status"], "RUNNING");
     a.release();
@@ -212,10 +214,7 @@ fn case_06_wait_joins_only_when_true() {
     assert_eq!(done["command_status"], "SUCCEEDED");
     assert_eq!(done["command_result"], json!({"result": "slow: done"}));
     // wait=true on an async command blocks until it is done.
-    let (_, v) = post(
-        &a.tok("/v1/commands/?wait=true"),
-        r#"{"name":"fake.fake_async_command","params":{}}"#,
-    );
+    let (_, v) = a.run("?wait=true", "fake.fake_async_command", json!({}));
     assert_eq!(v["command_status"], "SUCCEEDED");
     // The same body either way: all five keys.
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
@@ -295,10 +294,7 @@ fn case_09_list_needs_the_token() {
 #[test]
 fn case_10_get_one_needs_the_token() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{}}"#,
-    );
+    let (_, v) = a.run("", "fake.do_things", json!({}));
     let id = v["id"].as_str().unwrap();
     let (s, one) = get(&a.tok(&format!("/v1/commands/{id}")));
     assert_eq!(s, 200);
@@ -354,15 +350,9 @@ fn case_12_bad_names() {
 #[test]
 fn case_13_busy_returns_409() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.slow","params":{}}"#,
-    );
+    let (_, v) = a.run("", "fake.slow", json!({}));
     assert_eq!(v["command_status"], "RUNNING");
-    let (s, busy) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{}}"#,
-    );
+    let (s, busy) = a.run("", "fake.do_things", json!({}));
     assert_eq!(s, 409);
     assert_eq!(busy["faultstring"], "Agent is busy: executing command slow");
     assert!(a.seen.lock().unwrap().is_empty());
@@ -371,10 +361,7 @@ fn case_13_busy_returns_409() {
         "/v1/commands/{}?wait=true",
         v["id"].as_str().unwrap()
     )));
-    let (s, _) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{}}"#,
-    );
+    let (s, _) = a.run("", "fake.do_things", json!({}));
     assert_eq!(s, 200);
 }
 
@@ -383,10 +370,7 @@ fn case_14_functional_sequence() {
     let a = start(Some(TOK));
     assert_eq!(get(&a.url("/v1/commands/")).0, 401);
     assert_eq!(get(&a.tok("/v1/commands/")).1, json!({"commands": []}));
-    let (s, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{"key":"x"}}"#,
-    );
+    let (s, v) = a.run("", "fake.do_things", json!({"key":"x"}));
     assert_eq!(s, 200);
     assert_eq!(v["command_error"], Value::Null);
     let (_, list) = get(&a.tok("/v1/commands/"));
@@ -399,10 +383,7 @@ fn case_14_functional_sequence() {
 #[test]
 fn case_15_async_success_forces_one_heartbeat() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/?wait=true"),
-        r#"{"name":"fake.fake_async_command","params":{}}"#,
-    );
+    let (_, v) = a.run("?wait=true", "fake.fake_async_command", json!({}));
     assert_eq!(v["command_status"], "SUCCEEDED");
     assert_eq!(
         v["command_result"],
@@ -417,10 +398,7 @@ fn case_15_async_success_forces_one_heartbeat() {
 #[test]
 fn case_16_async_rest_error_fails_and_forces_one_heartbeat() {
     let a = start(Some(TOK));
-    let (s, v) = post(
-        &a.tok("/v1/commands/?wait=true"),
-        r#"{"name":"fake.async_fail","params":{}}"#,
-    );
+    let (s, v) = a.run("?wait=true", "fake.async_fail", json!({}));
     assert_eq!(s, 200);
     assert_eq!(v["command_status"], "FAILED");
     assert_eq!(v["command_result"], Value::Null);
@@ -434,18 +412,12 @@ fn case_16_async_rest_error_fails_and_forces_one_heartbeat() {
 #[test]
 fn case_17_sync_result_no_heartbeat() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{}}"#,
-    );
+    let (_, v) = a.run("", "fake.do_things", json!({}));
     assert_eq!(v["command_result"], json!({"result": "v1"}));
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert_eq!(a.forced.load(Ordering::SeqCst), 0);
     // §9: an unexpected keyword is a stored FAILED TypeError, not a 500.
-    let (s, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{"nope":1}}"#,
-    );
+    let (s, v) = a.run("", "fake.do_things", json!({"nope":1}));
     assert_eq!(s, 200);
     assert_eq!(v["command_status"], "FAILED");
     assert_eq!(v["command_error"]["type"], "TypeError");
@@ -471,10 +443,7 @@ fn case_18_validator_failure_is_400_without_heartbeat() {
 #[test]
 fn case_19_no_command_params_in_results() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{"key":"secret"}}"#,
-    );
+    let (_, v) = a.run("", "fake.do_things", json!({"key":"secret"}));
     assert!(v.get("command_params").is_none());
     let (_, list) = get(&a.tok("/v1/commands/"));
     assert!(!list.to_string().contains("command_params"));
