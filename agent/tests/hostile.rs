@@ -271,14 +271,18 @@ fn the_token_is_checked_before_any_byte_of_the_body() {
     assert_eq!(got.0, 200, "{got:?}");
 }
 
-#[test]
-fn header_and_idle_timeouts_close_plain_connections() {
-    let limits = Limits {
+/// Header and idle timeouts short enough to see in a test.
+fn short_timeouts() -> Limits {
+    Limits {
         header_read_timeout: Duration::from_millis(400),
         idle_timeout: Duration::from_millis(800),
         ..Limits::default()
-    };
-    let (port, _c) = start(limits, None);
+    }
+}
+
+#[test]
+fn header_and_idle_timeouts_close_plain_connections() {
+    let (port, _c) = start(short_timeouts(), None);
     // One byte, then nothing.
     let (_, took) = held_open(port, b"G");
     assert!(took < Duration::from_secs(3), "dribbler held {took:?}");
@@ -301,13 +305,8 @@ fn header_and_idle_timeouts_close_plain_connections() {
 
 #[test]
 fn tls_handshake_and_header_timeouts() {
-    let limits = Limits {
-        header_read_timeout: Duration::from_millis(400),
-        idle_timeout: Duration::from_millis(800),
-        ..Limits::default()
-    };
     let (cfg, ca_pem) = test_tls();
-    let (port, _c) = start(limits, Some(cfg));
+    let (port, _c) = start(short_timeouts(), Some(cfg));
     // A TCP connection that never starts the handshake.
     let (_, took) = held_open(port, b"");
     assert!(took < Duration::from_secs(3), "handshake held {took:?}");
