@@ -220,6 +220,14 @@ def measure(name: str, make_cmd, runs: int, requests: int) -> dict:
     return result
 
 
+def require_root_and_lshw():
+    """Exits unless ironic-python-agent can run here: as root, with lshw."""
+    if os.geteuid() != 0:
+        sys.exit("run as root: ironic-python-agent is confined with unshare -m and an overlay on /etc")
+    if shutil.which("lshw") is None:
+        sys.exit("ironic-python-agent crashes without lshw: apt-get install -y lshw")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="start-up runs per agent (median)")
@@ -227,10 +235,7 @@ def main():
     parser.add_argument("--agent", type=Path, help="prebuilt ipa-agent (default: build it)")
     args = parser.parse_args()
 
-    if os.geteuid() != 0:
-        sys.exit("run as root: ironic-python-agent is confined with unshare -m and an overlay on /etc")
-    if shutil.which("lshw") is None:
-        sys.exit("ironic-python-agent crashes without lshw: apt-get install -y lshw")
+    require_root_and_lshw()
     binary = args.agent or build_agent()
     venv = ensure_ipa_venv()
 

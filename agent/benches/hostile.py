@@ -78,6 +78,15 @@ def connect(port: int) -> socket.socket:
     return s
 
 
+def close_all(socks: list):
+    """Closes every socket in `socks`, whatever state it is in."""
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
 def body_sender(port: int, held: list, stop: threading.Event):
     """Declares a 2 MB body with no token and sends 1.9 MB of it."""
     try:
@@ -139,11 +148,7 @@ def load(name: str, make_cmd) -> dict:
             out["legit"] = legit_status(port) if proc.poll() is None else f"agent died ({proc.returncode})"
         finally:
             stop.set()
-            for s in held:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            close_all(held)
             compare.stop(proc)
     print(f"  {name}: load done", file=sys.stderr)
     return out
@@ -182,11 +187,7 @@ def finalize_exit(name: str, make_cmd) -> str:
             else:
                 result = f"{took:.2f} s, exit {proc.returncode} (finalize answered {status})"
         finally:
-            for s in held:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            close_all(held)
             compare.stop(proc)
     print(f"  {name}: exit done", file=sys.stderr)
     return result
@@ -198,10 +199,7 @@ def main():
     parser.add_argument("--agent", type=Path, default=default, help=f"ipa-agent binary (default {default})")
     parser.add_argument("--before", type=Path, help="an older ipa-agent binary for a before/after column")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root: ironic-python-agent is confined with unshare -m and an overlay on /etc")
-    if shutil.which("lshw") is None:
-        sys.exit("ironic-python-agent crashes without lshw: apt-get install -y lshw")
+    compare.require_root_and_lshw()
     if not args.agent.is_file():
         sys.exit(f"{args.agent} missing: cargo build --profile agent --target {compare.MUSL} -p ipa-agent")
     venv = compare.ensure_ipa_venv()

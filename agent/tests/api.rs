@@ -3,7 +3,7 @@
 //! public registry.
 
 mod common;
-use common::{get, post};
+use common::{fault, get, post, serve_in_thread};
 use ipa_agent::api::ApiState;
 use ipa_agent::commands::{Command, CommandError, Executor, Mode, Registry};
 use ipa_agent::extensions::{Control, Ctx, builtin_registry};
@@ -28,6 +28,14 @@ impl Agent {
     fn tok(&self, path: &str) -> String {
         let sep = if path.contains('?') { '&' } else { '?' };
         format!("{}{path}{sep}agent_token={TOK}", self.base)
+    }
+    /// Posts the command `name` with `params` to `/v1/commands/{query}`
+    /// with the token.
+    fn run(&self, query: &str, name: &str, params: Value) -> (u16, Value) {
+        post(
+            &self.tok(&format!("/v1/commands/{query}")),
+            &json!({"name": name, "params": params}).to_string(),
+        )
     }
     fn release(&self) {
         if let Some(tx) = self.gate.lock().unwrap().take() {
@@ -102,19 +110,7 @@ fn start(token: Option<&str>) -> Agent {
         started_at: 1.5,
         scheme: "http",
     });
-    let (ptx, prx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            ptx.send(l.local_addr().unwrap().port()).unwrap();
-            let _ = ipa_agent::agent::serve(l, None, state, control).await;
-        });
-    });
-    let port = prx.recv().unwrap();
+    let port = serve_in_thread(move |l| ipa_agent::agent::serve(l, None, state, control));
     Agent {
         base: format!("http://127.0.0.1:{port}"),
         forced,
@@ -172,20 +168,10 @@ fn case_03_unknown_path_404_and_wrong_method_405() {
     let (s, v) = get(&a.url("/v1/foo"));
     assert_eq!(s, 404);
     assert_eq!(v["faultcode"], "Client");
-    assert!(
-        v["faultstring"]
-            .as_str()
-            .unwrap()
-            .starts_with("404 Not Found")
-    );
+    assert!(fault(&v).starts_with("404 Not Found"));
     let (s, v) = post(&a.url("/v1/status"), "{}");
     assert_eq!(s, 405);
-    assert!(
-        v["faultstring"]
-            .as_str()
-            .unwrap()
-            .starts_with("405 Method Not Allowed")
-    );
+    assert!(fault(&v).starts_with("405 Method Not Allowed"));
     let head = common::client().head(&a.url("/v1/status")).call().unwrap();
     assert_eq!(head.status().as_u16(), 200);
 }
@@ -204,10 +190,7 @@ fn case_04_status_needs_no_token() {
 #[test]
 fn case_05_post_runs_command_with_params() {
     let a = start(Some(TOK));
-    let (s, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{"key":"value"}}"#,
-    );
+    let (s, v) = a.run("", "fake.do_things", json!({"key":"value"}));
     assert_eq!(s, 200);
     assert_eq!(v["command_name"], "do_things");
     assert_eq!(v["command_status"], "SUCCEEDED");
@@ -222,10 +205,7 @@ fn case_05_post_runs_command_with_params() {
 fn case_06_wait_joins_only_when_true() {
     let a = start(Some(TOK));
     // wait=false: the POST returns while the command still runs.
-    let (s, v) = post(
-        &a.tok("/v1/commands/?wait=false"),
-        r#"{"name":"fake.slow","params":{}}"#,
-    );
+    let (s, v) = a.run("?wait=false", "fake.slow", json!({}));
     assert_eq!(s, 200);
     assert_eq!(v["command_status"], "RUNNING");
     a.release();
@@ -234,10 +214,7 @@ fn case_06_wait_joins_only_when_true() {
     assert_eq!(done["command_status"], "SUCCEEDED");
     assert_eq!(done["command_result"], json!({"result": "slow: done"}));
     // wait=true on an async command blocks until it is done.
-    let (_, v) = post(
-        &a.tok("/v1/commands/?wait=true"),
-        r#"{"name":"fake.fake_async_command","params":{}}"#,
-    );
+    let (_, v) = a.run("?wait=true", "fake.fake_async_command", json!({}));
     assert_eq!(v["command_status"], "SUCCEEDED");
     // The same body either way: all five keys.
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
@@ -266,21 +243,11 @@ fn case_07_missing_name_or_params() {
         let (s, v) = post(&a.tok("/v1/commands/"), body);
         assert_eq!(s, 400, "{body}");
         assert_eq!(v["faultcode"], "Client");
-        assert!(
-            v["faultstring"]
-                .as_str()
-                .unwrap()
-                .contains("Missing or invalid name or params")
-        );
+        assert!(fault(&v).contains("Missing or invalid name or params"));
     }
     let (s, v) = post(&a.tok("/v1/commands/"), "not json");
     assert_eq!(s, 400);
-    assert!(
-        v["faultstring"]
-            .as_str()
-            .unwrap()
-            .starts_with("400 Bad Request: Failed to decode JSON object: ")
-    );
+    assert!(fault(&v).starts_with("400 Bad Request: Failed to decode JSON object: "));
     let (s, _) = post(&a.tok("/v1/commands/"), "");
     assert_eq!(s, 400);
 }
@@ -327,10 +294,7 @@ fn case_09_list_needs_the_token() {
 #[test]
 fn case_10_get_one_needs_the_token() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{}}"#,
-    );
+    let (_, v) = a.run("", "fake.do_things", json!({}));
     let id = v["id"].as_str().unwrap();
     let (s, one) = get(&a.tok(&format!("/v1/commands/{id}")));
     assert_eq!(s, 200);
@@ -386,15 +350,9 @@ fn case_12_bad_names() {
 #[test]
 fn case_13_busy_returns_409() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.slow","params":{}}"#,
-    );
+    let (_, v) = a.run("", "fake.slow", json!({}));
     assert_eq!(v["command_status"], "RUNNING");
-    let (s, busy) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{}}"#,
-    );
+    let (s, busy) = a.run("", "fake.do_things", json!({}));
     assert_eq!(s, 409);
     assert_eq!(busy["faultstring"], "Agent is busy: executing command slow");
     assert!(a.seen.lock().unwrap().is_empty());
@@ -403,10 +361,7 @@ fn case_13_busy_returns_409() {
         "/v1/commands/{}?wait=true",
         v["id"].as_str().unwrap()
     )));
-    let (s, _) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{}}"#,
-    );
+    let (s, _) = a.run("", "fake.do_things", json!({}));
     assert_eq!(s, 200);
 }
 
@@ -415,10 +370,7 @@ fn case_14_functional_sequence() {
     let a = start(Some(TOK));
     assert_eq!(get(&a.url("/v1/commands/")).0, 401);
     assert_eq!(get(&a.tok("/v1/commands/")).1, json!({"commands": []}));
-    let (s, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{"key":"x"}}"#,
-    );
+    let (s, v) = a.run("", "fake.do_things", json!({"key":"x"}));
     assert_eq!(s, 200);
     assert_eq!(v["command_error"], Value::Null);
     let (_, list) = get(&a.tok("/v1/commands/"));
@@ -431,10 +383,7 @@ fn case_14_functional_sequence() {
 #[test]
 fn case_15_async_success_forces_one_heartbeat() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/?wait=true"),
-        r#"{"name":"fake.fake_async_command","params":{}}"#,
-    );
+    let (_, v) = a.run("?wait=true", "fake.fake_async_command", json!({}));
     assert_eq!(v["command_status"], "SUCCEEDED");
     assert_eq!(
         v["command_result"],
@@ -449,10 +398,7 @@ fn case_15_async_success_forces_one_heartbeat() {
 #[test]
 fn case_16_async_rest_error_fails_and_forces_one_heartbeat() {
     let a = start(Some(TOK));
-    let (s, v) = post(
-        &a.tok("/v1/commands/?wait=true"),
-        r#"{"name":"fake.async_fail","params":{}}"#,
-    );
+    let (s, v) = a.run("?wait=true", "fake.async_fail", json!({}));
     assert_eq!(s, 200);
     assert_eq!(v["command_status"], "FAILED");
     assert_eq!(v["command_result"], Value::Null);
@@ -466,18 +412,12 @@ fn case_16_async_rest_error_fails_and_forces_one_heartbeat() {
 #[test]
 fn case_17_sync_result_no_heartbeat() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{}}"#,
-    );
+    let (_, v) = a.run("", "fake.do_things", json!({}));
     assert_eq!(v["command_result"], json!({"result": "v1"}));
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert_eq!(a.forced.load(Ordering::SeqCst), 0);
     // §9: an unexpected keyword is a stored FAILED TypeError, not a 500.
-    let (s, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{"nope":1}}"#,
-    );
+    let (s, v) = a.run("", "fake.do_things", json!({"nope":1}));
     assert_eq!(s, 200);
     assert_eq!(v["command_status"], "FAILED");
     assert_eq!(v["command_error"]["type"], "TypeError");
@@ -503,10 +443,7 @@ fn case_18_validator_failure_is_400_without_heartbeat() {
 #[test]
 fn case_19_no_command_params_in_results() {
     let a = start(Some(TOK));
-    let (_, v) = post(
-        &a.tok("/v1/commands/"),
-        r#"{"name":"fake.do_things","params":{"key":"secret"}}"#,
-    );
+    let (_, v) = a.run("", "fake.do_things", json!({"key":"secret"}));
     assert!(v.get("command_params").is_none());
     let (_, list) = get(&a.tok("/v1/commands/"));
     assert!(!list.to_string().contains("command_params"));

@@ -4,15 +4,15 @@
 //! clock hours or days off still gives a certificate valid "now".
 
 mod common;
-use common::FakeServer;
+use common::{
+    Killed, agent_command, agent_log, fake_ironic, fake_root, first_heartbeat, free_port,
+};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipa-agent");
 const DAY: f64 = 86400.0;
 
 fn now() -> f64 {
@@ -78,84 +78,26 @@ fn validity(der: &[u8]) -> (f64, f64) {
     (times[0], times[1])
 }
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The certificate the agent sends to Ironic, started with `cmdline`.
 fn agent_certificate(cmdline: &str) -> (Vec<u8>, String) {
-    let t = tempfile::tempdir().unwrap();
-    let eth0 = t.path().join("sys/class/net/eth0");
-    std::fs::create_dir_all(eth0.join("device")).unwrap();
-    std::fs::write(eth0.join("address"), "52:54:00:12:34:56\n").unwrap();
-    std::fs::create_dir_all(t.path().join("proc")).unwrap();
-    std::fs::write(t.path().join("proc/cmdline"), cmdline).unwrap();
-    let ironic = FakeServer::start(|r| {
-        if r.path == "/" {
-            (
-                200,
-                json!({"default_version": {"version": "1.99"}}).to_string(),
-            )
-        } else if r.path.starts_with("/v1/lookup") {
-            (
-                200,
-                json!({"node": {"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"},
-                       "config": {"heartbeat_timeout": 60, "agent_token": "IronicIssuedToken_abcdefghijklmnopqrstuvwxyz12"}})
-                .to_string(),
-            )
-        } else {
-            (202, String::new())
-        }
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
-    let log_path = t.path().join("agent.log");
-    let _agent = Killed(
-        Command::new(BIN)
-            .args([
-                "--root",
-                t.path().to_str().unwrap(),
-                "--listen-host",
-                "127.0.0.1",
-                "--listen-port",
-                &port,
-                "--advertise-host",
-                "127.0.0.1",
-                "--api-url",
-                &ironic.url,
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap(),
+    let t = fake_root(cmdline);
+    let ironic = fake_ironic(
+        0,
+        json!({"heartbeat_timeout": 60, "agent_token": "IronicIssuedToken_abcdefghijklmnopqrstuvwxyz12"}),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(r) = ironic
-            .requests()
-            .into_iter()
-            .find(|r| r.path.starts_with("/v1/heartbeat/"))
-        {
-            let v: Value = serde_json::from_str(&r.body).unwrap();
-            let pem = v["agent_verify_ca"].as_str().unwrap().to_string();
-            let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-            return (der.to_vec(), std::fs::read_to_string(&log_path).unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no heartbeat: {}",
-            std::fs::read_to_string(&log_path).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(30));
-    }
+    let mut agent = Killed(
+        agent_command(
+            t.path(),
+            free_port(),
+            &["--advertise-host", "127.0.0.1", "--api-url", &ironic.url],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let v = first_heartbeat(&ironic, &mut agent.0, t.path());
+    let pem = v["agent_verify_ca"].as_str().unwrap().to_string();
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    (der.to_vec(), agent_log(t.path()))
 }
 
 #[test]

@@ -5,7 +5,10 @@
 //! binary.
 
 mod common;
-use common::FakeServer;
+use common::{
+    FakeServer, Killed, agent_command, fake_ironic, fake_root, free_port, serve_in_thread,
+    test_pki, wait_listening,
+};
 use ipa_agent::api::{ApiState, MAX_BODY_BYTES};
 use ipa_agent::commands::Executor;
 use ipa_agent::extensions::{Control, Ctx, builtin_registry};
@@ -15,36 +18,16 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, RwLock, mpsc};
+use std::process::Child;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipa-agent");
 const TOK: &str = "tok-0123456789abcdef0123456789abcdef";
 
 /// A test CA and a server certificate for 127.0.0.1 signed by it.
 fn test_tls() -> (Arc<rustls::ServerConfig>, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    (Arc::new(cfg), ca_cert.pem())
+    let p = test_pki();
+    (p.server_config(false), p.ca.pem())
 }
 
 /// The API on 127.0.0.1 in its own thread, with `limits`.
@@ -62,20 +45,10 @@ fn start(limits: Limits, tls: Option<Arc<rustls::ServerConfig>>) -> (u16, Contro
         started_at: 1.0,
         scheme: "http",
     });
-    let (tx, rx) = mpsc::channel();
     let c = control.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap().port()).unwrap();
-            ipa_agent::agent::serve_with_limits(l, tls, state, c, limits).await;
-        });
-    });
-    (rx.recv().unwrap(), control)
+    let port =
+        serve_in_thread(move |l| ipa_agent::agent::serve_with_limits(l, tls, state, c, limits));
+    (port, control)
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -99,6 +72,14 @@ fn read_to_close(s: &mut TcpStream) -> (Vec<u8>, Duration) {
         }
     }
     (out, t.elapsed())
+}
+
+/// Connects, sends `raw` and reads until the server closes (see
+/// [`read_to_close`]).
+fn held_open(port: u16, raw: &[u8]) -> (Vec<u8>, Duration) {
+    let mut s = connect(port);
+    s.write_all(raw).unwrap();
+    read_to_close(&mut s)
 }
 
 /// Splits a raw response into status, headers and body.
@@ -290,52 +271,44 @@ fn the_token_is_checked_before_any_byte_of_the_body() {
     assert_eq!(got.0, 200, "{got:?}");
 }
 
-#[test]
-fn header_and_idle_timeouts_close_plain_connections() {
-    let limits = Limits {
+/// Header and idle timeouts short enough to see in a test.
+fn short_timeouts() -> Limits {
+    Limits {
         header_read_timeout: Duration::from_millis(400),
         idle_timeout: Duration::from_millis(800),
         ..Limits::default()
-    };
-    let (port, _c) = start(limits, None);
+    }
+}
+
+#[test]
+fn header_and_idle_timeouts_close_plain_connections() {
+    let (port, _c) = start(short_timeouts(), None);
     // One byte, then nothing.
-    let mut s = connect(port);
-    s.write_all(b"G").unwrap();
-    let (_, took) = read_to_close(&mut s);
+    let (_, took) = held_open(port, b"G");
     assert!(took < Duration::from_secs(3), "dribbler held {took:?}");
     // A keep-alive connection that goes quiet after one request.
-    let mut s = connect(port);
-    s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let (raw, took) = read_to_close(&mut s);
+    let (raw, took) = held_open(port, b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(parse(&raw).0, 200);
     assert!(took < Duration::from_secs(3), "idle held {took:?}");
     // The same over HTTP/1.0 with keep-alive.
-    let mut s = connect(port);
-    s.write_all(b"GET /v1/status HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        .unwrap();
-    let (raw, took) = read_to_close(&mut s);
+    let (raw, took) = held_open(
+        port,
+        b"GET /v1/status HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
     assert_eq!(parse(&raw).0, 200);
     assert!(took < Duration::from_secs(3), "HTTP/1.0 idle held {took:?}");
     // A connection that says nothing at all.
-    let mut s = connect(port);
-    let (raw, took) = read_to_close(&mut s);
+    let (raw, took) = held_open(port, b"");
     assert!(raw.is_empty());
     assert!(took < Duration::from_secs(3), "silent held {took:?}");
 }
 
 #[test]
 fn tls_handshake_and_header_timeouts() {
-    let limits = Limits {
-        header_read_timeout: Duration::from_millis(400),
-        idle_timeout: Duration::from_millis(800),
-        ..Limits::default()
-    };
     let (cfg, ca_pem) = test_tls();
-    let (port, _c) = start(limits, Some(cfg));
+    let (port, _c) = start(short_timeouts(), Some(cfg));
     // A TCP connection that never starts the handshake.
-    let mut s = connect(port);
-    let (_, took) = read_to_close(&mut s);
+    let (_, took) = held_open(port, b"");
     assert!(took < Duration::from_secs(3), "handshake held {took:?}");
     // A client verified against the test CA gets an answer...
     let ca = ureq::tls::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
@@ -401,31 +374,12 @@ fn a_new_client_always_gets_in() {
     assert!(took < Duration::from_secs(1));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The binary with at most 1,024 file descriptors, like a ramdisk process.
-fn spawn_agent(root: &Path, port: u16, extra: &[&str]) -> Child {
+fn spawn_agent(root: &Path, port: u16, extra: &[&str]) -> Killed {
     let p = port.to_string();
-    let mut args = vec![
-        "--root",
-        root.to_str().unwrap(),
-        "--listen-host",
-        "127.0.0.1",
-        "--listen-port",
-        &p,
-        "--advertise-port",
-        &p,
-    ];
+    let mut args = vec!["--advertise-port", &p];
     args.extend_from_slice(extra);
-    let log = std::fs::File::create(root.join("agent.log")).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(&args).stdout(Stdio::null()).stderr(log);
+    let mut cmd = agent_command(root, port, &args);
     // SAFETY: setrlimit is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -439,15 +393,7 @@ fn spawn_agent(root: &Path, port: u16, extra: &[&str]) -> Child {
             Ok(())
         });
     }
-    cmd.spawn().unwrap()
-}
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "agent did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    Killed(cmd.spawn().unwrap())
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
@@ -470,8 +416,8 @@ fn eleven_hundred_idle_connections_do_not_lock_out_a_client() {
     ipa_agent::server::raise_fd_limit();
     let t = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = spawn_agent(t.path(), port, &["--agent-token", TOK]);
-    wait_listening(port);
+    let child = spawn_agent(t.path(), port, &["--agent-token", TOK]);
+    wait_listening(port, Duration::from_secs(15));
     let mut held = Vec::new();
     for _ in 0..1100 {
         if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
@@ -489,35 +435,12 @@ fn eleven_hundred_idle_connections_do_not_lock_out_a_client() {
         "{:?}",
         start.elapsed()
     );
-    let fds = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", child.0.id()))
         .unwrap()
         .count();
     assert!(fds < 400, "{fds} descriptors open");
     drop(held);
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn fake_ironic(token: &'static str) -> FakeServer {
-    FakeServer::start(move |r| {
-        if r.path == "/" {
-            (
-                200,
-                json!({"default_version": {"version": "1.99"}}).to_string(),
-            )
-        } else if r.path.starts_with("/v1/lookup") {
-            (
-                200,
-                json!({"node": {"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"},
-                       "config": {"heartbeat_timeout": 1, "agent_token": token}})
-                .to_string(),
-            )
-        } else if r.path.starts_with("/v1/heartbeat/") {
-            (202, String::new())
-        } else {
-            (404, "{}".into())
-        }
-    })
+    drop(child);
 }
 
 fn heartbeats(ironic: &FakeServer) -> usize {
@@ -533,11 +456,8 @@ fn heartbeats(ironic: &FakeServer) -> usize {
 #[test]
 fn finalize_exits_within_the_grace_period_whatever_others_do() {
     let token: &'static str = "IronicIssuedToken_abcdefghijklmnopqrstuvwxyz12";
-    let t = tempfile::tempdir().unwrap();
-    let eth0 = t.path().join("sys/class/net/eth0");
-    std::fs::create_dir_all(eth0.join("device")).unwrap();
-    std::fs::write(eth0.join("address"), "52:54:00:12:34:56\n").unwrap();
-    let ironic = fake_ironic(token);
+    let t = fake_root("");
+    let ironic = fake_ironic(0, json!({"heartbeat_timeout": 1, "agent_token": token}));
     let port = free_port();
     let mut child = spawn_agent(
         t.path(),
@@ -581,7 +501,7 @@ fn finalize_exits_within_the_grace_period_whatever_others_do() {
     let beats_at_answer = heartbeats(&ironic);
     let v: Value = serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
     assert_eq!(v["command_status"], "SUCCEEDED", "{v}");
-    let code = wait_exit(&mut child, Duration::from_secs(10));
+    let code = wait_exit(&mut child.0, Duration::from_secs(10));
     let took = answered.elapsed();
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_millis(2500), "exit took {took:?}");

@@ -4,13 +4,11 @@
 
 mod common;
 use base64::Engine;
-use common::post;
+use common::{Killed, agent_command, agent_log, free_port, post, wait_listening};
 use serde_json::json;
 use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipa-agent");
 const TOKEN: &str = "CmdlineToken-0123456789abcdef0123456789";
 const HASH: &str = "$6$rounds=5000$saltsaltsalt$Zx8CjI1cQeqKfSNdE0gc1mDkqsOXrcYk";
 
@@ -39,36 +37,14 @@ fn collected_logs_and_agent_output_hold_no_secret() {
         format!("useradd: rescue:{HASH}:19000::\n"),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log_path = root.join("agent.log");
-    let mut child = Command::new(BIN)
-        .args([
-            "--root",
-            root.to_str().unwrap(),
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "agent did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let port = free_port();
+    let child = Killed(agent_command(root, port, &[]).spawn().unwrap());
+    wait_listening(port, Duration::from_secs(10));
     let (status, v) = post(
         &format!("http://127.0.0.1:{port}/v1/commands/?agent_token={TOKEN}"),
         &json!({"name": "log.collect_system_logs", "params": {}}).to_string(),
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(status, 200, "{v}");
     let b64 = v["command_result"]["system_logs"].as_str().unwrap();
     let tgz = base64::engine::general_purpose::STANDARD
@@ -87,6 +63,6 @@ fn collected_logs_and_agent_output_hold_no_secret() {
     for secret in [TOKEN, "hunter2-pw", &HASH[3..]] {
         assert!(!all.contains(secret), "{secret} in collected logs:\n{all}");
     }
-    let printed = std::fs::read_to_string(&log_path).unwrap();
+    let printed = agent_log(root);
     assert!(!printed.contains(TOKEN), "{printed}");
 }

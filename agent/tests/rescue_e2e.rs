@@ -4,7 +4,7 @@
 //! does), the no-secrets-in-logs check, and the `rescue-user` subcommand.
 
 mod common;
-use common::{FakeServer, get, post};
+use common::{FakeServer, agent_base_command, free_port, get, post, wait_listening};
 use serde_json::{Value, json};
 use sha_crypt::{PasswordHash, PasswordVerifier, ShaCrypt};
 use std::io::Read;
@@ -13,16 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipa-agent");
 const TOK: &str = "e2e-token-0123456789abcdef0123456789abcdef";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Agent {
     child: Child,
@@ -33,21 +24,9 @@ impl Agent {
     fn spawn(root: &Path, extra: &[&str]) -> Agent {
         let port = free_port();
         let p = port.to_string();
-        let mut args = vec![
-            "--root",
-            root.to_str().unwrap(),
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            &p,
-            "--advertise-port",
-            &p,
-            "--debug",
-        ];
+        let mut args = vec!["--advertise-port", &p, "--debug"];
         args.extend_from_slice(extra);
-        let child = Command::new(BIN)
-            .args(&args)
-            .stdout(Stdio::null())
+        let child = agent_base_command(root, port, &args)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -57,39 +36,17 @@ impl Agent {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("agent did not listen");
+        wait_listening(self.port, Duration::from_secs(10));
     }
     /// Waits for exit; returns the exit code and stderr.
     fn wait_exit(mut self, secs: u64) -> (Option<i32>, String) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                return (status.code(), err);
+                return (status.code(), self.stderr());
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let mut err = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
+                let err = self.kill();
                 panic!("agent did not exit in {secs} s; stderr:\n{err}");
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -98,6 +55,10 @@ impl Agent {
     fn kill(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.stderr()
+    }
+    /// All the (exited) agent wrote to stderr.
+    fn stderr(&mut self) -> String {
         let mut err = String::new();
         self.child
             .stderr
@@ -253,25 +214,10 @@ fn case_24_marker_failure_still_succeeds_and_stops() {
 }
 
 fn fake_ironic(token: &'static str, hb_timeout: u32) -> FakeServer {
-    FakeServer::start(move |r| {
-        if r.path == "/" {
-            (
-                200,
-                json!({"default_version": {"version": "1.99"}}).to_string(),
-            )
-        } else if r.path.starts_with("/v1/lookup") {
-            (
-                200,
-                json!({"node": {"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"},
-                       "config": {"heartbeat_timeout": hb_timeout, "agent_token": token, "agent_token_required": true}})
-                .to_string(),
-            )
-        } else if r.path.starts_with("/v1/heartbeat/") {
-            (202, String::new())
-        } else {
-            (404, "{}".into())
-        }
-    })
+    common::fake_ironic(
+        0,
+        json!({"heartbeat_timeout": hb_timeout, "agent_token": token, "agent_token_required": true}),
+    )
 }
 
 fn fake_sysfs(root: &Path) {
@@ -410,7 +356,7 @@ print(urllib.request.urlopen(req, context=ctx).read().decode())
 }
 
 fn rescue_user(root: &Path) -> std::process::Output {
-    Command::new(BIN)
+    Command::new(common::BIN)
         .args(["rescue-user", "--root", root.to_str().unwrap()])
         .output()
         .unwrap()

@@ -4,117 +4,45 @@
 //! numeric parameters are clamped and logged once instead of panicking.
 
 mod common;
-use common::FakeServer;
+use common::{
+    FakeServer, Killed, agent_command, agent_log, fake_ironic, fake_root, first_heartbeat,
+    free_port,
+};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipa-agent");
 const TOKEN: &str = "IronicIssuedToken_abcdefghijklmnopqrstuvwxyz12";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Ironic whose `GET /` fails the first `fail_root` times and whose lookup
 /// reply carries `extra_config`.
 fn ironic(fail_root: usize, extra_config: Value) -> FakeServer {
-    let roots = Arc::new(AtomicUsize::new(0));
-    FakeServer::start(move |r| {
-        if r.path == "/" {
-            if roots.fetch_add(1, Ordering::SeqCst) < fail_root {
-                (503, "{}".into())
-            } else {
-                (
-                    200,
-                    json!({"default_version": {"version": "1.99"}}).to_string(),
-                )
-            }
-        } else if r.path.starts_with("/v1/lookup") {
-            let mut config = json!({"heartbeat_timeout": 1e20, "agent_token": TOKEN});
-            if let (Some(c), Some(x)) = (config.as_object_mut(), extra_config.as_object()) {
-                c.extend(x.clone());
-            }
-            (
-                200,
-                json!({"node": {"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"}, "config": config})
-                    .to_string(),
-            )
-        } else if r.path.starts_with("/v1/heartbeat/") {
-            (202, String::new())
-        } else {
-            (404, "{}".into())
-        }
-    })
-}
-
-fn fake_root(cmdline: &str) -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    let eth0 = t.path().join("sys/class/net/eth0");
-    std::fs::create_dir_all(eth0.join("device")).unwrap();
-    std::fs::write(eth0.join("address"), "52:54:00:12:34:56\n").unwrap();
-    std::fs::create_dir_all(t.path().join("proc")).unwrap();
-    std::fs::write(t.path().join("proc/cmdline"), cmdline).unwrap();
-    t
+    let mut config = json!({"heartbeat_timeout": 1e20, "agent_token": TOKEN});
+    if let (Some(c), Some(x)) = (config.as_object_mut(), extra_config.as_object()) {
+        c.extend(x.clone());
+    }
+    fake_ironic(fail_root, config)
 }
 
 fn spawn(root: &std::path::Path, port: u16, api: &str) -> Killed {
-    let log = std::fs::File::create(root.join("agent.log")).unwrap();
     let p = port.to_string();
     Killed(
-        Command::new(BIN)
-            .args([
-                "--root",
-                root.to_str().unwrap(),
-                "--listen-host",
-                "127.0.0.1",
-                "--listen-port",
-                &p,
+        agent_command(
+            root,
+            port,
+            &[
                 "--advertise-port",
                 &p,
                 "--advertise-host",
                 "127.0.0.1",
                 "--api-url",
                 api,
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+            ],
+        )
+        .spawn()
+        .unwrap(),
     )
-}
-
-fn first_heartbeat(ironic: &FakeServer, child: &mut Killed) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(r) = ironic
-            .requests()
-            .iter()
-            .find(|r| r.path.starts_with("/v1/heartbeat/"))
-        {
-            return serde_json::from_str(&r.body).unwrap();
-        }
-        if let Some(s) = child.0.try_wait().unwrap() {
-            panic!("agent exited with {s}");
-        }
-        assert!(Instant::now() < deadline, "no heartbeat");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A TLS handshake with only `version` offered; the agent's own PEM is the
@@ -158,7 +86,7 @@ fn failed_discovery_is_retried_and_ironic_tls_policy_applies() {
     let ironic = ironic(2, json!({"tls_min_version": "1.3"}));
     let port = free_port();
     let mut child = spawn(t.path(), port, &ironic.url);
-    let beat = first_heartbeat(&ironic, &mut child);
+    let beat = first_heartbeat(&ironic, &mut child.0, t.path());
     assert_eq!(beat["callback_url"], format!("https://127.0.0.1:{port}"));
     let lookup = ironic
         .requests()
@@ -184,7 +112,7 @@ fn cipher_suites_from_the_command_line() {
     let ironic = ironic(0, json!({}));
     let port = free_port();
     let mut child = spawn(t.path(), port, &ironic.url);
-    let beat = first_heartbeat(&ironic, &mut child);
+    let beat = first_heartbeat(&ironic, &mut child.0, t.path());
     let pem = beat["agent_verify_ca"].as_str().unwrap();
     // Only a TLS 1.2 suite is allowed, so a 1.3-only client is refused.
     handshake(port, pem, &rustls::version::TLS12).unwrap();
@@ -200,10 +128,10 @@ fn absurd_numbers_are_clamped_and_logged_once() {
     let ironic = ironic(0, json!({}));
     let port = free_port();
     let mut child = spawn(t.path(), port, &ironic.url);
-    first_heartbeat(&ironic, &mut child);
+    first_heartbeat(&ironic, &mut child.0, t.path());
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.0.try_wait().unwrap().is_none(), "agent died");
-    let log = std::fs::read_to_string(t.path().join("agent.log")).unwrap();
+    let log = agent_log(t.path());
     for key in [
         "ipa-http-request-timeout",
         "ipa-lookup-interval",

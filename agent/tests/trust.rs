@@ -4,15 +4,17 @@
 //! config file, the virtual media's `ironic.crt`, the system bundle), with
 //! a client certificate when Ironic demands one, and not at all without.
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+use common::{
+    FakeServer, Killed, agent_command, agent_log, fake_root as root, free_port, ironic_handler,
+    test_pki,
+};
+use rcgen::{CertificateParams, KeyPair};
+use serde_json::json;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipa-agent");
 const TOKEN: &str = "IronicIssuedToken_abcdefghijklmnopqrstuvwxyz12";
 
 struct Pki {
@@ -25,139 +27,30 @@ struct Pki {
 /// A CA, Ironic's certificate for 127.0.0.1 and a client certificate, all
 /// made here. With `require_client`, Ironic refuses clients without one.
 fn pki(require_client: bool) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let p = test_pki();
     let ckey = KeyPair::generate().unwrap();
     let cparams = CertificateParams::new(vec!["ipa-agent".to_string()]).unwrap();
-    let ccert = cparams.signed_by(&ckey, &issuer).unwrap();
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = if require_client {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca_cert.der().clone()).unwrap();
-        let v =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .unwrap();
-        builder.with_client_cert_verifier(v)
-    } else {
-        builder.with_no_client_auth()
-    };
-    let server = builder
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
+    let ccert = cparams.signed_by(&ckey, &p.issuer).unwrap();
     Pki {
-        ca_pem: ca_cert.pem(),
-        server: Arc::new(server),
+        ca_pem: p.ca.pem(),
+        server: p.server_config(require_client),
         client_cert_pem: ccert.pem(),
         client_key_pem: ckey.serialize_pem(),
     }
 }
 
-/// Ironic over HTTPS: answers `/`, lookup and heartbeats; counts requests
-/// that made it through the handshake.
-struct Ironic {
-    url: String,
-    requests: Arc<AtomicUsize>,
-    paths: Arc<Mutex<Vec<String>>>,
+/// Ironic over HTTPS: answers `/`, lookup and heartbeats; records the
+/// requests that made it through the handshake.
+fn ironic(cfg: Arc<rustls::ServerConfig>) -> FakeServer {
+    FakeServer::start_tls(
+        cfg,
+        ironic_handler(0, json!({"heartbeat_timeout": 60, "agent_token": TOKEN})),
+    )
 }
 
-fn ironic(cfg: Arc<rustls::ServerConfig>) -> Ironic {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(AtomicUsize::new(0));
-    let paths = Arc::new(Mutex::new(Vec::new()));
-    let (r, p) = (requests.clone(), paths.clone());
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(tcp) = tcp else { continue };
-            let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-            let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
-            let mut reader = BufReader::new(&mut tls);
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() || line.is_empty() {
-                continue;
-            }
-            let path = line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_string();
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.trim_end().split_once(':')
-                    && k.eq_ignore_ascii_case("content-length")
-                {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = reader.read_exact(&mut body);
-            r.fetch_add(1, Ordering::SeqCst);
-            p.lock().unwrap().push(path.clone());
-            let (status, body) = if path == "/" {
-                (200, r#"{"default_version":{"version":"1.99"}}"#.to_string())
-            } else if path.starts_with("/v1/lookup") {
-                (
-                    200,
-                    format!(
-                        r#"{{"node":{{"uuid":"1be26c0b-03f2-4d2e-ae87-c02d7f33c123"}},"config":{{"heartbeat_timeout":60,"agent_token":"{TOKEN}"}}}}"#
-                    ),
-                )
-            } else {
-                (202, String::new())
-            };
-            let resp = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = tls.write_all(resp.as_bytes());
-            let _ = tls.flush();
-            tls.conn.send_close_notify();
-            let _ = tls.flush();
-        }
-    });
-    Ironic {
-        url,
-        requests,
-        paths,
-    }
-}
-
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn root(cmdline: &str) -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    let eth0 = t.path().join("sys/class/net/eth0");
-    std::fs::create_dir_all(eth0.join("device")).unwrap();
-    std::fs::write(eth0.join("address"), "52:54:00:12:34:56\n").unwrap();
-    std::fs::create_dir_all(t.path().join("proc")).unwrap();
-    std::fs::write(t.path().join("proc/cmdline"), cmdline).unwrap();
-    t
+/// The paths Ironic was asked for.
+fn paths(ironic: &FakeServer) -> Vec<String> {
+    ironic.requests().into_iter().map(|r| r.path).collect()
 }
 
 fn put(root: &Path, path: &str, text: &str) {
@@ -166,45 +59,46 @@ fn put(root: &Path, path: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-fn spawn(root: &Path, ironic: &Ironic) -> Agent {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
-    let log = std::fs::File::create(root.join("agent.log")).unwrap();
-    Agent(
-        Command::new(BIN)
-            .args([
-                "--root",
-                root.to_str().unwrap(),
-                "--listen-host",
-                "127.0.0.1",
-                "--listen-port",
-                &port,
+fn spawn(root: &Path, ironic: &FakeServer) -> Killed {
+    Killed(
+        agent_command(
+            root,
+            free_port(),
+            &[
                 "--advertise-host",
                 "127.0.0.1",
                 "--lookup-timeout",
                 "4",
                 "--api-url",
                 &ironic.url,
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+            ],
+        )
+        .spawn()
+        .unwrap(),
     )
 }
 
+/// Starts the agent against `ironic` on a root with `cmdline` and `files`
+/// (path, text); whether it looked the node up, and the root (its log in
+/// `agent.log`).
+fn try_lookup(
+    ironic: &FakeServer,
+    cmdline: &str,
+    files: &[(&str, &str)],
+) -> (bool, tempfile::TempDir) {
+    let t = root(cmdline);
+    for (path, text) in files {
+        put(t.path(), path, text);
+    }
+    let mut a = spawn(t.path(), ironic);
+    (looked_up(ironic, &mut a), t)
+}
+
 /// Whether the agent looked the node up within a few seconds.
-fn looked_up(ironic: &Ironic, agent: &mut Agent) -> bool {
+fn looked_up(ironic: &FakeServer, agent: &mut Killed) -> bool {
     let deadline = Instant::now() + Duration::from_secs(6);
     while Instant::now() < deadline {
-        if ironic
-            .paths
-            .lock()
-            .unwrap()
+        if paths(ironic)
             .iter()
             .any(|p| p.starts_with("/v1/heartbeat/"))
         {
@@ -218,44 +112,44 @@ fn looked_up(ironic: &Ironic, agent: &mut Agent) -> bool {
     false
 }
 
-fn log(root: &Path) -> String {
-    std::fs::read_to_string(root.join("agent.log")).unwrap_or_default()
-}
-
 #[test]
 fn without_a_trusted_ca_there_is_no_lookup() {
     let p = pki(false);
     let ironic = ironic(p.server.clone());
-    let t = root("quiet");
-    let mut a = spawn(t.path(), &ironic);
-    assert!(!looked_up(&ironic, &mut a), "{}", log(t.path()));
-    assert_eq!(ironic.requests.load(Ordering::SeqCst), 0);
+    let (ok, t) = try_lookup(&ironic, "quiet", &[]);
+    assert!(!ok, "{}", agent_log(t.path()));
+    assert!(ironic.requests().is_empty());
 }
 
 #[test]
 fn ipa_cafile_on_the_command_line() {
     let p = pki(false);
     let ironic = ironic(p.server.clone());
-    let t = root("ipa-cafile=/opt/ca/private.pem");
-    put(t.path(), "/opt/ca/private.pem", &p.ca_pem);
-    let mut a = spawn(t.path(), &ironic);
-    assert!(looked_up(&ironic, &mut a), "{}", log(t.path()));
-    assert!(log(t.path()).contains("/opt/ca/private.pem"));
+    let (ok, t) = try_lookup(
+        &ironic,
+        "ipa-cafile=/opt/ca/private.pem",
+        &[("/opt/ca/private.pem", &p.ca_pem)],
+    );
+    assert!(ok, "{}", agent_log(t.path()));
+    assert!(agent_log(t.path()).contains("/opt/ca/private.pem"));
 }
 
 #[test]
 fn cafile_in_ipa_config_dir_as_ironic_vmedia_writes_it() {
     let p = pki(false);
     let ironic = ironic(p.server.clone());
-    let t = root("quiet");
-    put(
-        t.path(),
-        "/etc/ironic-python-agent.d/ironic-tls.conf",
-        "[DEFAULT]\ncafile = /etc/pki/ironic-ca.pem\n",
+    let (ok, t) = try_lookup(
+        &ironic,
+        "quiet",
+        &[
+            (
+                "/etc/ironic-python-agent.d/ironic-tls.conf",
+                "[DEFAULT]\ncafile = /etc/pki/ironic-ca.pem\n",
+            ),
+            ("/etc/pki/ironic-ca.pem", &p.ca_pem),
+        ],
     );
-    put(t.path(), "/etc/pki/ironic-ca.pem", &p.ca_pem);
-    let mut a = spawn(t.path(), &ironic);
-    assert!(looked_up(&ironic, &mut a), "{}", log(t.path()));
+    assert!(ok, "{}", agent_log(t.path()));
 }
 
 #[test]
@@ -266,10 +160,8 @@ fn ironic_crt_alone_and_system_bundle_alone() {
     ] {
         let p = pki(false);
         let ironic = ironic(p.server.clone());
-        let t = root("quiet");
-        put(t.path(), path, &p.ca_pem);
-        let mut a = spawn(t.path(), &ironic);
-        assert!(looked_up(&ironic, &mut a), "{path}: {}", log(t.path()));
+        let (ok, t) = try_lookup(&ironic, "quiet", &[(path, &p.ca_pem)]);
+        assert!(ok, "{path}: {}", agent_log(t.path()));
     }
 }
 
@@ -278,38 +170,34 @@ fn client_certificate_when_ironic_demands_one() {
     let p = pki(true);
     let ironic = ironic(p.server.clone());
     // Without a client certificate the handshake fails.
-    let t = root("ipa-cafile=/ca.pem");
-    put(t.path(), "/ca.pem", &p.ca_pem);
-    let mut a = spawn(t.path(), &ironic);
-    assert!(!looked_up(&ironic, &mut a));
-    drop(a);
+    let (ok, _t) = try_lookup(&ironic, "ipa-cafile=/ca.pem", &[("/ca.pem", &p.ca_pem)]);
+    assert!(!ok);
     // With certfile/keyfile from IPA's config file it succeeds.
-    let t = root("quiet");
-    put(
-        t.path(),
-        "/etc/ironic-python-agent/ironic-python-agent.conf",
-        "[DEFAULT]\ncafile=/ca.pem\ncertfile=/c.pem\nkeyfile=/k.pem\n",
+    let (ok, t) = try_lookup(
+        &ironic,
+        "quiet",
+        &[
+            (
+                "/etc/ironic-python-agent/ironic-python-agent.conf",
+                "[DEFAULT]\ncafile=/ca.pem\ncertfile=/c.pem\nkeyfile=/k.pem\n",
+            ),
+            ("/ca.pem", &p.ca_pem),
+            ("/c.pem", &p.client_cert_pem),
+            ("/k.pem", &p.client_key_pem),
+        ],
     );
-    put(t.path(), "/ca.pem", &p.ca_pem);
-    put(t.path(), "/c.pem", &p.client_cert_pem);
-    put(t.path(), "/k.pem", &p.client_key_pem);
-    let mut a = spawn(t.path(), &ironic);
-    assert!(looked_up(&ironic, &mut a), "{}", log(t.path()));
-    assert!(!log(t.path()).contains("PRIVATE KEY"));
+    assert!(ok, "{}", agent_log(t.path()));
+    assert!(!agent_log(t.path()).contains("PRIVATE KEY"));
 }
 
 #[test]
 fn insecure_still_works_and_warns_at_every_lookup() {
     let p = pki(false);
     let ironic = ironic(p.server.clone());
-    let t = root("ipa-insecure=1");
-    let mut a = spawn(t.path(), &ironic);
-    assert!(looked_up(&ironic, &mut a), "{}", log(t.path()));
-    let l = log(t.path());
-    let lookups = ironic
-        .paths
-        .lock()
-        .unwrap()
+    let (ok, t) = try_lookup(&ironic, "ipa-insecure=1", &[]);
+    assert!(ok, "{}", agent_log(t.path()));
+    let l = agent_log(t.path());
+    let lookups = paths(&ironic)
         .iter()
         .filter(|p| p.starts_with("/v1/lookup"))
         .count();

@@ -109,36 +109,32 @@ fn bootloaders() -> PathBuf {
     root
 }
 
+/// The arguments that build tinyipa's kernel and initramfs.
+const KERNEL_AND_INITRAMFS: &[&str] = &[
+    "--profile",
+    "tinyipa",
+    "--format",
+    "kernel",
+    "--format",
+    "initramfs",
+];
+
 /// Builds `tinyipa.iso` into `dir` with the agent pointed at `api_url`.
 fn build(dir: &Path, api_url: &str) -> PathBuf {
     let append = format!("ipa-api-url={api_url}");
     let out = dir.to_str().unwrap();
     match SOURCE {
         Source::Binary => {
-            let args = [
-                "--profile",
-                "tinyipa",
-                "--format",
-                "kernel",
-                "--format",
-                "initramfs",
-                "--format",
-                "iso",
-            ];
-            ipa_build(&[&args[..], &["--append", &append, "--output", out]].concat());
+            ipa_build(
+                &[
+                    KERNEL_AND_INITRAMFS,
+                    &["--format", "iso", "--append", &append, "--output", out],
+                ]
+                .concat(),
+            );
         }
         Source::Library => {
-            let args = [
-                "--profile",
-                "tinyipa",
-                "--format",
-                "kernel",
-                "--format",
-                "initramfs",
-                "--output",
-                out,
-            ];
-            let summary = ipa_build(&args);
+            let summary = ipa_build(&[KERNEL_AND_INITRAMFS, &["--output", out]].concat());
             let cmdline = format!("{} {append}", summary["cmdline"].as_str().unwrap());
             let work = tempfile::tempdir().unwrap();
             let inputs = ipa_build::build::iso::IsoInputs {

@@ -105,6 +105,17 @@ fn images_with(glance: &str, key: &str, value: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Publish options setting `nodes`' images in `role`, keeping `keep`
+/// builds.
+fn options(nodes: &[&str], role: Option<Role>, keep: Option<usize>) -> Options {
+    Options {
+        set_nodes: nodes.iter().map(|n| n.to_string()).collect(),
+        role,
+        keep,
+        ..Options::default()
+    }
+}
+
 #[test]
 fn publish_verifies_sets_nodes_reuses_and_prunes() {
     let glance = Glance::start().unwrap();
@@ -120,11 +131,7 @@ fn publish_verifies_sets_nodes_reuses_and_prunes() {
 
     // 1. First build: upload, verify, set both nodes' rescue fields.
     let b1 = Manifest::read(&fake_build(&tmp.path().join("b1"), 1, 1_700_000_000, false)).unwrap();
-    let opts = Options {
-        set_nodes: vec!["pub-node-1".into(), n2.uuid().to_string()],
-        role: Some(Role::Rescue),
-        ..Options::default()
-    };
+    let opts = options(&["pub-node-1", n2.uuid()], Some(Role::Rescue), None);
     let o1 = publish::publish(&b1, &session, &opts).unwrap();
     assert_eq!(o1.images.len(), 2);
     assert!(o1.images.iter().all(|i| !i.existing));
@@ -169,12 +176,7 @@ fn publish_verifies_sets_nodes_reuses_and_prunes() {
     let o2 = publish::publish(
         &b2,
         &session,
-        &Options {
-            set_nodes: vec!["pub-node-1".into()],
-            role: Some(Role::Deploy),
-            keep: Some(1),
-            ..Options::default()
-        },
+        &options(&["pub-node-1"], Some(Role::Deploy), Some(1)),
     )
     .unwrap();
     assert!(o2.deleted.is_empty(), "{o2:?}");
@@ -194,12 +196,7 @@ fn publish_verifies_sets_nodes_reuses_and_prunes() {
     let o3 = publish::publish(
         &b2,
         &session,
-        &Options {
-            set_nodes: vec!["pub-node-1".into(), "pub-node-2".into()],
-            role: Some(Role::Rescue),
-            keep: Some(1),
-            ..Options::default()
-        },
+        &options(&["pub-node-1", "pub-node-2"], Some(Role::Rescue), Some(1)),
     )
     .unwrap();
     assert!(o3.images.iter().all(|i| i.existing));
@@ -216,15 +213,7 @@ fn publish_verifies_sets_nodes_reuses_and_prunes() {
 
     // 5. A file modified after hashing is caught, and its image deleted.
     let bad = Manifest::read(&fake_build(&tmp.path().join("bad"), 3, 1_700_200_000, true)).unwrap();
-    let err = publish::publish(
-        &bad,
-        &session,
-        &Options {
-            set_nodes: vec!["pub-node-1".into()],
-            ..Options::default()
-        },
-    )
-    .unwrap_err();
+    let err = publish::publish(&bad, &session, &options(&["pub-node-1"], None, None)).unwrap_err();
     assert!(
         matches!(
             err,

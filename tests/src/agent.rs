@@ -76,18 +76,23 @@ pub struct FakeRoot {
     dir: tempfile::TempDir,
 }
 
+/// A new temporary directory named `prefix…`.
+fn temp_dir(prefix: &str) -> Result<tempfile::TempDir, AgentError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| AgentError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })
+}
+
 impl FakeRoot {
     /// Creates `<root>/sys/class/net/eth0/{address,device/}` holding `mac`,
     /// and an empty `<root>/etc/`. No `/etc/ipa-rescue-config`: the agent
     /// creates it.
     pub fn with_nic(mac: &str) -> Result<Self, AgentError> {
-        let dir = tempfile::Builder::new()
-            .prefix("ipa-agent-root-")
-            .tempdir()
-            .map_err(|source| AgentError::Io {
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let dir = temp_dir("ipa-agent-root-")?;
         let nic = dir.path().join("sys/class/net/eth0");
         for sub in [nic.join("device"), dir.path().join("etc")] {
             fs::create_dir_all(&sub).map_err(|source| AgentError::Io { path: sub, source })?;
@@ -127,13 +132,7 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts `binary` with `args`, output going to a log file.
     pub fn spawn(binary: &Path, args: &[String]) -> Result<Self, AgentError> {
-        let log_dir = tempfile::Builder::new()
-            .prefix("ipa-agent-log-")
-            .tempdir()
-            .map_err(|source| AgentError::Io {
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let log_dir = temp_dir("ipa-agent-log-")?;
         let log = log_dir.path().join("agent.log");
         let out = File::create(&log).map_err(|source| AgentError::Io {
             path: log.clone(),

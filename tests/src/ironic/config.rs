@@ -27,6 +27,57 @@ pub struct IronicConfig {
     extra: Vec<(String, String, String)>,
 }
 
+/// The settings of every run, in order: section, key and value, where
+/// `{state}` stands for the state directory and `{port}` for the API port.
+const SETTINGS: &[(&str, &str, &str)] = &[
+    // One process, no message bus, no Keystone.
+    ("DEFAULT", "auth_strategy", "noauth"),
+    ("DEFAULT", "rpc_transport", "none"),
+    ("DEFAULT", "host", "ipa-e2e"),
+    ("DEFAULT", "debug", "true"),
+    ("DEFAULT", "log_file", "{state}/ironic.log"),
+    ("DEFAULT", "state_path", "{state}"),
+    ("DEFAULT", "tempdir", "{state}/tmp"),
+    // Fake hardware; the agent rescue and custom-agent deploy interfaces
+    // are what a real rescue with our ramdisk uses.
+    ("DEFAULT", "enabled_hardware_types", "fake-hardware"),
+    ("DEFAULT", "enabled_boot_interfaces", "fake"),
+    ("DEFAULT", "enabled_deploy_interfaces", "fake,custom-agent"),
+    ("DEFAULT", "enabled_management_interfaces", "fake"),
+    ("DEFAULT", "enabled_power_interfaces", "fake"),
+    ("DEFAULT", "enabled_network_interfaces", "noop"),
+    ("DEFAULT", "default_network_interface", "noop"),
+    ("DEFAULT", "enabled_rescue_interfaces", "agent,no-rescue"),
+    ("DEFAULT", "enabled_inspect_interfaces", "no-inspect"),
+    ("DEFAULT", "enabled_console_interfaces", "no-console"),
+    ("DEFAULT", "enabled_raid_interfaces", "no-raid"),
+    ("DEFAULT", "enabled_vendor_interfaces", "no-vendor"),
+    ("DEFAULT", "enabled_bios_interfaces", "no-bios"),
+    ("DEFAULT", "enabled_firmware_interfaces", "no-firmware"),
+    ("api", "host_ip", "127.0.0.1"),
+    ("api", "port", "{port}"),
+    ("database", "connection", "sqlite:///{state}/ironic.sqlite"),
+    // The fake boot interface cannot prepare a rescue ramdisk: the test
+    // starts the agent itself. require_tls stays at its default (true).
+    ("agent", "manage_agent_boot", "false"),
+    ("agent", "certificates_path", "{state}/certificates"),
+    // `provide` would otherwise run cleaning, which needs an agent too.
+    ("conductor", "automated_clean", "false"),
+    ("dhcp", "dhcp_provider", "none"),
+    ("oslo_concurrency", "lock_path", "{state}/locks"),
+    ("deploy", "http_root", "{state}/httpboot"),
+    ("deploy", "iso_master_path", "{state}/master_iso_images"),
+    ("pxe", "tftp_root", "{state}/tftpboot"),
+    ("pxe", "tftp_master_path", "{state}/tftpboot/master_images"),
+    ("pxe", "images_path", "{state}/images"),
+    ("pxe", "instance_master_path", "{state}/master_images"),
+    (
+        "ironic_networking",
+        "driver_config_dir",
+        "{state}/networking",
+    ),
+];
+
 impl Default for IronicConfig {
     fn default() -> Self {
         Self {
@@ -71,76 +122,12 @@ impl IronicConfig {
             sections[idx].1.push((key.to_string(), value));
         };
 
-        // One process, no message bus, no Keystone.
-        put("DEFAULT", "auth_strategy", "noauth".into());
-        put("DEFAULT", "rpc_transport", "none".into());
-        put("DEFAULT", "host", "ipa-e2e".into());
-        put("DEFAULT", "debug", "true".into());
-        put("DEFAULT", "log_file", format!("{s}/ironic.log"));
-        put("DEFAULT", "state_path", format!("{s}"));
-        put("DEFAULT", "tempdir", format!("{s}/tmp"));
-        // Fake hardware; the agent rescue and custom-agent deploy interfaces
-        // are what a real rescue with our ramdisk uses.
-        put("DEFAULT", "enabled_hardware_types", "fake-hardware".into());
-        put("DEFAULT", "enabled_boot_interfaces", "fake".into());
-        put(
-            "DEFAULT",
-            "enabled_deploy_interfaces",
-            "fake,custom-agent".into(),
-        );
-        put("DEFAULT", "enabled_management_interfaces", "fake".into());
-        put("DEFAULT", "enabled_power_interfaces", "fake".into());
-        put("DEFAULT", "enabled_network_interfaces", "noop".into());
-        put("DEFAULT", "default_network_interface", "noop".into());
-        put(
-            "DEFAULT",
-            "enabled_rescue_interfaces",
-            "agent,no-rescue".into(),
-        );
-        put("DEFAULT", "enabled_inspect_interfaces", "no-inspect".into());
-        put("DEFAULT", "enabled_console_interfaces", "no-console".into());
-        put("DEFAULT", "enabled_raid_interfaces", "no-raid".into());
-        put("DEFAULT", "enabled_vendor_interfaces", "no-vendor".into());
-        put("DEFAULT", "enabled_bios_interfaces", "no-bios".into());
-        put(
-            "DEFAULT",
-            "enabled_firmware_interfaces",
-            "no-firmware".into(),
-        );
-        put("api", "host_ip", "127.0.0.1".into());
-        put("api", "port", port.to_string());
-        put(
-            "database",
-            "connection",
-            format!("sqlite:///{s}/ironic.sqlite"),
-        );
-        // The fake boot interface cannot prepare a rescue ramdisk: the test
-        // starts the agent itself. require_tls stays at its default (true).
-        put("agent", "manage_agent_boot", "false".into());
-        put("agent", "certificates_path", format!("{s}/certificates"));
-        // `provide` would otherwise run cleaning, which needs an agent too.
-        put("conductor", "automated_clean", "false".into());
-        put("dhcp", "dhcp_provider", "none".into());
-        put("oslo_concurrency", "lock_path", format!("{s}/locks"));
-        put("deploy", "http_root", format!("{s}/httpboot"));
-        put(
-            "deploy",
-            "iso_master_path",
-            format!("{s}/master_iso_images"),
-        );
-        put("pxe", "tftp_root", format!("{s}/tftpboot"));
-        put(
-            "pxe",
-            "tftp_master_path",
-            format!("{s}/tftpboot/master_images"),
-        );
-        put("pxe", "images_path", format!("{s}/images"));
-        put("pxe", "instance_master_path", format!("{s}/master_images"));
-        put(
-            "ironic_networking",
-            "driver_config_dir",
-            format!("{s}/networking"),
-        );
+        for (section, key, value) in SETTINGS {
+            let value = value
+                .replace("{state}", &s.to_string())
+                .replace("{port}", &port.to_string());
+            put(section, key, value);
+        }
         if self.reveal_secrets {
             put("oslo_policy", "policy_file", format!("{s}/policy.yaml"));
         }
