@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::GroupChild;
+use crate::process::{GroupChild, LoggedFailure, run_logged};
 use crate::venv::{self, Venv, VenvError};
 use crate::{net, paths};
 
@@ -29,13 +29,8 @@ pub enum PeerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{command}` failed ({status}); log {log}:\n{tail}")]
-    Setup {
-        command: String,
-        status: String,
-        log: PathBuf,
-        tail: String,
-    },
+    #[error(transparent)]
+    Setup(#[from] LoggedFailure),
     #[error("{service} exited before it answered ({status}); log {log}:\n{tail}")]
     Exited {
         service: &'static str,
@@ -119,17 +114,8 @@ impl Prepared {
     /// Runs a setup command to completion with its output in `log`; a
     /// failure quotes the log's tail.
     pub fn setup(&self, cmd: &mut Command, log: &Path) -> Result<(), PeerError> {
-        let shown = format!("{cmd:?}");
-        let status = with_log(cmd, log)?.status().map_err(io_err(log))?;
-        if status.success() {
-            return Ok(());
-        }
-        Err(PeerError::Setup {
-            command: shown,
-            status: status.to_string(),
-            log: log.to_path_buf(),
-            tail: venv::file_tail(log, 30),
-        })
+        let file = File::create(log).map_err(io_err(log))?;
+        Ok(run_logged(cmd, &file, log)?)
     }
 
     /// Starts the server in its own process group, output in `console_log`.

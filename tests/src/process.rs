@@ -5,9 +5,11 @@
 //! every child gets its own process group and the whole group is signalled:
 //! SIGTERM first, SIGKILL after a grace period.
 
+use std::fs::File;
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -96,4 +98,44 @@ fn signal_group(pgid: u32, signal: libc::c_int) {
     unsafe {
         libc::kill(-pgid, signal);
     }
+}
+
+/// A setup command (venv creation, pip, a database schema) that did not
+/// succeed; its output is in `log`, whose last lines are quoted.
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` failed ({status}); log {log}:\n{tail}")]
+pub struct LoggedFailure {
+    pub command: String,
+    pub status: String,
+    pub log: PathBuf,
+    pub tail: String,
+}
+
+/// Runs `cmd` to completion with stdin closed and stdout and stderr appended
+/// to `log` (open at `log_path`), so a failure can be read after the fact.
+pub fn run_logged(cmd: &mut Command, log: &File, log_path: &Path) -> Result<(), LoggedFailure> {
+    let shown = format!("{cmd:?}");
+    let failure = |status: String, tail: String| LoggedFailure {
+        command: shown.clone(),
+        status,
+        log: log_path.to_path_buf(),
+        tail,
+    };
+    let (out, err) = match (log.try_clone(), log.try_clone()) {
+        (Ok(out), Ok(err)) => (out, err),
+        (Err(e), _) | (_, Err(e)) => return Err(failure(e.to_string(), String::new())),
+    };
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(|e| failure(e.to_string(), String::new()))?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(failure(
+        status.to_string(),
+        crate::venv::file_tail(log_path, 40),
+    ))
 }

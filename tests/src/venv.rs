@@ -18,10 +18,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::paths;
+use crate::process::{LoggedFailure, run_logged};
 
 /// The file inside a finished venv that records what was installed.
 const MARKER: &str = "ipa-e2e-requirements.txt";
@@ -35,16 +36,8 @@ pub enum VenvError {
         #[source]
         source: io::Error,
     },
-    #[error(
-        "`{command}` failed ({status}); is python3-venv installed and is PyPI reachable? \
-         Full log: {log}\n--- last lines ---\n{tail}"
-    )]
-    Install {
-        command: String,
-        status: String,
-        log: PathBuf,
-        tail: String,
-    },
+    #[error("{0}\n(is python3-venv installed and is PyPI reachable?)")]
+    Install(#[from] LoggedFailure),
 }
 
 /// A finished virtualenv.
@@ -179,34 +172,7 @@ fn build(tmp: &Path, requirements: &[&str], log: &File, log_path: &Path) -> Resu
             "--no-input",
         ])
         .args(requirements);
-    run_logged(&mut install, log, log_path)
-}
-
-/// Runs `cmd` with stdout and stderr appended to `log`.
-fn run_logged(cmd: &mut Command, log: &File, log_path: &Path) -> Result<(), VenvError> {
-    let out = log.try_clone().map_err(|source| io_err(log_path, source))?;
-    let err = log.try_clone().map_err(|source| io_err(log_path, source))?;
-    let shown = format!("{cmd:?}");
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .map_err(|source| VenvError::Install {
-            command: shown.clone(),
-            status: source.to_string(),
-            log: log_path.to_path_buf(),
-            tail: String::new(),
-        })?;
-    if status.success() {
-        return Ok(());
-    }
-    Err(VenvError::Install {
-        command: shown,
-        status: status.to_string(),
-        log: log_path.to_path_buf(),
-        tail: file_tail(log_path, 40),
-    })
+    Ok(run_logged(&mut install, log, log_path)?)
 }
 
 /// The marker's content: one requirement per line.
@@ -294,7 +260,7 @@ mod tests {
             &["--no-index", "no-such-package-ipa-e2e"],
         )
         .unwrap_err();
-        assert!(matches!(err, VenvError::Install { .. }), "{err}");
+        assert!(matches!(err, VenvError::Install(_)), "{err}");
         assert!(!dir.path().join("broken").exists());
         let leftovers: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
