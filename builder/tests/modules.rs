@@ -169,7 +169,10 @@ fn modules_match_depmod() {
         "modules.dep",
         "modules.alias",
         "modules.softdep",
-    ] {
+    ]
+    .iter()
+    .chain(BIN_INDEXES)
+    {
         assert!(ours.join(f).is_file(), "{f} not written");
     }
 
@@ -183,7 +186,7 @@ fn modules_match_depmod() {
         let generated = ["modules.dep", "modules.alias", "modules.softdep"];
         if item.file_type().is_dir() {
             std::fs::create_dir_all(theirs.join(rel)).unwrap();
-        } else if !generated.contains(&name.as_ref()) {
+        } else if !generated.contains(&name.as_ref()) && !BIN_INDEXES.contains(&name.as_ref()) {
             std::fs::copy(item.path(), theirs.join(rel)).unwrap();
         }
     }
@@ -221,6 +224,10 @@ fn modules_match_depmod() {
     assert_load_order("ours", &our_dep);
     assert_load_order("depmod's", &their_dep);
 
+    // modules.dep: identical bytes, our symbol-order tie-breaks being depmod's.
+    assert_eq!(read(&ours, "modules.dep"), read(&theirs, "modules.dep"));
+    assert_same_bin_indexes(&ours, &theirs);
+
     // Aliases and softdeps: identical text.
     assert_eq!(read(&ours, "modules.alias"), read(&theirs, "modules.alias"));
     assert_eq!(
@@ -232,13 +239,111 @@ fn modules_match_depmod() {
     let again = tempfile::tempdir().unwrap();
     let mut tree2 = Tree::new(again.path());
     install_modules(&k, &wanted, &mut tree2).unwrap();
-    for f in ["modules.dep", "modules.alias", "modules.softdep"] {
+    let again = again.path().join("lib/modules").join(&k.version);
+    for f in ["modules.dep", "modules.alias", "modules.softdep"]
+        .iter()
+        .chain(BIN_INDEXES)
+    {
         assert_eq!(
-            read(&ours, f),
-            read(&again.path().join("lib/modules").join(&k.version), f),
+            std::fs::read(ours.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
             "{f}"
         );
     }
+}
+
+/// The binary indexes kmod's `modprobe` and udev (libkmod) read.
+const BIN_INDEXES: &[&str] = &[
+    "modules.dep.bin",
+    "modules.alias.bin",
+    "modules.symbols.bin",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+];
+
+/// Our `modules.*.bin` must be byte-identical to the host depmod's when it
+/// is kmod 33 or older (it lays nodes out children first, as we do); kmod 34
+/// writes parents first, so with it the bytes differ and only the lookups
+/// are compared. The lookups are compared in every case, through the host's
+/// `modprobe` (libkmod) reading each tree.
+fn assert_same_bin_indexes(ours: &Path, theirs: &Path) {
+    let out = Command::new("depmod").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout);
+    let major: u32 = version
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.split('.').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected depmod --version: {version}"));
+    for f in BIN_INDEXES {
+        let same = std::fs::read(ours.join(f)).unwrap() == std::fs::read(theirs.join(f)).unwrap();
+        if major <= 33 {
+            assert!(same, "{f} differs from depmod's ({})", version.trim());
+        } else if !same {
+            eprintln!("{f}: depmod {major} lays nodes out differently; comparing lookups");
+        }
+    }
+    assert_same_lookups(ours, theirs);
+}
+
+/// Every module name, alias, exported symbol and a sample of built-in names
+/// and aliases, resolved by the host's `modprobe --show-depends` in both
+/// trees: the same answers, and all of them found.
+fn assert_same_lookups(ours: &Path, theirs: &Path) {
+    let read = |f: &str| std::fs::read_to_string(ours.join(f)).unwrap();
+    let mut names: Vec<String> = Vec::new();
+    for line in read("modules.dep").lines() {
+        let path = line.split(':').next().unwrap();
+        let base = path.rsplit('/').next().unwrap();
+        names.push(base.split('.').next().unwrap().replace('-', "_"));
+    }
+    for line in read("modules.alias").lines().skip(1) {
+        names.push(line.split_whitespace().nth(1).unwrap().to_string());
+    }
+    for line in read("modules.builtin").lines().take(20) {
+        let base = line.rsplit('/').next().unwrap();
+        names.push(base.split('.').next().unwrap().to_string());
+    }
+    let modinfo = std::fs::read(ours.join("modules.builtin.modinfo")).unwrap();
+    let builtin_aliases = modinfo
+        .split(|&b| b == 0)
+        .filter_map(|r| {
+            let r = String::from_utf8_lossy(r);
+            r.split_once(".alias=").map(|(_, a)| a.to_string())
+        })
+        .take(20);
+    names.extend(builtin_aliases);
+    // depmod's text modules.symbols names every exported symbol (we write
+    // only the binary index, which is what libkmod reads).
+    let symbols = std::fs::read_to_string(theirs.join("modules.symbols")).unwrap();
+    names.extend(
+        symbols
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .map(str::to_string),
+    );
+    let version = ours.file_name().unwrap().to_string_lossy().into_owned();
+    let resolve = |dir: &Path| {
+        let root = dir.parent().unwrap().parent().unwrap().parent().unwrap();
+        let out = Command::new("modprobe")
+            .arg("-d")
+            .arg(root)
+            .args(["-S", &version, "--show-depends", "-a"])
+            .args(&names)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "modprobe in {}: {}",
+            root.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).replace(&*root.to_string_lossy(), "ROOT")
+    };
+    let (a, b) = (resolve(ours), resolve(theirs));
+    assert!(a.lines().count() >= names.len() / 2, "{a}");
+    assert_eq!(a, b, "modprobe --show-depends answers differ");
 }
 
 #[test]
