@@ -150,6 +150,9 @@ const SET: &[&str] = &[
     "isofs",
     "vfat",
     "ext4",
+    // devname: aliases, for modules.devname.
+    "loop",
+    "tun",
 ];
 
 fn parse_dep(text: &str) -> Vec<(String, Vec<String>)> {
@@ -275,6 +278,7 @@ fn check_against_depmod(k: &Kernel, wanted: &[String], staging: &Path) {
         "modules.dep",
         "modules.alias",
         "modules.softdep",
+        "modules.devname",
     ]
     .iter()
     .chain(BIN_INDEXES)
@@ -289,7 +293,12 @@ fn check_against_depmod(k: &Kernel, wanted: &[String], staging: &Path) {
         let item = item.unwrap();
         let rel = item.path().strip_prefix(&ours).unwrap();
         let name = rel.to_string_lossy();
-        let generated = ["modules.dep", "modules.alias", "modules.softdep"];
+        let generated = [
+            "modules.dep",
+            "modules.alias",
+            "modules.softdep",
+            "modules.devname",
+        ];
         if item.file_type().is_dir() {
             std::fs::create_dir_all(theirs.join(rel)).unwrap();
         } else if !generated.contains(&name.as_ref()) && !BIN_INDEXES.contains(&name.as_ref()) {
@@ -340,15 +349,26 @@ fn check_against_depmod(k: &Kernel, wanted: &[String], staging: &Path) {
         read(&ours, "modules.softdep"),
         read(&theirs, "modules.softdep")
     );
+    let devname = read(&ours, "modules.devname");
+    assert!(
+        devname.contains("\nloop loop-control c10:237\n"),
+        "{devname}"
+    );
+    assert_eq!(devname, read(&theirs, "modules.devname"));
 
     // Deterministic: a second install gives the same bytes.
     let again = tempfile::tempdir().unwrap();
     let mut tree2 = Tree::new(again.path());
     install_modules(k, wanted, &mut tree2).unwrap();
     let again = again.path().join("lib/modules").join(&k.version);
-    for f in ["modules.dep", "modules.alias", "modules.softdep"]
-        .iter()
-        .chain(BIN_INDEXES)
+    for f in [
+        "modules.dep",
+        "modules.alias",
+        "modules.softdep",
+        "modules.devname",
+    ]
+    .iter()
+    .chain(BIN_INDEXES)
     {
         assert_eq!(
             std::fs::read(ours.join(f)).unwrap(),

@@ -27,6 +27,9 @@
 //! - `modules.alias`: a comment line, then `alias <pattern> <name>` for every
 //!   `alias=` of every module, in module order then `.modinfo` order.
 //! - `modules.softdep`: a comment line, then `softdep <name> <value>`.
+//! - `modules.devname`: `<name> <node> c<major>:<minor>` for modules that
+//!   serve a device node (`loop` → `loop-control`), after a comment line;
+//!   empty when none does.
 //! - `modules.{dep,alias,symbols,builtin,builtin.alias}.bin`: libkmod's
 //!   tries, written by [`kmod_index`](crate::stage::kmod_index).
 //!
@@ -547,6 +550,7 @@ fn write_index_files(
         ("modules.dep", files.dep.as_bytes()),
         ("modules.alias", files.alias.as_bytes()),
         ("modules.softdep", files.softdep.as_bytes()),
+        ("modules.devname", files.devname.as_bytes()),
     ];
     let binary = files.binary.iter().map(|(n, b)| (*n, b.as_slice()));
     for (name, bytes) in text.into_iter().chain(binary) {
@@ -578,6 +582,7 @@ struct IndexFiles {
     dep: String,
     alias: String,
     softdep: String,
+    devname: String,
     /// `modules.*.bin`, by file name.
     binary: Vec<(&'static str, Vec<u8>)>,
 }
@@ -646,6 +651,7 @@ fn index_files(
     let mut dep = String::new();
     let mut alias = String::from("# Aliases extracted from modules themselves.\n");
     let mut softdep = String::from("# Soft dependencies extracted from modules themselves.\n");
+    let mut devname = String::new();
     let mut indexed = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         // Transitive closure of the hard dependencies.
@@ -670,6 +676,12 @@ fn index_files(
         for s in info.values("softdep") {
             let _ = writeln!(softdep, "softdep {name} {s}");
         }
+        if let Some((node, kind, major, minor)) = device_node(info) {
+            if devname.is_empty() {
+                devname.push_str("# Device nodes to trigger on-demand module loading.\n");
+            }
+            let _ = writeln!(devname, "{name} {node} {kind}{major}:{minor}");
+        }
         indexed.push(IndexedModule {
             name: name.as_str(),
             dep_line: line,
@@ -682,8 +694,40 @@ fn index_files(
         dep,
         alias,
         softdep,
+        devname,
         binary,
     })
+}
+
+/// The device node a module serves, for `modules.devname`: a `devname:`
+/// alias plus a `char-major-M-m` or `block-major-M-m` one (depmod's rule: the
+/// aliases are read in order until both are seen). systemd's
+/// `kmod-static-nodes` creates these nodes at boot, so opening `/dev/fuse` or
+/// `/dev/loop-control` loads the module.
+fn device_node(info: &ModInfo) -> Option<(&str, char, u32, u32)> {
+    let mut node = None;
+    let mut number = None;
+    for a in info.values("alias") {
+        if let Some(n) = a.strip_prefix("devname:") {
+            node = Some(n);
+        } else if let Some(rest) = a.strip_prefix("char-major-") {
+            number = major_minor(rest).map(|(ma, mi)| ('c', ma, mi)).or(number);
+        } else if let Some(rest) = a.strip_prefix("block-major-") {
+            number = major_minor(rest).map(|(ma, mi)| ('b', ma, mi)).or(number);
+        }
+        if node.is_some() && number.is_some() {
+            break;
+        }
+    }
+    let (kind, major, minor) = number?;
+    Some((node?, kind, major, minor))
+}
+
+/// `10-229` (or `10-229-anything`) → `(10, 229)`, as `sscanf("%u-%u")` reads it.
+fn major_minor(s: &str) -> Option<(u32, u32)> {
+    let (major, rest) = s.split_once('-')?;
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    Some((major.parse().ok()?, rest[..digits].parse().ok()?))
 }
 
 /// Each module's place in a topological order with users before what they
