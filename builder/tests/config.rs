@@ -469,6 +469,41 @@ error: unknown value `zsdt` for `output.compression`
 }
 
 #[test]
+fn unknown_debian_release_names_the_nearest() {
+    let e = load_err("bad-release");
+    assert_eq!(e.kind(), ErrorKind::InvalidValue);
+    golden(
+        &e,
+        r#"
+error: `debian.release`: unknown Debian release `trixy`
+ --> tests/fixtures/config/profiles/bad-release.yaml:4:12
+  |
+4 |   release: trixy
+  |            ^^^^^
+  = help: did you mean `trixie`?"#,
+    );
+}
+
+#[test]
+fn debian_release_is_inherited_and_defaults_to_the_hosts_suites() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("parent.yaml"),
+        "description: p\ninit: busybox\ndebian:\n  release: trixie\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("child.yaml"), "extends: parent\n").unwrap();
+    let dirs = [dir.path().to_path_buf()];
+    let child = profile::load("child", &dirs).unwrap();
+    assert_eq!(child.debian.release.as_deref(), Some("trixie"));
+    let minimal = profile::load("minimal", &profile_dirs()).unwrap();
+    assert_eq!(
+        minimal.debian.release, None,
+        "no release: the host's suites"
+    );
+}
+
+#[test]
 fn unquoted_mode() {
     let e = element_err("unquoted-mode");
     assert_eq!(e.kind(), ErrorKind::InvalidValue);

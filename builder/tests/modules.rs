@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use ipa_build::cache::Cache;
+use ipa_build::debian::{Archive, ArchiveConfig, Source, host_sources};
+use ipa_build::report::Reporter;
 use ipa_build::stage::Tree;
 use ipa_build::stage::elf::{ElfError, library_closure};
 use ipa_build::stage::modules::{Kernel, ModulesError, find_kernel, install_modules};
@@ -84,6 +87,53 @@ fn kernel_dir() -> &'static Path {
     })
 }
 
+/// Debian 13 "trixie"'s kernel (6.12, modules shipped as `.ko.xz`), resolved
+/// through our own archive code from the host's first Debian mirror with the
+/// suite replaced, fetched into the shared test cache and unpacked once under
+/// `target/test-data/`.
+fn trixie_kernel_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let host = host_sources(Path::new("/etc/apt")).unwrap();
+        let debian = host
+            .iter()
+            .find(|s| s.suites.iter().any(|x| x == "bookworm" || x == "trixie"))
+            .expect("a Debian source in the host's apt sources");
+        let cfg = ArchiveConfig {
+            sources: vec![Source {
+                uri: debian.uri.clone(),
+                suites: vec!["trixie".into()],
+                components: vec!["main".into()],
+                keyring: debian.keyring.clone(),
+            }],
+            arch: "amd64".into(),
+        };
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let cache = Cache::open(&ws.join("target/test-cache")).unwrap();
+        let reporter = Reporter::quiet();
+        let archive = Archive::open(&cfg, &cache, false, &reporter).unwrap();
+        let pkg = archive.resolve_kernel("linux-image-amd64").unwrap();
+        let unpacked = test_data().join(format!("trixie-{}-{}", pkg.name, pkg.version));
+        if unpacked.join("boot").is_dir() {
+            return unpacked;
+        }
+        let deb = archive
+            .fetch(std::slice::from_ref(&pkg), &cache, &reporter)
+            .unwrap()
+            .remove(0);
+        let tmp = tempfile::tempdir_in(test_data()).unwrap();
+        let st = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(tmp.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "dpkg-deb -x {} failed", deb.display());
+        std::fs::rename(tmp.keep(), &unpacked).unwrap();
+        unpacked
+    })
+}
+
 fn kernel() -> Kernel {
     find_kernel(kernel_dir(), "vmlinuz").unwrap()
 }
@@ -100,6 +150,9 @@ const SET: &[&str] = &[
     "isofs",
     "vfat",
     "ext4",
+    // devname: aliases, for modules.devname.
+    "loop",
+    "tun",
 ];
 
 fn parse_dep(text: &str) -> Vec<(String, Vec<String>)> {
@@ -161,7 +214,63 @@ fn modules_match_depmod() {
         report.installed
     );
 
+    check_against_depmod(&k, &wanted, staging.path());
+}
+
+/// Trixie ships its modules xz-compressed: the closure reads `.modinfo`
+/// through the decompressor, the files keep their `.ko.xz` names (as depmod
+/// writes them into the indexes), and every index still matches depmod's.
+#[test]
+fn trixie_xz_modules_match_depmod() {
+    let k = find_kernel(trixie_kernel_dir(), "vmlinuz").unwrap();
+    assert!(k.version.starts_with("6.12"), "{}", k.version);
+    let staging = tempfile::tempdir().unwrap();
+    let mut tree = Tree::new(staging.path());
+    let wanted: Vec<String> = SET.iter().map(|s| s.to_string()).collect();
+    let report = install_modules(&k, &wanted, &mut tree).unwrap();
+    // (virtio, virtio_ring and virtio_pci are built into 6.12.)
+    for m in ["virtio_net", "failover", "jbd2", "nvme_core"] {
+        assert!(
+            report.installed.contains(&m.to_string()),
+            "{m}: {:?}",
+            report.installed
+        );
+    }
     let ours = staging.path().join("lib/modules").join(&k.version);
+    let dep = std::fs::read_to_string(ours.join("modules.dep")).unwrap();
+    let lines: Vec<&str> = dep.lines().collect();
+    assert_eq!(lines.len(), report.installed.len(), "{dep}");
+    for l in &lines {
+        let (path, deps) = l.split_once(':').unwrap();
+        assert!(path.ends_with(".ko.xz"), "{l}");
+        assert!(ours.join(path).is_file(), "{path} listed but not installed");
+        assert!(
+            deps.split_whitespace().all(|d| d.ends_with(".ko.xz")),
+            "{l}"
+        );
+    }
+    // The size reported is what the image carries: the compressed files.
+    let on_disk: u64 = walkdir::WalkDir::new(&ours)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".ko.xz"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(report.bytes, on_disk);
+    // modules.order names modules `.ko`; our lines still follow it.
+    let order = std::fs::read_to_string(ours.join("modules.order")).unwrap();
+    assert!(
+        order.lines().all(|l| !l.ends_with(".xz")),
+        "modules.order lists compressed names?"
+    );
+    check_against_depmod(&k, &wanted, staging.path());
+}
+
+/// Our index files for the set installed under `staging` against `depmod -b`
+/// on a copy of the same modules: text and `.bin` files byte for byte, every
+/// lookup through `modprobe`, and a second install giving the same bytes.
+fn check_against_depmod(k: &Kernel, wanted: &[String], staging: &Path) {
+    let ours = staging.join("lib/modules").join(&k.version);
     for f in [
         "modules.builtin",
         "modules.builtin.modinfo",
@@ -169,7 +278,11 @@ fn modules_match_depmod() {
         "modules.dep",
         "modules.alias",
         "modules.softdep",
-    ] {
+        "modules.devname",
+    ]
+    .iter()
+    .chain(BIN_INDEXES)
+    {
         assert!(ours.join(f).is_file(), "{f} not written");
     }
 
@@ -180,10 +293,15 @@ fn modules_match_depmod() {
         let item = item.unwrap();
         let rel = item.path().strip_prefix(&ours).unwrap();
         let name = rel.to_string_lossy();
-        let generated = ["modules.dep", "modules.alias", "modules.softdep"];
+        let generated = [
+            "modules.dep",
+            "modules.alias",
+            "modules.softdep",
+            "modules.devname",
+        ];
         if item.file_type().is_dir() {
             std::fs::create_dir_all(theirs.join(rel)).unwrap();
-        } else if !generated.contains(&name.as_ref()) {
+        } else if !generated.contains(&name.as_ref()) && !BIN_INDEXES.contains(&name.as_ref()) {
             std::fs::copy(item.path(), theirs.join(rel)).unwrap();
         }
     }
@@ -221,24 +339,137 @@ fn modules_match_depmod() {
     assert_load_order("ours", &our_dep);
     assert_load_order("depmod's", &their_dep);
 
+    // modules.dep: identical bytes, our symbol-order tie-breaks being depmod's.
+    assert_eq!(read(&ours, "modules.dep"), read(&theirs, "modules.dep"));
+    assert_same_bin_indexes(&ours, &theirs);
+
     // Aliases and softdeps: identical text.
     assert_eq!(read(&ours, "modules.alias"), read(&theirs, "modules.alias"));
     assert_eq!(
         read(&ours, "modules.softdep"),
         read(&theirs, "modules.softdep")
     );
+    let devname = read(&ours, "modules.devname");
+    assert!(
+        devname.contains("\nloop loop-control c10:237\n"),
+        "{devname}"
+    );
+    assert_eq!(devname, read(&theirs, "modules.devname"));
 
     // Deterministic: a second install gives the same bytes.
     let again = tempfile::tempdir().unwrap();
     let mut tree2 = Tree::new(again.path());
-    install_modules(&k, &wanted, &mut tree2).unwrap();
-    for f in ["modules.dep", "modules.alias", "modules.softdep"] {
+    install_modules(k, wanted, &mut tree2).unwrap();
+    let again = again.path().join("lib/modules").join(&k.version);
+    for f in [
+        "modules.dep",
+        "modules.alias",
+        "modules.softdep",
+        "modules.devname",
+    ]
+    .iter()
+    .chain(BIN_INDEXES)
+    {
         assert_eq!(
-            read(&ours, f),
-            read(&again.path().join("lib/modules").join(&k.version), f),
+            std::fs::read(ours.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
             "{f}"
         );
     }
+}
+
+/// The binary indexes kmod's `modprobe` and udev (libkmod) read.
+const BIN_INDEXES: &[&str] = &[
+    "modules.dep.bin",
+    "modules.alias.bin",
+    "modules.symbols.bin",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+];
+
+/// Our `modules.*.bin` must be byte-identical to the host depmod's when it
+/// is kmod 33 or older (it lays nodes out children first, as we do); kmod 34
+/// writes parents first, so with it the bytes differ and only the lookups
+/// are compared. The lookups are compared in every case, through the host's
+/// `modprobe` (libkmod) reading each tree.
+fn assert_same_bin_indexes(ours: &Path, theirs: &Path) {
+    let out = Command::new("depmod").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout);
+    let major: u32 = version
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.split('.').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected depmod --version: {version}"));
+    for f in BIN_INDEXES {
+        let same = std::fs::read(ours.join(f)).unwrap() == std::fs::read(theirs.join(f)).unwrap();
+        if major <= 33 {
+            assert!(same, "{f} differs from depmod's ({})", version.trim());
+        } else if !same {
+            eprintln!("{f}: depmod {major} lays nodes out differently; comparing lookups");
+        }
+    }
+    assert_same_lookups(ours, theirs);
+}
+
+/// Every module name, alias, exported symbol and a sample of built-in names
+/// and aliases, resolved by the host's `modprobe --show-depends` in both
+/// trees: the same answers, and all of them found.
+fn assert_same_lookups(ours: &Path, theirs: &Path) {
+    let read = |f: &str| std::fs::read_to_string(ours.join(f)).unwrap();
+    let mut names: Vec<String> = Vec::new();
+    for line in read("modules.dep").lines() {
+        let path = line.split(':').next().unwrap();
+        let base = path.rsplit('/').next().unwrap();
+        names.push(base.split('.').next().unwrap().replace('-', "_"));
+    }
+    for line in read("modules.alias").lines().skip(1) {
+        names.push(line.split_whitespace().nth(1).unwrap().to_string());
+    }
+    for line in read("modules.builtin").lines().take(20) {
+        let base = line.rsplit('/').next().unwrap();
+        names.push(base.split('.').next().unwrap().to_string());
+    }
+    let modinfo = std::fs::read(ours.join("modules.builtin.modinfo")).unwrap();
+    let builtin_aliases = modinfo
+        .split(|&b| b == 0)
+        .filter_map(|r| {
+            let r = String::from_utf8_lossy(r);
+            r.split_once(".alias=").map(|(_, a)| a.to_string())
+        })
+        .take(20);
+    names.extend(builtin_aliases);
+    // depmod's text modules.symbols names every exported symbol (we write
+    // only the binary index, which is what libkmod reads).
+    let symbols = std::fs::read_to_string(theirs.join("modules.symbols")).unwrap();
+    names.extend(
+        symbols
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .map(str::to_string),
+    );
+    let version = ours.file_name().unwrap().to_string_lossy().into_owned();
+    let resolve = |dir: &Path| {
+        let root = dir.parent().unwrap().parent().unwrap().parent().unwrap();
+        let out = Command::new("modprobe")
+            .arg("-d")
+            .arg(root)
+            .args(["-S", &version, "--show-depends", "-a"])
+            .args(&names)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "modprobe in {}: {}",
+            root.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).replace(&*root.to_string_lossy(), "ROOT")
+    };
+    let (a, b) = (resolve(ours), resolve(theirs));
+    assert!(a.lines().count() >= names.len() / 2, "{a}");
+    assert_eq!(a, b, "modprobe --show-depends answers differ");
 }
 
 #[test]

@@ -110,6 +110,9 @@ fn archive_config(plan: &Plan, opts: &BuildOptions) -> Result<ArchiveConfig, Bui
             })
             .collect()
     };
+    if let Some(release) = &profile.debian.release {
+        sources = debian::suites::for_release(&sources, release, opts.mirror.as_deref())?;
+    }
     if let (Some(mirror), Some(first)) = (&opts.mirror, sources.first_mut()) {
         first.uri = mirror.trim_end_matches('/').to_string();
     }

@@ -123,6 +123,10 @@ pub struct Debian {
     /// apt sources. Empty means "the host's apt sources": the pipeline fills it in.
     /// A profile that sets it replaces its parent's list entirely.
     pub sources: Vec<AptSource>,
+    /// The Debian release (`trixie`) the image is built from, whatever the
+    /// build host runs; its codename replaces that of every Debian suite of
+    /// the sources. `None` keeps the sources' own suites.
+    pub release: Option<String>,
     /// Debian architecture; default `amd64`.
     pub arch: String,
     /// How dependency packages are installed; default `full`.
@@ -237,6 +241,7 @@ struct RawProfile {
 #[serde(deny_unknown_fields)]
 struct RawDebian {
     sources: Option<Spanned<Vec<RawSource>>>,
+    release: Option<Spanned<String>>,
     arch: Option<Spanned<String>>,
     dependencies: Option<Spanned<Dependencies>>,
 }
@@ -323,6 +328,7 @@ struct Merged {
     exclude: Vec<At<String>>,
     scrub: Vec<At<String>>,
     sources: Option<At<Vec<RawSource>>>,
+    release: Option<At<String>>,
     arch: Option<At<String>>,
     dependencies: Option<At<Dependencies>>,
     kernel_package: Option<At<String>>,
@@ -394,6 +400,7 @@ impl Merged {
         push(&mut self.exclude, raw.exclude, f);
         push(&mut self.scrub, raw.scrub, f);
         set(&mut self.sources, raw.debian.sources, f);
+        set(&mut self.release, raw.debian.release, f);
         set(&mut self.arch, raw.debian.arch, f);
         set(&mut self.dependencies, raw.debian.dependencies, f);
         set(&mut self.kernel_package, raw.kernel.package, f);
@@ -741,8 +748,17 @@ fn debian(cx: &Ctx<'_>, m: &mut Merged) -> Result<Debian, ConfigError> {
         }
         None => "amd64".to_string(),
     };
+    let release = match m.release.take() {
+        Some(r) => {
+            validate::check_known(&r.value, "Debian release", crate::debian::suites::RELEASES)
+                .map_err(|(msg, help)| cx.bad_at("debian.release", msg, &r).help(help))?;
+            Some(r.value)
+        }
+        None => None,
+    };
     Ok(Debian {
         sources,
+        release,
         arch,
         dependencies: m
             .dependencies
@@ -1009,6 +1025,7 @@ fn record_sites(m: &Merged, files: &[Source]) -> BTreeMap<String, Snippet> {
         "description" => m.description,
         "init" => m.init,
         "debian.sources" => m.sources,
+        "debian.release" => m.release,
         "debian.arch" => m.arch,
         "debian.dependencies" => m.dependencies,
         "kernel.package" => m.kernel_package,

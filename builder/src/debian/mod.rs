@@ -27,6 +27,7 @@ pub mod index;
 pub mod release;
 pub mod resolve;
 pub mod sources;
+pub mod suites;
 pub mod version;
 
 use std::io;
@@ -50,6 +51,13 @@ pub enum DebianError {
 
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+
+    #[error(
+        "the profile names Debian release {release}, but no apt source is a Debian archive \
+         to take it from ({listed})\n  pass --mirror URL (e.g. http://deb.debian.org/debian), \
+         or give the profile debian.sources"
+    )]
+    NoDebianSource { release: String, listed: String },
 
     #[error(
         "cannot download {url}: {msg}\n  check the network and the mirror (pass --mirror URL to use another one), \

@@ -4,40 +4,49 @@
 //! Debian's kernel builds nearly every driver as a module (e1000, virtio_net
 //! and iso9660 included), so a ramdisk that boots anywhere carries a chosen
 //! few hundred kilobytes of them. We copy the named modules plus everything
-//! they depend on, then write `modules.dep`, `modules.alias` and
-//! `modules.softdep` ourselves rather than running `depmod`: it keeps the
-//! build free of host tools that must match the kernel, and the output is a
-//! pure function of the module set. The tests compare it with `depmod -b`.
+//! they depend on, then write `modules.dep`, `modules.alias`,
+//! `modules.softdep` and the binary indexes ourselves rather than running
+//! `depmod`: it keeps the build free of host tools that must match the
+//! kernel, and the output is a pure function of the module set. The tests
+//! compare it with `depmod -b`.
 //!
-//! Dependencies come from each module's `.modinfo` section: `depends=` (the
-//! symbol dependencies modpost computed, the same set `depmod` derives from
-//! symbol tables) and `softdep=` `pre:`/`post:` names, which we install too
-//! because the module does not work without them, though `modules.dep` lists
-//! only the hard ones, as `depmod` does.
+//! Which modules to copy comes from each module's `.modinfo` section:
+//! `depends=` (the symbol dependencies modpost computed, the same set
+//! `depmod` derives from symbol tables) and `softdep=` `pre:`/`post:` names,
+//! which we install too because the module does not work without them,
+//! though `modules.dep` lists only the hard ones, as `depmod` does.
 //!
 //! File formats, as `depmod` (kmod 30) writes them:
 //! - `modules.dep`: one line per module, `path: dep dep ...`, paths relative
-//!   to `/lib/modules/<ver>/`, lines in `modules.order` order (modules not in
-//!   it last, by path). The dependency list is the whole transitive closure,
+//!   to `/lib/modules/<ver>/` (compressed modules keep their `.ko.xz` or
+//!   `.ko.zst` names), lines in `modules.order` order (modules not in it
+//!   last, by path). The dependency list is the whole transitive closure,
 //!   ordered so that a module comes before the modules it needs; `modprobe`
-//!   (kmod and busybox alike) loads it from the end.
+//!   (kmod and busybox alike) loads it from the end. The order is depmod's
+//!   exactly: dependencies come from symbols, as depmod finds them.
 //! - `modules.alias`: a comment line, then `alias <pattern> <name>` for every
 //!   `alias=` of every module, in module order then `.modinfo` order.
 //! - `modules.softdep`: a comment line, then `softdep <name> <value>`.
+//! - `modules.devname`: `<name> <node> c<major>:<minor>` for modules that
+//!   serve a device node (`loop` → `loop-control`), after a comment line;
+//!   empty when none does.
+//! - `modules.{dep,alias,symbols,builtin,builtin.alias}.bin`: libkmod's
+//!   tries, written by [`kmod_index`](crate::stage::kmod_index).
 //!
 //! Busybox `modprobe` (the full one, as in Debian's busybox-static) reads
 //! `modules.dep` and, for names it cannot find there (such as a modalias from
-//! `/sys`), `modules.alias`; it does not need the binary `.bin` indexes that
-//! kmod's `modprobe` uses.
+//! `/sys`), `modules.alias`; kmod's `modprobe` and udev read only the `.bin`
+//! indexes. The tests compare all of them byte for byte with `depmod -b`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use object::{Object, ObjectSection};
+use object::{Object, ObjectSection, ObjectSymbol, SymbolSection};
 
 use crate::stage::Tree;
+use crate::stage::kmod_index::{self, IndexError, IndexedModule};
 
 /// The kernel found in an unpacked `linux-image-*` package.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +103,8 @@ pub enum ModulesError {
     BadModule { path: PathBuf, why: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("writing the binary module indexes: {0}")]
+    Index(#[from] IndexError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ModulesError + '_ {
@@ -170,10 +181,19 @@ fn module_name(file: &str) -> Option<String> {
     Some(canonical(stem))
 }
 
-/// The parsed `.modinfo` of one module: `key=value` pairs in file order.
+/// What we read from one module file: its `.modinfo` `key=value` pairs in
+/// file order, and the symbols it exports and needs (for `modules.dep`'s
+/// order and `modules.symbols.bin`, the way depmod reads them).
 #[derive(Debug, Clone, Default)]
 struct ModInfo {
     pairs: Vec<(String, String)>,
+    /// Exported symbols: the `__crc_<sym>` symbols of a modversions kernel,
+    /// else the `__ksymtab_strings` section (kmod's order of preference).
+    exports: Vec<String>,
+    /// Undefined symbols in symbol-table order, then `__versions` entries no
+    /// undefined symbol named: the order in which depmod meets the modules
+    /// this one depends on, which decides its tie-breaks.
+    needs: Vec<String>,
 }
 
 impl ModInfo {
@@ -231,6 +251,7 @@ fn read_module(path: &Path) -> Result<Vec<u8>, ModulesError> {
     Ok(out)
 }
 
+/// Reads a module's `.modinfo` and symbol lists (decompressing it first).
 fn parse_modinfo(path: &Path) -> Result<ModInfo, ModulesError> {
     let data = read_module(path)?;
     let bad = |why: String| ModulesError::BadModule {
@@ -251,7 +272,53 @@ fn parse_modinfo(path: &Path) -> Result<ModInfo, ModulesError> {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect();
-    Ok(ModInfo { pairs })
+    let (exports, needs) = module_symbols(&file);
+    Ok(ModInfo {
+        pairs,
+        exports,
+        needs,
+    })
+}
+
+/// `(exports, needs)` of a module, as kmod's ELF reader finds them.
+fn module_symbols(file: &object::File<'_>) -> (Vec<String>, Vec<String>) {
+    let mut exports = Vec::new();
+    let mut needs = Vec::new();
+    for sym in file.symbols() {
+        let Ok(name) = sym.name() else { continue };
+        if name.is_empty() {
+            continue;
+        }
+        if let Some(exported) = name.strip_prefix("__crc_") {
+            exports.push(exported.to_string());
+        }
+        if sym.section() == SymbolSection::Undefined {
+            needs.push(name.to_string());
+        }
+    }
+    let section_data = |name: &str| {
+        file.section_by_name(name)
+            .and_then(|s| s.data().ok())
+            .unwrap_or_default()
+    };
+    // `__versions`: 64-byte records, an 8-byte CRC then a NUL-padded name.
+    let named: HashSet<String> = needs.iter().cloned().collect();
+    for record in section_data("__versions").chunks_exact(64) {
+        let name = &record[8..];
+        let name =
+            String::from_utf8_lossy(&name[..name.iter().position(|&b| b == 0).unwrap_or(56)]);
+        if !name.is_empty() && !named.contains(name.as_ref()) {
+            needs.push(name.into_owned());
+        }
+    }
+    if exports.is_empty() {
+        exports = section_data("__ksymtab_strings")
+            .split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+    }
+    (exports, needs)
 }
 
 /// The module files of a kernel, by name.
@@ -453,20 +520,44 @@ pub fn install_modules(
         }
     }
 
-    let files = index_files(&index, &infos);
-    for (name, text) in [
-        ("modules.dep", &files.dep),
-        ("modules.alias", &files.alias),
-        ("modules.softdep", &files.softdep),
-    ] {
-        let p = dest.join(name);
-        std::fs::write(&p, text).map_err(io_err(&p))?;
-    }
+    write_index_files(kernel, &index, &infos, &dest)?;
     report.installed = infos.keys().cloned().collect();
     report.builtin.sort();
     report.builtin.dedup();
     report.missing_softdeps.sort();
     Ok(report)
+}
+
+/// Writes the text and binary module indexes of the installed set into `dest`.
+fn write_index_files(
+    kernel: &Kernel,
+    index: &Index,
+    infos: &BTreeMap<String, ModInfo>,
+    dest: &Path,
+) -> Result<(), ModulesError> {
+    let read_or_empty = |f: &str| -> Result<Vec<u8>, ModulesError> {
+        let p = kernel.modules_dir.join(f);
+        match std::fs::read(&p) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_err(&p)(e)),
+        }
+    };
+    let builtin = String::from_utf8_lossy(&read_or_empty("modules.builtin")?).into_owned();
+    let builtin_modinfo = read_or_empty("modules.builtin.modinfo")?;
+    let files = index_files(index, infos, &builtin, &builtin_modinfo)?;
+    let text = [
+        ("modules.dep", files.dep.as_bytes()),
+        ("modules.alias", files.alias.as_bytes()),
+        ("modules.softdep", files.softdep.as_bytes()),
+        ("modules.devname", files.devname.as_bytes()),
+    ];
+    let binary = files.binary.iter().map(|(n, b)| (*n, b.as_slice()));
+    for (name, bytes) in text.into_iter().chain(binary) {
+        let p = dest.join(name);
+        std::fs::write(&p, bytes).map_err(io_err(&p))?;
+    }
+    Ok(())
 }
 
 /// Plain (wildcard-free) aliases of every module of the kernel → the modules
@@ -491,45 +582,167 @@ struct IndexFiles {
     dep: String,
     alias: String,
     softdep: String,
+    devname: String,
+    /// `modules.*.bin`, by file name.
+    binary: Vec<(&'static str, Vec<u8>)>,
 }
 
-/// Generates the text indexes for the installed set, as `depmod` would.
-fn index_files(index: &Index, infos: &BTreeMap<String, ModInfo>) -> IndexFiles {
+/// `kernel/x/e1000e.ko.xz` → `kernel/x/e1000e.ko`: `modules.order` names
+/// modules uncompressed, whatever the files are called.
+fn uncompressed(rel: &str) -> &str {
+    [".xz", ".zst", ".gz"]
+        .iter()
+        .find_map(|s| rel.strip_suffix(s))
+        .unwrap_or(rel)
+}
+
+/// Generates the text and binary indexes for the installed set, as `depmod`
+/// run on that set would.
+///
+/// A module's direct dependencies are the installed modules exporting the
+/// symbols it needs, met in its symbol-table order (depmod's way, rather
+/// than `.modinfo`'s `depends=`, because that order breaks the ties of the
+/// topological sort and so decides each line's byte order).
+fn index_files(
+    index: &Index,
+    infos: &BTreeMap<String, ModInfo>,
+    builtin: &str,
+    builtin_modinfo: &[u8],
+) -> Result<IndexFiles, ModulesError> {
     // Module order: modules.order first, the rest by path.
     let mut names: Vec<&String> = infos.keys().collect();
     names.sort_by_key(|n| {
         let rel = &index.modules[*n];
         (
-            index.order.get(rel).copied().unwrap_or(usize::MAX),
+            index
+                .order
+                .get(uncompressed(rel))
+                .copied()
+                .unwrap_or(usize::MAX),
             rel.clone(),
         )
     });
-    let pos: HashMap<&str, usize> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
-        .collect();
+    // A symbol exported twice belongs to the later module, as in depmod.
+    let mut owners: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        for s in &infos[*n].exports {
+            owners.insert(s.as_str(), i);
+        }
+    }
     let deps: Vec<Vec<usize>> = names
         .iter()
-        .map(|n| {
-            infos[*n]
-                .depends()
-                .iter()
-                .filter_map(|d| pos.get(d.as_str()).copied())
-                .collect()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut direct: Vec<usize> = Vec::new();
+            for sym in &infos[*n].needs {
+                let sym = sym.strip_prefix('.').unwrap_or(sym);
+                if let Some(&o) = owners.get(sym)
+                    && o != i
+                    && !direct.contains(&o)
+                {
+                    direct.push(o);
+                }
+            }
+            direct
         })
         .collect();
+    let sort_idx = topological_order(&deps);
 
-    // Topological order, users before what they use (depmod's algorithm:
-    // Kahn's with a LIFO of modules that nothing left uses).
-    let mut users = vec![0usize; names.len()];
-    for ds in &deps {
+    let mut dep = String::new();
+    let mut alias = String::from("# Aliases extracted from modules themselves.\n");
+    let mut softdep = String::from("# Soft dependencies extracted from modules themselves.\n");
+    let mut devname = String::new();
+    let mut indexed = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        // Transitive closure of the hard dependencies.
+        let mut all = BTreeSet::new();
+        let mut stack: Vec<usize> = deps[i].clone();
+        while let Some(d) = stack.pop() {
+            if d != i && all.insert(d) {
+                stack.extend(deps[d].iter().copied());
+            }
+        }
+        let mut all: Vec<usize> = all.into_iter().collect();
+        all.sort_by_key(|&d| sort_idx[d]);
+        let mut line = format!("{}:", index.modules[*name]);
+        for d in all {
+            let _ = write!(line, " {}", index.modules[names[d]]);
+        }
+        let _ = writeln!(dep, "{line}");
+        let info = &infos[*name];
+        for a in info.values("alias") {
+            let _ = writeln!(alias, "alias {a} {name}");
+        }
+        for s in info.values("softdep") {
+            let _ = writeln!(softdep, "softdep {name} {s}");
+        }
+        if let Some((node, kind, major, minor)) = device_node(info) {
+            if devname.is_empty() {
+                devname.push_str("# Device nodes to trigger on-demand module loading.\n");
+            }
+            let _ = writeln!(devname, "{name} {node} {kind}{major}:{minor}");
+        }
+        indexed.push(IndexedModule {
+            name: name.as_str(),
+            dep_line: line,
+            aliases: info.values("alias").collect(),
+            exports: info.exports.iter().map(String::as_str).collect(),
+        });
+    }
+    let binary = kmod_index::write_indexes(&indexed, builtin, builtin_modinfo)?;
+    Ok(IndexFiles {
+        dep,
+        alias,
+        softdep,
+        devname,
+        binary,
+    })
+}
+
+/// The device node a module serves, for `modules.devname`: a `devname:`
+/// alias plus a `char-major-M-m` or `block-major-M-m` one (depmod's rule: the
+/// aliases are read in order until both are seen). systemd's
+/// `kmod-static-nodes` creates these nodes at boot, so opening `/dev/fuse` or
+/// `/dev/loop-control` loads the module.
+fn device_node(info: &ModInfo) -> Option<(&str, char, u32, u32)> {
+    let mut node = None;
+    let mut number = None;
+    for a in info.values("alias") {
+        if let Some(n) = a.strip_prefix("devname:") {
+            node = Some(n);
+        } else if let Some(rest) = a.strip_prefix("char-major-") {
+            number = major_minor(rest).map(|(ma, mi)| ('c', ma, mi)).or(number);
+        } else if let Some(rest) = a.strip_prefix("block-major-") {
+            number = major_minor(rest).map(|(ma, mi)| ('b', ma, mi)).or(number);
+        }
+        if node.is_some() && number.is_some() {
+            break;
+        }
+    }
+    let (kind, major, minor) = number?;
+    Some((node?, kind, major, minor))
+}
+
+/// `10-229` (or `10-229-anything`) → `(10, 229)`, as `sscanf("%u-%u")` reads it.
+fn major_minor(s: &str) -> Option<(u32, u32)> {
+    let (major, rest) = s.split_once('-')?;
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    Some((major.parse().ok()?, rest[..digits].parse().ok()?))
+}
+
+/// Each module's place in a topological order with users before what they
+/// use: depmod's algorithm (Kahn's, with a LIFO of modules nothing left
+/// uses, seeded in module order, dependencies released in the order the
+/// module met them), so that the order matches depmod's exactly.
+fn topological_order(deps: &[Vec<usize>]) -> Vec<usize> {
+    let mut users = vec![0usize; deps.len()];
+    for ds in deps {
         for &d in ds {
             users[d] += 1;
         }
     }
-    let mut roots: Vec<usize> = (0..names.len()).filter(|&i| users[i] == 0).collect();
-    let mut sort_idx = vec![usize::MAX; names.len()];
+    let mut roots: Vec<usize> = (0..deps.len()).filter(|&i| users[i] == 0).collect();
+    let mut sort_idx = vec![usize::MAX; deps.len()];
     let mut n_sorted = 0;
     while let Some(src) = roots.pop() {
         sort_idx[src] = n_sorted;
@@ -547,38 +760,7 @@ fn index_files(index: &Index, infos: &BTreeMap<String, ModInfo>) -> IndexFiles {
         *idx = n_sorted;
         n_sorted += 1;
     }
-
-    let mut dep = String::new();
-    let mut alias = String::from("# Aliases extracted from modules themselves.\n");
-    let mut softdep = String::from("# Soft dependencies extracted from modules themselves.\n");
-    for (i, name) in names.iter().enumerate() {
-        // Transitive closure of the hard dependencies.
-        let mut all = BTreeSet::new();
-        let mut stack: Vec<usize> = deps[i].clone();
-        while let Some(d) = stack.pop() {
-            if d != i && all.insert(d) {
-                stack.extend(deps[d].iter().copied());
-            }
-        }
-        let mut all: Vec<usize> = all.into_iter().collect();
-        all.sort_by_key(|&d| sort_idx[d]);
-        let _ = write!(dep, "{}:", index.modules[*name]);
-        for d in all {
-            let _ = write!(dep, " {}", index.modules[names[d]]);
-        }
-        dep.push('\n');
-        for a in infos[*name].values("alias") {
-            let _ = writeln!(alias, "alias {a} {name}");
-        }
-        for s in infos[*name].values("softdep") {
-            let _ = writeln!(softdep, "softdep {name} {s}");
-        }
-    }
-    IndexFiles {
-        dep,
-        alias,
-        softdep,
-    }
+    sort_idx
 }
 
 #[cfg(test)]
@@ -602,6 +784,7 @@ mod tests {
     fn softdep_names_skip_the_markers() {
         let info = ModInfo {
             pairs: vec![("softdep".into(), "pre: crc32c-intel post: foo".into())],
+            ..ModInfo::default()
         };
         assert_eq!(info.softdeps(), ["crc32c_intel", "foo"]);
     }
