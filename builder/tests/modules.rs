@@ -73,18 +73,24 @@ fn kernel_dir() -> &'static Path {
                 .unwrap();
             assert!(st.success(), "apt-get download {pkg} failed");
         }
-        let deb = find_deb().unwrap();
-        let tmp = tempfile::tempdir_in(&data).unwrap();
-        let st = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(tmp.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "dpkg-deb -x {} failed", deb.display());
-        std::fs::rename(tmp.keep(), &unpacked).unwrap();
-        unpacked
+        unpack_once(&find_deb().unwrap(), unpacked)
     })
+}
+
+/// Unpacks a kernel `.deb` with `dpkg-deb -x` into a temporary directory
+/// beside `dest`, then renames it into place, so an interrupted unpack never
+/// looks like a finished one.
+fn unpack_once(deb: &Path, dest: PathBuf) -> PathBuf {
+    let tmp = tempfile::tempdir_in(test_data()).unwrap();
+    let st = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "dpkg-deb -x {} failed", deb.display());
+    std::fs::rename(tmp.keep(), &dest).unwrap();
+    dest
 }
 
 /// Debian 13 "trixie"'s kernel (6.12, modules shipped as `.ko.xz`), resolved
@@ -121,16 +127,7 @@ fn trixie_kernel_dir() -> &'static Path {
             .fetch(std::slice::from_ref(&pkg), &cache, &reporter)
             .unwrap()
             .remove(0);
-        let tmp = tempfile::tempdir_in(test_data()).unwrap();
-        let st = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(tmp.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "dpkg-deb -x {} failed", deb.display());
-        std::fs::rename(tmp.keep(), &unpacked).unwrap();
-        unpacked
+        unpack_once(&deb, unpacked)
     })
 }
 
