@@ -610,14 +610,21 @@ fn rescue_through_ramdisk(profile: &str) {
     repair_tenant_machine(profile, &vm, ssh_fwd, password);
     let repaired = repair.elapsed();
 
-    // Power off: every filesystem is unmounted and synced already, so skip
-    // stopping services (`poweroff -f`: busybox's powers off at once,
-    // systemd's kills everything and unmounts; a full systemd shutdown
-    // took over two minutes under TCG).
+    // Power off: every filesystem is unmounted and synced already, so go
+    // straight to the firmware (busybox `poweroff -f`; `systemctl poweroff
+    // -ff` under systemd, whose images have no /sbin/poweroff without
+    // systemd-sysv).
     let t = Instant::now();
-    let _ = ssh(ssh_fwd, password, "sudo -n sh -c 'sync; poweroff -f'");
+    let off = ssh(
+        ssh_fwd,
+        password,
+        "sudo -n sh -c 'sync; if [ -d /run/systemd/system ]; then systemctl poweroff -ff; else poweroff -f; fi'",
+    );
     if !vm.wait_exit(Duration::from_secs(120)) {
-        eprintln!("[{profile}] QEMU still running 120 s after poweroff; killing it");
+        eprintln!(
+            "[{profile}] QEMU still running 120 s after poweroff ({}); killing it",
+            String::from_utf8_lossy(&off.stderr).trim()
+        );
         vm.kill();
     }
     eprintln!(
