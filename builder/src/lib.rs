@@ -14,5 +14,6 @@ pub mod host;
 pub mod initramfs;
 pub mod manifest;
 pub mod publish;
+pub mod qemu;
 pub mod report;
 pub mod stage;

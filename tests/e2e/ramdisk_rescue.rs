@@ -10,6 +10,17 @@
 //! auto-TLS certificate is for that address). SSH goes through a second
 //! forward. Run with `--nocapture` to see the timings.
 //!
+//! Then the rescuer repairs the tenant's machine, as `rescue` with `sudo -n`:
+//! the VM also has the tenant's disks, prepared on the host without root or
+//! loop mounts (see [`TenantDisks`]): an ext4 root marked as needing a check
+//! (on virtio-scsi), an XFS data disk (AHCI), two blank disks (virtio-blk)
+//! and a FAT USB stick (usb-storage behind xHCI). Over SSH: fsck and mount
+//! the ext4, read a file, replace root's hash in the tenant's /etc/shadow;
+//! `xfs_repair -n` the XFS and read its file; RAID1 + LVM + LUKS2 + ext4 on
+//! the blank disks, written, read and torn down; the data file copied to the
+//! USB stick. After QEMU stops, the host checks the stick with mtools, the
+//! new shadow line with debugfs, and that `e2fsck -fn` finds the ext4 clean.
+//!
 //! The first run creates Ironic's venv and downloads the Debian packages
 //! into `target/test-cache` (a few minutes); later runs take about a minute
 //! or two under TCG.
@@ -23,7 +34,7 @@ use ipa_build::report::Reporter;
 use ipa_e2e::ironic::{Ironic, Node};
 use ipa_e2e::net::free_port;
 use ipa_e2e::paths::workspace_root;
-use ipa_e2e::qemu::{self, Boot, Qemu, Vm};
+use ipa_e2e::qemu::{self, Boot, Controller, Qemu, Vm};
 
 /// The first NIC's MAC, which the node's Ironic port names.
 const MAC: &str = "52:54:00:12:34:56";
@@ -95,32 +106,314 @@ fn active_node(ironic: &Ironic, name: &str, mac: &str) -> Node {
         .unwrap()
 }
 
+/// The tenant's data file, on the ext4 root and on the XFS disk.
+const TENANT_DATA: &str = "tenant invoice 2026-11: 4711 EUR, do not lose\n";
+const XFS_DATA: &str = "xfs report: all green\n";
+/// The tenant root's hash after the repair (`openssl passwd -6`).
+const NEW_ROOT_HASH: &str = "$6$RescuedRoot1$bsdbAsPLwel4Fkp/cMIbGGcWlw4MW4aQkP.isbf4Wz5oOyFn2wB4AmrLXfVSFZOZf2Vg1uyqi3R.17iEnD9WX/";
+const OLD_ROOT_HASH: &str = "$6$OldSalt$forgottenforgottenforgottenforgottenforgotten";
+
+/// Runs a host tool; panics with its output when it fails.
+fn host(program: &str, args: &[&str], cwd: &Path) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (see .ci/test for the packages)"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The tenant's disks, made on the host as an ordinary user: filesystems
+/// populated from directories (`mkfs.ext4 -d`, `mkfs.xfs -p protofile`,
+/// `mcopy`), never mounted.
+struct TenantDisks {
+    ext4: PathBuf,
+    xfs: PathBuf,
+    blank: [PathBuf; 2],
+    usb: PathBuf,
+}
+
+impl TenantDisks {
+    fn create(dir: &Path) -> TenantDisks {
+        std::fs::create_dir_all(dir).unwrap();
+        let root = dir.join("tenant-root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::write(
+            root.join("etc/shadow"),
+            format!("root:{OLD_ROOT_HASH}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"),
+        )
+        .unwrap();
+        std::fs::write(root.join("data/invoice.txt"), TENANT_DATA).unwrap();
+        let ext4 = dir.join("tenant-root.img");
+        host(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-L",
+                "tenant-root",
+                "-d",
+                "tenant-root",
+                "tenant-root.img",
+                "64M",
+            ],
+            dir,
+        );
+        // As after a crash: the next mount should be preceded by a check.
+        host("tune2fs", &["-E", "force_fsck", "tenant-root.img"], dir);
+
+        std::fs::write(dir.join("report.txt"), XFS_DATA).unwrap();
+        std::fs::write(
+            dir.join("xfs.proto"),
+            format!(
+                "/dev/null\n0 0\nd--755 0 0\ndata d--755 0 0\nreport.txt ---644 0 0 {}\n$\n$\n",
+                dir.join("report.txt").display()
+            ),
+        )
+        .unwrap();
+        let xfs = dir.join("tenant-data.img");
+        // XFS's smallest filesystem is 300 MiB; the file stays sparse.
+        std::fs::File::create(&xfs)
+            .unwrap()
+            .set_len(320 << 20)
+            .unwrap();
+        host(
+            "mkfs.xfs",
+            &[
+                "-q",
+                "-f",
+                "-L",
+                "tenant-data",
+                "-p",
+                "xfs.proto",
+                "tenant-data.img",
+            ],
+            dir,
+        );
+
+        let blank = [dir.join("blank0.img"), dir.join("blank1.img")];
+        for b in &blank {
+            std::fs::File::create(b).unwrap().set_len(96 << 20).unwrap();
+        }
+        let usb = dir.join("usb.img");
+        host(
+            "mkfs.vfat",
+            &["-C", "-n", "RESCUEUSB", "usb.img", "32768"],
+            dir,
+        );
+        std::fs::write(dir.join("README.TXT"), "rescue stick\n").unwrap();
+        host(
+            "mcopy",
+            &["-i", "usb.img", "README.TXT", "::README.TXT"],
+            dir,
+        );
+        TenantDisks {
+            ext4,
+            xfs,
+            blank,
+            usb,
+        }
+    }
+
+    fn attach(&self, vm: Qemu) -> Qemu {
+        vm.disk(&self.blank[0], Controller::VirtioBlk)
+            .disk(&self.blank[1], Controller::VirtioBlk)
+            .disk(&self.ext4, Controller::VirtioScsi)
+            .disk(&self.xfs, Controller::Ahci)
+            .disk(&self.usb, Controller::Usb)
+    }
+}
+
+/// Host tools the disk preparation and the final checks use.
+fn ensure_disk_tools() {
+    let needs = [
+        ipa_build::host::Need {
+            what: "mkfs.ext4",
+            package: "e2fsprogs",
+        },
+        ipa_build::host::Need {
+            what: "mkfs.xfs",
+            package: "xfsprogs",
+        },
+        ipa_build::host::Need {
+            what: "mkfs.vfat",
+            package: "dosfstools",
+        },
+        ipa_build::host::Need {
+            what: "mcopy",
+            package: "mtools",
+        },
+    ];
+    ipa_build::host::ensure(&needs, true, &|m| eprintln!("{m}")).unwrap();
+}
+
+/// Runs `script` with `sudo -n sh -eu` over SSH (the script on stdin, so
+/// no quoting through two shells); returns stdout, panics with everything
+/// on failure.
+fn ssh_root_script(vm: &Vm, port: u16, password: &str, step: &str, script: &str) -> String {
+    let out = ssh_with_stdin(
+        port,
+        password,
+        "rescue",
+        "sudo -n sh -eu",
+        script.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "step {step:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        vm.diagnostics()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ssh_with_stdin(
+    port: u16,
+    password: &str,
+    user: &str,
+    command: &str,
+    stdin: &[u8],
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = ssh_command(port, password, user, command)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sshpass and ssh are installed");
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// The repair, step by step, each timed.
+fn repair_tenant_machine(profile: &str, vm: &Vm, port: u16, password: &str) {
+    let step = |name: &str, script: &str| -> String {
+        let t = Instant::now();
+        let out = ssh_root_script(vm, port, password, name, script);
+        eprintln!(
+            "[{profile}] step {name}: {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        out
+    };
+    let uid = step("sudo", "id -u\n");
+    assert_eq!(uid.trim(), "0", "sudo -n id -u said {uid:?}");
+
+    let out = step(
+        "fsck ext4",
+        "dev=$(blkid -L tenant-root)\necho \"device $dev\"\n\
+         rc=0; e2fsck -f -y \"$dev\" || rc=$?\n[ \"$rc\" -le 1 ] || { echo \"e2fsck exit $rc\"; exit 1; }\n",
+    );
+    assert!(out.contains("device /dev/sd"), "{out}");
+
+    let script = format!(
+        "dev=$(blkid -L tenant-root)\nmkdir -p /mnt/tenant\nmount -t ext4 \"$dev\" /mnt/tenant\n\
+         cat /mnt/tenant/data/invoice.txt\n\
+         new='{NEW_ROOT_HASH}'\n\
+         while IFS= read -r line; do\n\
+           case \"$line\" in root:*) rest=${{line#root:}}; rest=${{rest#*:}}; printf 'root:%s:%s\\n' \"$new\" \"$rest\" ;;\n\
+           *) printf '%s\\n' \"$line\" ;; esac\n\
+         done < /mnt/tenant/etc/shadow > /tmp/shadow.new\n\
+         cat /tmp/shadow.new > /mnt/tenant/etc/shadow\nrm -f /tmp/shadow.new\n\
+         grep '^root:' /mnt/tenant/etc/shadow\numount /mnt/tenant\n"
+    );
+    let out = step("mount ext4, read, new root hash", &script);
+    assert!(out.contains(TENANT_DATA.trim()), "{out}");
+    assert!(out.contains(&format!("root:{NEW_ROOT_HASH}:")), "{out}");
+
+    let out = step(
+        "xfs_repair -n, read",
+        "dev=$(blkid -L tenant-data)\nxfs_repair -n \"$dev\"\nmkdir -p /mnt/xfs\n\
+         mount -t xfs -o ro \"$dev\" /mnt/xfs\ncat /mnt/xfs/data/report.txt\numount /mnt/xfs\n",
+    );
+    assert!(out.contains(XFS_DATA.trim()), "{out}");
+
+    let out = step(
+        "RAID1 + LVM + LUKS2 + ext4",
+        "mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 --assume-clean /dev/vda /dev/vdb\n\
+         pvcreate -y /dev/md0\nvgcreate rescuevg /dev/md0\nlvcreate -y -n secure -l 100%FREE rescuevg\n\
+         printf 'rescue-luks-key' > /tmp/luks.key\n\
+         cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --iter-time 100 --key-file /tmp/luks.key /dev/mapper/rescuevg-secure\n\
+         cryptsetup open --key-file /tmp/luks.key /dev/mapper/rescuevg-secure securedata\n\
+         mkfs.ext4 -q /dev/mapper/securedata\nmkdir -p /mnt/secure\nmount /dev/mapper/securedata /mnt/secure\n\
+         echo 'layered data' > /mnt/secure/proof.txt\nsync\numount /mnt/secure\n\
+         mount -o ro /dev/mapper/securedata /mnt/secure\necho \"read back: $(cat /mnt/secure/proof.txt)\"\numount /mnt/secure\n\
+         cryptsetup close securedata\nvgchange -an rescuevg\nmdadm --stop /dev/md0\nrm -f /tmp/luks.key\n\
+         echo stack torn down\n",
+    );
+    assert!(
+        out.contains("read back: layered data") && out.contains("stack torn down"),
+        "{out}"
+    );
+
+    step(
+        "copy to USB stick",
+        "ext4=$(blkid -L tenant-root)\nusb=$(blkid -L RESCUEUSB)\nmkdir -p /mnt/tenant /mnt/usb\n\
+         mount -o ro \"$ext4\" /mnt/tenant\nmount -t vfat \"$usb\" /mnt/usb\n\
+         cp /mnt/tenant/data/invoice.txt /mnt/usb/INVOICE.TXT\nsync\numount /mnt/usb\numount /mnt/tenant\nsync\n",
+    );
+}
+
+/// What the host sees on the tenant's disks once QEMU has stopped.
+fn check_disks_on_host(profile: &str, disks: &TenantDisks) {
+    let dir = disks.ext4.parent().unwrap();
+    let copy = host("mtype", &["-i", "usb.img", "::INVOICE.TXT"], dir);
+    assert_eq!(copy, TENANT_DATA, "[{profile}] the USB stick's copy");
+    let shadow = host(
+        "debugfs",
+        &["-R", "cat /etc/shadow", "tenant-root.img"],
+        dir,
+    );
+    assert!(
+        shadow.contains(&format!("root:{NEW_ROOT_HASH}:19000:"))
+            && !shadow.contains(OLD_ROOT_HASH)
+            && shadow.contains("daemon:*:"),
+        "[{profile}] tenant shadow after the repair:\n{shadow}"
+    );
+    host("e2fsck", &["-f", "-n", "tenant-root.img"], dir);
+}
+
 /// `ssh -p port rescue@127.0.0.1 command` with `password`, through sshpass.
 fn ssh(port: u16, password: &str, command: &str) -> std::process::Output {
-    Command::new("sshpass")
-        .arg("-e")
-        .env("SSHPASS", password)
-        .args([
-            "ssh",
-            "-p",
-            &port.to_string(),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=60",
-            "-o",
-            "PreferredAuthentications=password,keyboard-interactive",
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "LogLevel=ERROR",
-            "rescue@127.0.0.1",
-            command,
-        ])
+    ssh_command(port, password, "rescue", command)
         .output()
         .expect("sshpass and ssh are installed (apt-get install sshpass openssh-client)")
+}
+
+fn ssh_command(port: u16, password: &str, user: &str, command: &str) -> Command {
+    let mut c = Command::new("sshpass");
+    c.arg("-e").env("SSHPASS", password).args([
+        "ssh",
+        "-p",
+        &port.to_string(),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "ConnectTimeout=60",
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "LogLevel=ERROR",
+        &format!("{user}@127.0.0.1"),
+        command,
+    ]);
+    c
 }
 
 /// Retries `ssh ... id` until it succeeds: dropbear makes its host key at the
@@ -161,7 +454,9 @@ fn rescue_through_ramdisk(profile: &str) {
     let started = Instant::now();
     qemu::ensure_installed().unwrap();
     ensure_ssh_tools();
+    ensure_disk_tools();
     let scratch = tempfile::tempdir().unwrap();
+    let disks = TenantDisks::create(&scratch.path().join("disks"));
     let summary = build_profile(profile, &scratch.path().join("out"));
     let kernel = artifact(&summary, "kernel");
     let initramfs = artifact(&summary, "initramfs");
@@ -188,18 +483,17 @@ fn rescue_through_ramdisk(profile: &str) {
         summary.cmdline,
         ironic.port()
     );
-    let mut vm = Qemu::new(Boot::Kernel {
+    let vm = Qemu::new(Boot::Kernel {
         kernel,
         initrd: initramfs,
         append,
     })
-    .memory_mib(512)
+    .memory_mib(768)
     .nic("virtio-net-pci", MAC)
     .nic("e1000", SECOND_MAC)
     .hostfwd(agent_fwd, AGENT_PORT)
-    .hostfwd(ssh_fwd, 22)
-    .spawn(&scratch.path().join("vm"))
-    .unwrap();
+    .hostfwd(ssh_fwd, 22);
+    let mut vm = disks.attach(vm).spawn(&scratch.path().join("vm")).unwrap();
 
     // Watch Ironic until the node is rescued, noting the first heartbeat.
     let mut heartbeat: Option<Duration> = None;
@@ -265,6 +559,74 @@ fn rescue_through_ramdisk(profile: &str) {
             vm.diagnostics()
         );
     }
+
+    // Root logins stay refused, with any password.
+    let root = ssh_command(ssh_fwd, password, "root", "id")
+        .output()
+        .unwrap();
+    assert!(
+        !root.status.success() && !String::from_utf8_lossy(&root.stdout).contains("uid=0"),
+        "root logged in over SSH"
+    );
+
+    // The login message, as an interactive login shell shows it.
+    let t = Instant::now();
+    let motd = ssh_with_stdin(ssh_fwd, password, "rescue", "sh -l -i -c true", b"");
+    let motd =
+        String::from_utf8_lossy(&motd.stdout).into_owned() + &String::from_utf8_lossy(&motd.stderr);
+    for want in [
+        "rescue environment",
+        "survives a reboot",
+        "sudo -i",
+        "10.0.2.15",
+        "tenant-root",
+        "xfs",
+    ] {
+        assert!(
+            motd.contains(want),
+            "no {want:?} in the login message:\n{motd}"
+        );
+    }
+    eprintln!(
+        "[{profile}] step login message: {:.1} s\n{motd}",
+        t.elapsed().as_secs_f64()
+    );
+
+    let repair = Instant::now();
+    repair_tenant_machine(profile, &vm, ssh_fwd, password);
+    let repaired = repair.elapsed();
+
+    // Power off: every filesystem is unmounted and synced already, so go
+    // straight to the firmware (busybox `poweroff -f`; `systemctl poweroff
+    // -ff` under systemd, whose images have no /sbin/poweroff without
+    // systemd-sysv).
+    let t = Instant::now();
+    let off = ssh(
+        ssh_fwd,
+        password,
+        "sudo -n sh -c 'sync; if [ -d /run/systemd/system ]; then systemctl poweroff -ff; else poweroff -f; fi'",
+    );
+    if !vm.wait_exit(Duration::from_secs(120)) {
+        eprintln!(
+            "[{profile}] QEMU still running 120 s after poweroff ({}); killing it",
+            String::from_utf8_lossy(&off.stderr).trim()
+        );
+        vm.kill();
+    }
+    eprintln!(
+        "[{profile}] step poweroff: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    check_disks_on_host(profile, &disks);
+    eprintln!(
+        "[{profile}] step host checks: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "[{profile}] repair over SSH {:.1} s",
+        repaired.as_secs_f64()
+    );
 
     let secs = |d: Option<Duration>| {
         d.map_or("never seen".into(), |d| format!("{:.1} s", d.as_secs_f64()))

@@ -15,12 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Debian packages that provide QEMU and UEFI firmware. `qemu-utils` is
-/// listed because installing `qemu-system-x86` alone removes a newer one.
-pub const PACKAGES: &[&str] = &["qemu-system-x86", "qemu-utils", "ovmf"];
-
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+pub use ipa_build::qemu::{Controller, Disk, OVMF_CODE, OVMF_VARS, PACKAGES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
@@ -67,48 +62,23 @@ pub enum Firmware {
     Uefi,
 }
 
-#[derive(Debug, Clone)]
-pub enum Boot {
-    /// Direct kernel boot (`-kernel`/`-initrd`/`-append`).
-    Kernel {
-        kernel: PathBuf,
-        initrd: PathBuf,
-        append: String,
-    },
-    /// An ISO as a CD-ROM.
-    Cdrom(PathBuf),
-    /// An image as a hard disk, through a throwaway overlay.
-    Disk(PathBuf),
-}
+pub use ipa_build::qemu::Boot;
 
-/// One NIC: its QEMU device model and MAC address.
-#[derive(Debug, Clone)]
-pub struct Nic {
-    pub model: String,
-    pub mac: String,
-}
-
-/// How to start one VM.
+/// How to start one VM: the library's [`ipa_build::qemu::Qemu`] (the one
+/// place QEMU command lines are made), plus where this harness keeps the
+/// serial log and the UEFI variable store.
 #[derive(Debug, Clone)]
 pub struct Qemu {
-    boot: Boot,
+    vm: ipa_build::qemu::Qemu,
     firmware: Firmware,
-    memory_mib: u32,
-    nics: Vec<Nic>,
-    hostfwd: Vec<(u16, u16)>,
-    extra: Vec<String>,
 }
 
 impl Qemu {
     /// A BIOS VM with 1 GiB and no NIC yet.
     pub fn new(boot: Boot) -> Self {
         Qemu {
-            boot,
+            vm: ipa_build::qemu::Qemu::new(boot),
             firmware: Firmware::Bios,
-            memory_mib: 1024,
-            nics: Vec::new(),
-            hostfwd: Vec::new(),
-            extra: Vec::new(),
         }
     }
 
@@ -118,107 +88,50 @@ impl Qemu {
     }
 
     pub fn memory_mib(mut self, mib: u32) -> Self {
-        self.memory_mib = mib;
+        self.vm = self.vm.memory_mib(mib);
         self
     }
 
     /// Adds a NIC of QEMU device `model` (e.g. `virtio-net-pci`, `e1000`).
     pub fn nic(mut self, model: &str, mac: &str) -> Self {
-        self.nics.push(Nic {
-            model: model.into(),
-            mac: mac.into(),
-        });
+        self.vm = self.vm.nic(model, mac);
         self
     }
 
     /// Forwards host `127.0.0.1:host` to guest port `guest` (TCP, first NIC).
     pub fn hostfwd(mut self, host: u16, guest: u16) -> Self {
-        self.hostfwd.push((host, guest));
+        self.vm = self.vm.hostfwd(host, guest);
+        self
+    }
+
+    /// Adds a raw data disk on `controller` (virtio-blk, SCSI, AHCI, NVMe,
+    /// USB mass storage), written in place.
+    pub fn disk(mut self, path: impl Into<PathBuf>, controller: Controller) -> Self {
+        self.vm = self.vm.disk(path, controller);
         self
     }
 
     /// Extra QEMU arguments, appended last.
     pub fn arg(mut self, a: impl Into<String>) -> Self {
-        self.extra.push(a.into());
+        self.vm = self.vm.arg(a);
         self
     }
 
     /// The full QEMU argument list; `dir` holds the serial log and the UEFI
-    /// variable store.
+    /// variable store. Always TCG: see the module's documentation.
     pub fn args(&self, dir: &Path) -> Vec<String> {
-        let mut a: Vec<String> = [
-            "-accel",
-            "tcg",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ]
-        .map(String::from)
-        .to_vec();
-        a.extend(["-m".into(), self.memory_mib.to_string()]);
-        a.extend([
-            "-serial".into(),
-            format!("file:{}", dir.join("serial.log").display()),
-        ]);
-        match self.firmware {
-            Firmware::Bios => a.extend(["-machine".into(), "pc".into()]),
-            Firmware::Uefi => {
-                a.extend(["-machine".into(), "q35".into()]);
-                a.extend([
-                    "-drive".into(),
-                    format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
-                    "-drive".into(),
-                    format!(
-                        "if=pflash,format=raw,file={}",
-                        dir.join("vars.fd").display()
-                    ),
-                ]);
-            }
-        }
-        match &self.boot {
-            Boot::Kernel {
-                kernel,
-                initrd,
-                append,
-            } => a.extend([
-                "-kernel".into(),
-                kernel.display().to_string(),
-                "-initrd".into(),
-                initrd.display().to_string(),
-                "-append".into(),
-                append.clone(),
-            ]),
-            Boot::Cdrom(iso) => a.extend([
-                "-drive".into(),
-                format!("file={},media=cdrom,readonly=on", iso.display()),
-            ]),
-            Boot::Disk(img) => a.extend([
-                "-drive".into(),
-                format!("file={},format=raw,snapshot=on", img.display()),
-            ]),
-        }
-        for (i, nic) in self.nics.iter().enumerate() {
-            let mut netdev = format!("user,id=n{i},net=10.0.{}.0/24", 2 + i);
-            if i == 0 {
-                for (h, g) in &self.hostfwd {
-                    netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
-                }
-            }
-            // `romfile=`: no iPXE option ROM, which only slows the boot down.
-            a.extend([
-                "-netdev".into(),
-                netdev,
-                "-device".into(),
-                format!("{},netdev=n{i},mac={},romfile=", nic.model, nic.mac),
-            ]);
-        }
-        if self.nics.is_empty() {
-            a.extend(["-nic".into(), "none".into()]);
-        }
-        a.extend(self.extra.iter().cloned());
-        a
+        let firmware = match self.firmware {
+            Firmware::Bios => ipa_build::qemu::Firmware::Bios,
+            Firmware::Uefi => ipa_build::qemu::Firmware::Uefi {
+                vars: dir.join("vars.fd"),
+            },
+        };
+        self.vm
+            .clone()
+            .accel(ipa_build::qemu::Accel::Tcg)
+            .firmware(firmware)
+            .console(ipa_build::qemu::Console::File(dir.join("serial.log")))
+            .args()
     }
 
     /// Starts QEMU; `dir` (created if needed) receives `serial.log`,
@@ -317,6 +230,19 @@ impl Vm {
             "--- serial ({}), last lines\n{tail}\n--- qemu\n{qemu}",
             self.serial.display()
         )
+    }
+
+    /// Waits up to `timeout` for QEMU to exit by itself (the guest powered
+    /// off; `-no-reboot` turns a reboot into an exit too). True when it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
     }
 
     /// Kills QEMU now (dropping does the same).

@@ -12,29 +12,21 @@
 //! but QEMU aborts when it sets up the vCPU, so we start a paused QEMU once to
 //! find out and fall back to TCG.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::str::FromStr;
-use std::time::Duration;
 
 use crate::cmd::{Error, Outcome, Status};
-use crate::host::{self, HostError, Need};
+use crate::host::{self, HostError};
 use crate::manifest::{ArtifactKind, Manifest, ManifestError};
+use crate::qemu::{self, Console, Firmware, Qemu};
 
 /// QEMU's own first MAC address, which most examples and tests assume.
 pub const DEFAULT_MAC: &str = "52:54:00:12:34:56";
 
-pub const QEMU: Need = Need {
-    what: "qemu-system-x86_64",
-    package: "qemu-system-x86",
-};
-pub const OVMF: Need = Need {
-    what: OVMF_CODE,
-    package: "ovmf",
-};
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+// QEMU's location, firmware and accelerator live with the one QEMU command
+// builder, shared with the test harnesses.
+pub use crate::qemu::{Accel, OVMF, OVMF_CODE, OVMF_VARS, QEMU, kvm_works};
 
 /// NIC models, in the order NICs are given them: a paravirtual one and an
 /// emulated one, so both kinds of driver are exercised.
@@ -177,70 +169,6 @@ impl BuildDir {
     }
 }
 
-/// Accelerator QEMU runs the guest with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-/// True when KVM can really run a vCPU here: a paused QEMU with the host CPU
-/// model is started and asked to quit. Where `/dev/kvm` exists but cannot set
-/// the host's MSRs, QEMU aborts instead of quitting.
-pub fn kvm_works() -> bool {
-    let openable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !openable {
-        return false;
-    }
-    let child = Command::new(QEMU.what)
-        .args([
-            "-accel",
-            "kvm",
-            "-cpu",
-            "host",
-            "-machine",
-            "pc",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-S",
-            "-m",
-            "16",
-            "-serial",
-            "none",
-            "-monitor",
-            "stdio",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else {
-        return false;
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"quit\n");
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-        }
-    }
-}
-
 /// The MAC of NIC `index`: the given one for the first, then
 /// `52:54:00:12:35:NN` (away from QEMU's own automatic addresses).
 fn nic_mac(first: &str, index: u8) -> String {
@@ -277,26 +205,13 @@ pub fn qemu_args(
     if args.memory < 64 {
         return Err(BootError::BadMemory(args.memory));
     }
-    let mut a: Vec<String> = Vec::new();
-    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
-    match accel {
-        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
-        Accel::Tcg => push(&["-accel", "tcg"]),
-    }
-    push(&["-nographic", "-no-reboot", "-m", &args.memory.to_string()]);
-    if args.uefi {
-        push(&["-machine", "q35"]);
-        push(&[
-            "-drive",
-            &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
-        ]);
-        push(&[
-            "-drive",
-            &format!("if=pflash,format=raw,file={}", vars.display()),
-        ]);
+    let firmware = if args.uefi {
+        Firmware::Uefi {
+            vars: vars.to_path_buf(),
+        }
     } else {
-        push(&["-machine", "pc"]);
-    }
+        Firmware::Bios
+    };
     let need = |slot: &Option<PathBuf>, kind: &'static str| {
         slot.clone().ok_or_else(|| BootError::NoArtifact {
             dir: dir.to_path_buf(),
@@ -304,49 +219,36 @@ pub fn qemu_args(
             listed: build.listed(),
         })
     };
-    if args.iso {
+    let boot = if args.iso {
         if !args.append.is_empty() {
             return Err(BootError::AppendWithIso);
         }
-        let iso = need(&build.iso, "iso")?;
-        push(&[
-            "-drive",
-            &format!("file={},media=cdrom,readonly=on", iso.display()),
-        ]);
+        qemu::Boot::Cdrom(need(&build.iso, "iso")?)
     } else {
-        let kernel = need(&build.kernel, "kernel")?;
-        let initramfs = need(&build.initramfs, "initramfs")?;
         let mut cmdline = build.cmdline.trim().to_string();
         for extra in &args.append {
             cmdline.push(' ');
             cmdline.push_str(extra.trim());
         }
-        push(&[
-            "-kernel",
-            &kernel.display().to_string(),
-            "-initrd",
-            &initramfs.display().to_string(),
-            "-append",
-            cmdline.trim(),
-        ]);
-    }
-    for i in 0..args.nics {
-        let mut netdev = format!("user,id=n{i},net=10.0.{}.0/24", 2 + u16::from(i));
-        if i == 0 {
-            for f in &args.forwards {
-                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
-            }
+        qemu::Boot::Kernel {
+            kernel: need(&build.kernel, "kernel")?,
+            initrd: need(&build.initramfs, "initramfs")?,
+            append: cmdline,
         }
+    };
+    let mut vm = Qemu::new(boot)
+        .accel(accel)
+        .firmware(firmware)
+        .memory_mib(args.memory)
+        .console(Console::Terminal);
+    for i in 0..args.nics {
         let model = NIC_MODELS[usize::from(i) % NIC_MODELS.len()];
-        // `romfile=`: no iPXE option ROM; we boot the kernel directly.
-        push(&[
-            "-netdev",
-            &netdev,
-            "-device",
-            &format!("{model},netdev=n{i},mac={},romfile=", nic_mac(&args.mac, i)),
-        ]);
+        vm = vm.nic(model, &nic_mac(&args.mac, i));
     }
-    Ok(a)
+    for f in &args.forwards {
+        vm = vm.hostfwd(f.host, f.guest);
+    }
+    Ok(vm.args())
 }
 
 /// Boots the build in QEMU on this terminal; QEMU's own exit status is the

@@ -19,10 +19,23 @@
 //! path in the image, never on the host. The tree may use merged-/usr links
 //! (`lib -> usr/lib`); copies go through them.
 //!
+//! A name that an object's own search path cannot find is not yet an error:
+//! `ld.so` satisfies a `DT_NEEDED` entry with any object already loaded under
+//! that `DT_SONAME`, so a library without a `RUNPATH` of its own works when
+//! every program that loads it brings the name in first (systemd's
+//! `libsystemd-core-252.so` needs `libsystemd-shared-252.so`, which only the
+//! systemd programs' `RUNPATH` finds). So the closure ends with the loader's
+//! view of the whole image: each program's load order is simulated, and a
+//! name still unresolved is accepted only when at least one program loads
+//! the object and every program that does has the name loaded by then.
+//! Whatever is left fails the build with [`ElfError::Missing`], naming the
+//! object and the soname: a binary in the image that cannot start is a bug
+//! found at boot, too late.
+//!
 //! Only 64-bit ELF files are examined (the images are x86-64); kernel modules
 //! (`*.ko*`) are skipped, since they are not loaded by `ld.so`.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -56,7 +69,8 @@ const MAX_HOPS: usize = 40;
 pub enum ElfError {
     #[error(
         "{binary} needs {library}, which is neither in the image nor in the unpacked packages \
-         (searched {searched}); add the Debian package that ships it to the profile's packages"
+         (searched {searched}), and no program in the image that loads {binary} brings it in; \
+         add the Debian package that ships it to the profile's packages"
     )]
     Missing {
         binary: PathBuf,
@@ -84,6 +98,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ElfError + '_ {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DynamicInfo {
     pub interpreter: Option<String>,
+    /// `DT_SONAME`: the name other objects' `DT_NEEDED` match once loaded.
+    pub soname: Option<String>,
     pub needed: Vec<String>,
     pub rpath: Vec<String>,
     pub runpath: Vec<String>,
@@ -135,6 +151,8 @@ pub fn dynamic_info(data: &[u8], path: &Path) -> Result<Option<DynamicInfo>, Elf
             };
             if tag == elf::DT_NEEDED {
                 info.needed.push(string()?);
+            } else if tag == elf::DT_SONAME {
+                info.soname = Some(string()?);
             } else if tag == elf::DT_RPATH {
                 info.rpath.extend(string()?.split(':').map(str::to_string));
             } else if tag == elf::DT_RUNPATH {
@@ -171,6 +189,9 @@ pub fn library_closure(tree: &mut Tree, pool: Option<&Path>) -> Result<Vec<PathB
     }
     let mut added = BTreeSet::new();
     let mut seen = BTreeSet::new();
+    // Every ELF object examined, and the names its own search path missed.
+    let mut objects: BTreeMap<PathBuf, DynamicInfo> = BTreeMap::new();
+    let mut unresolved: Vec<Unresolved> = Vec::new();
     while let Some(image) = queue.pop_front() {
         if !seen.insert(image.clone()) {
             continue;
@@ -224,16 +245,111 @@ pub fn library_closure(tree: &mut Tree, pool: Option<&Path>) -> Result<Vec<PathB
                         .map(|p| p.display().to_string())
                         .collect::<Vec<_>>()
                         .join(", ");
-                    return Err(ElfError::Missing {
-                        binary: image.clone(),
+                    unresolved.push(Unresolved {
+                        object: image.clone(),
                         library: name,
                         searched,
                     });
                 }
             }
         }
+        objects.insert(image, info);
+    }
+    if let Some(missing) = unresolved_in_every_program(&root, &objects, &conf_dirs, unresolved)? {
+        return Err(ElfError::Missing {
+            binary: missing.object,
+            library: missing.library,
+            searched: missing.searched,
+        });
     }
     Ok(added.into_iter().collect())
+}
+
+/// A `DT_NEEDED` name (or interpreter) that its object's own search path
+/// does not find in the image.
+#[derive(Debug, Clone)]
+struct Unresolved {
+    object: PathBuf,
+    library: String,
+    searched: String,
+}
+
+/// The first of `unresolved` that the loader's view of the whole image does
+/// not excuse, or `None` when every one is loaded by each program that
+/// loads its object (see the module documentation).
+fn unresolved_in_every_program(
+    root: &Path,
+    objects: &BTreeMap<PathBuf, DynamicInfo>,
+    conf: &[PathBuf],
+    unresolved: Vec<Unresolved>,
+) -> Result<Option<Unresolved>, ElfError> {
+    if unresolved.is_empty() {
+        return Ok(None);
+    }
+    // Programs: objects with an interpreter and no soname (libc.so.6 has an
+    // interpreter too, but it is a library).
+    let mut loads: Vec<(BTreeSet<PathBuf>, BTreeSet<String>)> = Vec::new();
+    for (image, info) in objects {
+        if info.interpreter.is_some() && info.soname.is_none() {
+            loads.push(simulate_load(root, objects, conf, image)?);
+        }
+    }
+    for u in unresolved {
+        let mut programs = loads.iter().filter(|(paths, _)| paths.contains(&u.object));
+        let first = programs.next();
+        let excused = first.is_some_and(|(_, names)| names.contains(&u.library))
+            && programs.all(|(_, names)| names.contains(&u.library));
+        if !excused {
+            return Ok(Some(u));
+        }
+    }
+    Ok(None)
+}
+
+/// The objects `ld.so` loads for `program` (breadth first, as it does) and
+/// the names they satisfy: each `DT_NEEDED` name is matched against the
+/// sonames and file names loaded so far, then looked up through the needing
+/// object's own search path.
+fn simulate_load(
+    root: &Path,
+    objects: &BTreeMap<PathBuf, DynamicInfo>,
+    conf: &[PathBuf],
+    program: &Path,
+) -> Result<(BTreeSet<PathBuf>, BTreeSet<String>), ElfError> {
+    let mut paths: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut queue: VecDeque<PathBuf> = VecDeque::from([program.to_path_buf()]);
+    paths.insert(program.to_path_buf());
+    while let Some(image) = queue.pop_front() {
+        let Some(info) = objects.get(&image) else {
+            continue;
+        };
+        let origin = image.parent().unwrap_or(Path::new("/"));
+        let dirs = search_dirs(info, origin, conf);
+        for lib in &info.needed {
+            if names.contains(lib) {
+                continue;
+            }
+            let candidates: Vec<PathBuf> = if lib.contains('/') {
+                vec![PathBuf::from(lib)]
+            } else {
+                dirs.iter().map(|d| d.join(lib)).collect()
+            };
+            for c in &candidates {
+                if let Some(real) = resolve(root, c)? {
+                    names.insert(lib.clone());
+                    if let Some(soname) = objects.get(&real).and_then(|i| i.soname.clone()) {
+                        names.insert(soname);
+                    }
+                    if paths.insert(real.clone()) {
+                        queue.push_back(real);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Ok((paths, names))
 }
 
 fn is_kernel_module(path: &Path) -> bool {
@@ -466,6 +582,7 @@ mod tests {
     fn origin_and_runpath_order() {
         let info = DynamicInfo {
             interpreter: None,
+            soname: None,
             needed: vec![],
             rpath: vec!["/ignored".into()],
             runpath: vec!["$ORIGIN/../lib".into(), "/opt/x".into()],
@@ -482,5 +599,128 @@ mod tests {
             !dirs.contains(&PathBuf::from("/ignored")),
             "RPATH is ignored when RUNPATH is set"
         );
+    }
+
+    /// Compiles C `source` with `cc args` into `out`.
+    fn cc(dir: &Path, source: &str, args: &[&str], out: &Path) {
+        let src = dir.join("src.c");
+        std::fs::write(&src, source).unwrap();
+        let st = std::process::Command::new("cc")
+            .arg(&src)
+            .args(args)
+            .arg("-o")
+            .arg(out)
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "cc {args:?}");
+    }
+
+    /// A tree where `liba.so.1` (standard directory, no RUNPATH) needs
+    /// `libb.so.1`, which lives in a private directory only `/usr/bin/prog`'s
+    /// RUNPATH names: the layout of systemd's libsystemd-core/-shared.
+    fn private_library_tree(dir: &Path) -> (PathBuf, PathBuf) {
+        let root = dir.join("root");
+        let pool = dir.join("pool");
+        let libdir = root.join("usr/lib/x86_64-linux-gnu");
+        let private = libdir.join("priv");
+        std::fs::create_dir_all(&private).unwrap();
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        cc(
+            dir,
+            "int b(void){return 1;}\n",
+            &["-shared", "-fPIC", "-Wl,-soname,libb.so.1"],
+            &private.join("libb.so.1"),
+        );
+        cc(
+            dir,
+            "int b(void); int a(void){return b();}\n",
+            &[
+                "-shared",
+                "-fPIC",
+                "-Wl,-soname,liba.so.1",
+                "-Wl,--no-as-needed",
+                "-Lroot/usr/lib/x86_64-linux-gnu/priv",
+                "-l:libb.so.1",
+            ],
+            &libdir.join("liba.so.1"),
+        );
+        cc(
+            dir,
+            "int a(void); int b(void); int main(void){return a()+b();}\n",
+            &[
+                "-Wl,--no-as-needed",
+                "-Lroot/usr/lib/x86_64-linux-gnu",
+                "-Lroot/usr/lib/x86_64-linux-gnu/priv",
+                "-l:liba.so.1",
+                "-l:libb.so.1",
+                "-Wl,--enable-new-dtags,-rpath,/usr/lib/x86_64-linux-gnu/priv",
+            ],
+            &root.join("usr/bin/prog"),
+        );
+        // libc and the loader come from the pool, as from Debian's libc6.
+        for lib in [
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "lib64/ld-linux-x86-64.so.2",
+        ] {
+            let dest = pool.join(lib);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(Path::new("/").join(lib), &dest).unwrap();
+        }
+        (root, pool)
+    }
+
+    #[test]
+    fn a_name_every_loading_program_brings_in_is_resolved_across_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, pool) = private_library_tree(dir.path());
+        let info = dynamic_info(
+            &std::fs::read(root.join("usr/lib/x86_64-linux-gnu/liba.so.1")).unwrap(),
+            Path::new("liba"),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(info.runpath.is_empty() && info.rpath.is_empty(), "{info:?}");
+        assert_eq!(info.soname.as_deref(), Some("liba.so.1"));
+        let mut tree = Tree::new(&root);
+        let added = library_closure(&mut tree, Some(&pool)).unwrap();
+        assert!(
+            added.contains(&PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6")),
+            "{added:?}"
+        );
+    }
+
+    #[test]
+    fn a_name_no_loading_program_brings_in_fails_naming_object_and_soname() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, pool) = private_library_tree(dir.path());
+        // A second program loads liba.so.1 without the private RUNPATH: in
+        // its process libb.so.1 is not found, so the image is broken.
+        cc(
+            dir.path(),
+            "int a(void); int main(void){return a();}\n",
+            &[
+                "-Wl,--no-as-needed",
+                "-Lroot/usr/lib/x86_64-linux-gnu",
+                "-Wl,--allow-shlib-undefined",
+                "-l:liba.so.1",
+            ],
+            &root.join("usr/bin/other"),
+        );
+        let mut tree = Tree::new(&root);
+        let err = library_closure(&mut tree, Some(&pool)).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ElfError::Missing { .. }), "{msg}");
+        assert!(
+            msg.contains("/usr/lib/x86_64-linux-gnu/liba.so.1") && msg.contains("libb.so.1"),
+            "{msg}"
+        );
+
+        // No program at all loads liba.so.1: nothing excuses the name.
+        std::fs::remove_file(root.join("usr/bin/other")).unwrap();
+        std::fs::remove_file(root.join("usr/bin/prog")).unwrap();
+        let err = library_closure(&mut tree, Some(&pool)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("liba.so.1 needs libb.so.1"), "{msg}");
     }
 }

@@ -20,12 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Debian packages that provide QEMU and UEFI firmware. `qemu-utils` is
-/// listed because installing `qemu-system-x86` alone removes a newer one.
-pub const PACKAGES: &[&str] = &["qemu-system-x86", "qemu-utils", "ovmf"];
-
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+pub use ipa_build::qemu::{OVMF_CODE, OVMF_VARS, PACKAGES};
 
 /// Installs QEMU and OVMF with apt-get when they are missing and we are root;
 /// otherwise panics with the command to run.
@@ -53,41 +48,26 @@ pub enum Firmware {
     Uefi,
 }
 
-#[derive(Debug, Clone)]
-pub enum Boot {
-    /// Direct kernel boot (`-kernel`/`-initrd`/`-append`).
-    Kernel {
-        kernel: PathBuf,
-        initrd: PathBuf,
-        append: String,
-    },
-    /// An ISO as a CD-ROM.
-    Cdrom(PathBuf),
-    /// An image as a hard disk (a hybrid ISO on a USB stick, say), written
-    /// to a throwaway overlay so the file is never changed.
-    Disk(PathBuf),
-}
+pub use ipa_build::qemu::Boot;
 
-/// How to start one VM.
+/// How to start one VM: the library's [`ipa_build::qemu::Qemu`] with one NIC
+/// (the one place QEMU command lines are made), plus where this harness
+/// keeps the serial log and the UEFI variable store.
 #[derive(Debug, Clone)]
 pub struct Qemu {
-    boot: Boot,
+    vm: ipa_build::qemu::Qemu,
     firmware: Firmware,
-    memory_mib: u32,
     nic: String,
     hostfwd: Vec<(u16, u16)>,
-    extra: Vec<String>,
 }
 
 impl Qemu {
     pub fn new(boot: Boot) -> Self {
         Qemu {
-            boot,
+            vm: ipa_build::qemu::Qemu::new(boot),
             firmware: Firmware::Bios,
-            memory_mib: 1024,
             nic: "virtio-net-pci".into(),
             hostfwd: Vec::new(),
-            extra: Vec::new(),
         }
     }
 
@@ -97,7 +77,7 @@ impl Qemu {
     }
 
     pub fn memory_mib(mut self, mib: u32) -> Self {
-        self.memory_mib = mib;
+        self.vm = self.vm.memory_mib(mib);
         self
     }
 
@@ -115,81 +95,30 @@ impl Qemu {
 
     /// Extra QEMU arguments, appended last.
     pub fn arg(mut self, a: impl Into<String>) -> Self {
-        self.extra.push(a.into());
+        self.vm = self.vm.arg(a);
         self
     }
 
     /// The full QEMU argument list; `dir` holds the serial log and the
-    /// UEFI variable store.
+    /// UEFI variable store. Always TCG: see the module's documentation.
     pub fn args(&self, dir: &Path) -> Vec<String> {
-        let mut a: Vec<String> = [
-            "-accel",
-            "tcg",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ]
-        .map(String::from)
-        .to_vec();
-        a.extend(["-m".into(), self.memory_mib.to_string()]);
-        a.extend([
-            "-serial".into(),
-            format!("file:{}", dir.join("serial.log").display()),
-        ]);
-        match self.firmware {
-            Firmware::Bios => a.extend(["-machine".into(), "pc".into()]),
-            Firmware::Uefi => {
-                a.extend(["-machine".into(), "q35".into()]);
-                a.extend([
-                    "-drive".into(),
-                    format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
-                ]);
-                a.extend([
-                    "-drive".into(),
-                    format!(
-                        "if=pflash,format=raw,file={}",
-                        dir.join("vars.fd").display()
-                    ),
-                ]);
-            }
-        }
-        match &self.boot {
-            Boot::Kernel {
-                kernel,
-                initrd,
-                append,
-            } => a.extend([
-                "-kernel".into(),
-                kernel.display().to_string(),
-                "-initrd".into(),
-                initrd.display().to_string(),
-                "-append".into(),
-                append.clone(),
-            ]),
-            Boot::Cdrom(iso) => a.extend([
-                "-drive".into(),
-                format!("file={},media=cdrom,readonly=on", iso.display()),
-            ]),
-            Boot::Disk(img) => a.extend([
-                "-drive".into(),
-                format!("file={},format=raw,snapshot=on", img.display()),
-            ]),
-        }
-        let mut netdev = "user,id=n0".to_string();
+        let firmware = match self.firmware {
+            Firmware::Bios => ipa_build::qemu::Firmware::Bios,
+            Firmware::Uefi => ipa_build::qemu::Firmware::Uefi {
+                vars: dir.join("vars.fd"),
+            },
+        };
+        let mut vm = self
+            .vm
+            .clone()
+            .accel(ipa_build::qemu::Accel::Tcg)
+            .firmware(firmware)
+            .console(ipa_build::qemu::Console::File(dir.join("serial.log")))
+            .nic(&self.nic, "52:54:00:12:34:56");
         for (h, g) in &self.hostfwd {
-            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+            vm = vm.hostfwd(*h, *g);
         }
-        // `romfile=`: no iPXE option ROM, which only slows the boot down.
-        a.extend([
-            "-netdev".into(),
-            netdev,
-            "-device".into(),
-            format!("{},netdev=n0,romfile=", self.nic),
-        ]);
-        a.extend(self.extra.iter().cloned());
-        a
+        vm.args()
     }
 
     /// Starts QEMU; `dir` (created if needed) receives `serial.log`,

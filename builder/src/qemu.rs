@@ -1,0 +1,578 @@
+//! One QEMU command line for every caller: `ipa-build boot` and the test
+//! harnesses (`builder/tests/common/qemu.rs`, `tests/src/qemu.rs`) describe
+//! a VM with [`Qemu`] and take its [`Qemu::args`], so a lesson learned about
+//! QEMU (an explicit NIC model, no option ROM, one subnet per NIC, how a USB
+//! stick is attached) is written down once.
+//!
+//! What the builder knows, and why:
+//! - **Accelerator**: KVM only when it really works ([`kvm_works`]): on some
+//!   machines `/dev/kvm` opens but QEMU aborts setting up the vCPU (`failed
+//!   to set MSR 0x10a`), so a paused QEMU is started once to find out.
+//! - **Firmware**: SeaBIOS on `pc`, or OVMF on `q35` with a private, writable
+//!   copy of the variable store (the firmware writes to it).
+//! - **NICs**: always an explicit model (`pc` and `q35` default to different
+//!   ones) and no iPXE option ROM (`romfile=`, it only slows a direct boot).
+//!   Each NIC has its own user-mode network on its own subnet (10.0.2.0/24,
+//!   10.0.3.0/24, ...): with one subnet on two NICs the guest may answer a
+//!   forwarded connection through the wrong NIC, whose slirp drops the
+//!   reply. Port forwards go to the first NIC, where the host is `10.0.2.2`.
+//! - **Disks**: each on the controller asked for ([`Controller`]); one
+//!   controller of each kind is created on first use and shared. Writes go
+//!   to the file unless the disk is a snapshot (a throwaway overlay).
+//! - **Console**: the serial port on the terminal (`-nographic`, Ctrl-A X
+//!   quits) or in a file (`-display none`), and an optional monitor socket
+//!   for `device_add`/`device_del`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::host::Need;
+
+/// The QEMU system emulator we run.
+pub const QEMU: Need = Need {
+    what: "qemu-system-x86_64",
+    package: "qemu-system-x86",
+};
+/// UEFI firmware (OVMF), only needed for UEFI boots.
+pub const OVMF: Need = Need {
+    what: OVMF_CODE,
+    package: "ovmf",
+};
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// Debian packages that provide QEMU and UEFI firmware. `qemu-utils` is
+/// listed because installing `qemu-system-x86` alone removes a newer one.
+pub const PACKAGES: &[&str] = &["qemu-system-x86", "qemu-utils", "ovmf"];
+
+/// Accelerator QEMU runs the guest with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// KVM when `allow_kvm` and it really works here, TCG otherwise.
+    pub fn pick(allow_kvm: bool) -> Accel {
+        if allow_kvm && kvm_works() {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        }
+    }
+}
+
+/// True when KVM can really run a vCPU here: a paused QEMU with the host CPU
+/// model is started and asked to quit. Where `/dev/kvm` exists but cannot set
+/// the host's MSRs, QEMU aborts instead of quitting.
+pub fn kvm_works() -> bool {
+    let openable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if !openable {
+        return false;
+    }
+    let child = Command::new(QEMU.what)
+        .args([
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-machine",
+            "pc",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-S",
+            "-m",
+            "16",
+            "-serial",
+            "none",
+            "-monitor",
+            "stdio",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return false;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"quit\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// Machine type and firmware.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS on the `pc` machine.
+    Bios,
+    /// OVMF on `q35`; `vars` is the writable copy of the variable store
+    /// (copy [`OVMF_VARS`] there before starting).
+    Uefi { vars: PathBuf },
+}
+
+/// What the VM boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// Direct kernel boot (`-kernel`/`-initrd`/`-append`).
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
+    /// An ISO as a CD-ROM.
+    Cdrom(PathBuf),
+    /// An image as the boot hard disk (a hybrid ISO on a USB stick, say),
+    /// written to a throwaway overlay so the file is never changed.
+    Disk(PathBuf),
+}
+
+/// One NIC: its QEMU device model (`virtio-net-pci`, `e1000`, ...) and MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub model: String,
+    pub mac: String,
+}
+
+/// The controller a data disk hangs off, i.e. the driver the guest needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    /// `virtio-blk-pci`: `/dev/vdX` (virtio_blk).
+    VirtioBlk,
+    /// A `virtio-scsi-pci` HBA with `scsi-hd` disks: `/dev/sdX` (virtio_scsi, sd_mod).
+    VirtioScsi,
+    /// An LSI MegaRAID SAS 2108 (`megasas-gen2`), as on many servers (megaraid_sas).
+    Megasas,
+    /// An `ich9-ahci` SATA controller, one disk per port, six ports (ahci).
+    Ahci,
+    /// One `nvme` controller per disk (nvme).
+    Nvme,
+    /// USB mass storage behind a `qemu-xhci` controller: a USB stick
+    /// (xhci_pci, usb_storage, sd_mod).
+    Usb,
+}
+
+impl Controller {
+    /// The controller device created once for all disks of this kind, as
+    /// (QEMU device, id); `None` when each disk is its own device.
+    fn bus(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Controller::VirtioScsi => Some(("virtio-scsi-pci", "scsi0")),
+            Controller::Megasas => Some(("megasas-gen2", "mega0")),
+            Controller::Ahci => Some(("ich9-ahci", "ahci0")),
+            Controller::Usb => Some(("qemu-xhci", "xhci0")),
+            Controller::VirtioBlk | Controller::Nvme => None,
+        }
+    }
+}
+
+/// A data disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub controller: Controller,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    /// Writes go to a throwaway overlay, never to `path`.
+    pub snapshot: bool,
+    /// The serial number the guest sees (required by NVMe; one is made up
+    /// when missing).
+    pub serial: Option<String>,
+}
+
+impl Disk {
+    /// A raw image on `controller`, written in place.
+    pub fn raw(path: impl Into<PathBuf>, controller: Controller) -> Disk {
+        Disk {
+            path: path.into(),
+            controller,
+            format: "raw".into(),
+            snapshot: false,
+            serial: None,
+        }
+    }
+}
+
+/// Where the serial console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Console {
+    /// The terminal QEMU runs in (`-nographic`: serial and monitor on
+    /// stdio, Ctrl-A X quits).
+    Terminal,
+    /// A file that receives everything the guest writes to ttyS0.
+    File(PathBuf),
+}
+
+/// How to start one VM; [`Qemu::args`] gives the argument list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qemu {
+    boot: Boot,
+    firmware: Firmware,
+    accel: Accel,
+    memory_mib: u32,
+    nics: Vec<Nic>,
+    hostfwd: Vec<(u16, u16)>,
+    disks: Vec<Disk>,
+    console: Console,
+    monitor: Option<PathBuf>,
+    extra: Vec<String>,
+}
+
+impl Qemu {
+    /// A BIOS VM under TCG with 1 GiB, no NIC, no disk, the console on the
+    /// terminal.
+    pub fn new(boot: Boot) -> Self {
+        Qemu {
+            boot,
+            firmware: Firmware::Bios,
+            accel: Accel::Tcg,
+            memory_mib: 1024,
+            nics: Vec::new(),
+            hostfwd: Vec::new(),
+            disks: Vec::new(),
+            console: Console::Terminal,
+            monitor: None,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
+        self
+    }
+
+    pub fn accel(mut self, accel: Accel) -> Self {
+        self.accel = accel;
+        self
+    }
+
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Adds a NIC of QEMU device `model` with `mac`, on its own subnet.
+    pub fn nic(mut self, model: &str, mac: &str) -> Self {
+        self.nics.push(Nic {
+            model: model.into(),
+            mac: mac.into(),
+        });
+        self
+    }
+
+    /// Forwards host `127.0.0.1:host` to guest port `guest` (TCP, first NIC).
+    pub fn hostfwd(mut self, host: u16, guest: u16) -> Self {
+        self.hostfwd.push((host, guest));
+        self
+    }
+
+    /// Adds a raw data disk on `controller`, written in place.
+    pub fn disk(self, path: impl Into<PathBuf>, controller: Controller) -> Self {
+        self.disk_with(Disk::raw(path, controller))
+    }
+
+    /// Adds a data disk described in full.
+    pub fn disk_with(mut self, disk: Disk) -> Self {
+        self.disks.push(disk);
+        self
+    }
+
+    pub fn console(mut self, console: Console) -> Self {
+        self.console = console;
+        self
+    }
+
+    /// A QEMU monitor on the Unix socket `path` (for `device_add`, `quit`...).
+    pub fn monitor_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.monitor = Some(path.into());
+        self
+    }
+
+    /// Extra QEMU arguments, appended last.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.extra.push(a.into());
+        self
+    }
+
+    pub fn boot_ref(&self) -> &Boot {
+        &self.boot
+    }
+
+    pub fn firmware_ref(&self) -> &Firmware {
+        &self.firmware
+    }
+
+    /// The full argument list (without the program name, [`QEMU`]`.what`).
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+        match self.accel {
+            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+            Accel::Tcg => push(&["-accel", "tcg"]),
+        }
+        match &self.console {
+            Console::Terminal => push(&["-nographic"]),
+            Console::File(path) => push(&[
+                "-display",
+                "none",
+                "-serial",
+                &format!("file:{}", path.display()),
+            ]),
+        }
+        match &self.monitor {
+            Some(sock) => push(&[
+                "-monitor",
+                &format!("unix:{},server=on,wait=off", sock.display()),
+            ]),
+            // With -nographic the monitor is multiplexed on the terminal.
+            None if self.console != Console::Terminal => push(&["-monitor", "none"]),
+            None => {}
+        }
+        push(&["-no-reboot", "-m", &self.memory_mib.to_string()]);
+        match &self.firmware {
+            Firmware::Bios => push(&["-machine", "pc"]),
+            Firmware::Uefi { vars } => {
+                push(&["-machine", "q35"]);
+                push(&[
+                    "-drive",
+                    &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+                    "-drive",
+                    &format!("if=pflash,format=raw,file={}", vars.display()),
+                ]);
+            }
+        }
+        match &self.boot {
+            Boot::Kernel {
+                kernel,
+                initrd,
+                append,
+            } => push(&[
+                "-kernel",
+                &kernel.display().to_string(),
+                "-initrd",
+                &initrd.display().to_string(),
+                "-append",
+                append.trim(),
+            ]),
+            Boot::Cdrom(iso) => push(&[
+                "-drive",
+                &format!("file={},media=cdrom,readonly=on", iso.display()),
+            ]),
+            Boot::Disk(img) => push(&[
+                "-drive",
+                &format!("file={},format=raw,snapshot=on", img.display()),
+            ]),
+        }
+        for (i, nic) in self.nics.iter().enumerate() {
+            let mut netdev = format!("user,id=n{i},net=10.0.{}.0/24", 2 + i);
+            if i == 0 {
+                for (h, g) in &self.hostfwd {
+                    netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+                }
+            }
+            // `romfile=`: no iPXE option ROM, which only slows the boot down.
+            push(&[
+                "-netdev",
+                &netdev,
+                "-device",
+                &format!("{},netdev=n{i},mac={},romfile=", nic.model, nic.mac),
+            ]);
+        }
+        if self.nics.is_empty() {
+            push(&["-nic", "none"]);
+        }
+        let mut buses: Vec<&str> = Vec::new();
+        let mut ahci_port = 0;
+        for (i, disk) in self.disks.iter().enumerate() {
+            if let Some((device, id)) = disk.controller.bus()
+                && !buses.contains(&id)
+            {
+                buses.push(id);
+                push(&["-device", &format!("{device},id={id}")]);
+            }
+            let mut drive = format!(
+                "file={},format={},if=none,id=d{i}",
+                disk.path.display(),
+                disk.format
+            );
+            if disk.snapshot {
+                drive.push_str(",snapshot=on");
+            }
+            let serial = disk.serial.clone().unwrap_or_else(|| format!("ipa{i:04}"));
+            let device = match disk.controller {
+                Controller::VirtioBlk => format!("virtio-blk-pci,drive=d{i},serial={serial}"),
+                Controller::VirtioScsi => format!("scsi-hd,bus=scsi0.0,drive=d{i},serial={serial}"),
+                Controller::Megasas => format!("scsi-hd,bus=mega0.0,drive=d{i},serial={serial}"),
+                Controller::Ahci => {
+                    let port = ahci_port;
+                    ahci_port += 1;
+                    format!("ide-hd,bus=ahci0.{port},drive=d{i},serial={serial}")
+                }
+                Controller::Nvme => format!("nvme,drive=d{i},serial={serial}"),
+                Controller::Usb => {
+                    format!("usb-storage,bus=xhci0.0,drive=d{i},removable=on,serial={serial}")
+                }
+            };
+            push(&["-drive", &drive, "-device", &device]);
+        }
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// A [`Command`] for QEMU with these arguments (stdio untouched).
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(QEMU.what);
+        c.args(self.args());
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel() -> Boot {
+        Boot::Kernel {
+            kernel: "k".into(),
+            initrd: "i".into(),
+            append: " console=ttyS0 ".into(),
+        }
+    }
+
+    /// The values following each occurrence of `flag`.
+    fn values<'a>(argv: &'a [String], flag: &str) -> Vec<&'a str> {
+        argv.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_tcg_bios_terminal_and_no_nic() {
+        let argv = Qemu::new(kernel()).args();
+        assert_eq!(
+            argv[..6],
+            ["-accel", "tcg", "-nographic", "-no-reboot", "-m", "1024"]
+        );
+        assert_eq!(values(&argv, "-machine"), ["pc"]);
+        assert_eq!(values(&argv, "-append"), ["console=ttyS0"]);
+        assert_eq!(values(&argv, "-nic"), ["none"]);
+        // The monitor is on the terminal with -nographic: not switched off.
+        assert!(values(&argv, "-monitor").is_empty());
+    }
+
+    #[test]
+    fn each_nic_has_its_subnet_and_forwards_go_to_the_first() {
+        let argv = Qemu::new(kernel())
+            .nic("virtio-net-pci", "52:54:00:12:34:56")
+            .nic("e1000", "52:54:00:12:35:01")
+            .hostfwd(2222, 22)
+            .hostfwd(9999, 9999)
+            .args();
+        assert_eq!(
+            values(&argv, "-netdev"),
+            [
+                "user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:9999-:9999",
+                "user,id=n1,net=10.0.3.0/24"
+            ]
+        );
+        assert_eq!(
+            values(&argv, "-device"),
+            [
+                "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=",
+                "e1000,netdev=n1,mac=52:54:00:12:35:01,romfile="
+            ]
+        );
+        assert!(values(&argv, "-nic").is_empty());
+    }
+
+    #[test]
+    fn uefi_kvm_file_console_and_monitor() {
+        let argv = Qemu::new(Boot::Cdrom("x.iso".into()))
+            .firmware(Firmware::Uefi {
+                vars: "/t/vars.fd".into(),
+            })
+            .accel(Accel::Kvm)
+            .memory_mib(512)
+            .console(Console::File("/t/serial.log".into()))
+            .monitor_socket("/t/mon.sock")
+            .arg("-smp")
+            .arg("2")
+            .args();
+        let joined = argv.join(" ");
+        assert!(joined.starts_with("-accel kvm -cpu host -display none -serial file:/t/serial.log -monitor unix:/t/mon.sock,server=on,wait=off -no-reboot -m 512"), "{joined}");
+        assert_eq!(values(&argv, "-machine"), ["q35"]);
+        assert_eq!(
+            values(&argv, "-drive"),
+            [
+                &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}")[..],
+                "if=pflash,format=raw,file=/t/vars.fd",
+                "file=x.iso,media=cdrom,readonly=on"
+            ]
+        );
+        assert!(joined.ends_with("-smp 2"), "{joined}");
+        let argv = Qemu::new(Boot::Disk("s.iso".into()))
+            .console(Console::File("s".into()))
+            .args();
+        assert_eq!(values(&argv, "-monitor"), ["none"]);
+        assert_eq!(
+            values(&argv, "-drive"),
+            ["file=s.iso,format=raw,snapshot=on"]
+        );
+    }
+
+    #[test]
+    fn disks_share_one_controller_per_kind() {
+        let mut nvme = Disk::raw("n.img", Controller::Nvme);
+        nvme.serial = Some("NV1".into());
+        nvme.snapshot = true;
+        let argv = Qemu::new(kernel())
+            .disk("a.img", Controller::VirtioBlk)
+            .disk("b.img", Controller::Ahci)
+            .disk("c.img", Controller::Ahci)
+            .disk("d.img", Controller::VirtioScsi)
+            .disk("e.img", Controller::Megasas)
+            .disk("f.img", Controller::Usb)
+            .disk("g.img", Controller::VirtioScsi)
+            .disk_with(nvme)
+            .args();
+        assert_eq!(
+            values(&argv, "-device"),
+            [
+                "virtio-blk-pci,drive=d0,serial=ipa0000",
+                "ich9-ahci,id=ahci0",
+                "ide-hd,bus=ahci0.0,drive=d1,serial=ipa0001",
+                "ide-hd,bus=ahci0.1,drive=d2,serial=ipa0002",
+                "virtio-scsi-pci,id=scsi0",
+                "scsi-hd,bus=scsi0.0,drive=d3,serial=ipa0003",
+                "megasas-gen2,id=mega0",
+                "scsi-hd,bus=mega0.0,drive=d4,serial=ipa0004",
+                "qemu-xhci,id=xhci0",
+                "usb-storage,bus=xhci0.0,drive=d5,removable=on,serial=ipa0005",
+                "scsi-hd,bus=scsi0.0,drive=d6,serial=ipa0006",
+                "nvme,drive=d7,serial=NV1",
+            ]
+        );
+        let drives = values(&argv, "-drive");
+        assert_eq!(drives[0], "file=a.img,format=raw,if=none,id=d0");
+        assert_eq!(drives[7], "file=n.img,format=raw,if=none,id=d7,snapshot=on");
+    }
+}
