@@ -93,6 +93,26 @@ pub struct Manifest {
     pub scrubbed: Vec<String>,
     pub audit: AuditRecord,
     pub artifacts: Vec<Artifact>,
+    /// What each part of the build put into the image, largest first, so
+    /// `ipa-build inspect` can say what an element costs. Absent in
+    /// manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contents: Vec<ContentRecord>,
+}
+
+/// Uncompressed bytes one part of the build put into the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentRecord {
+    /// As the size budget names it: `package e2fsprogs`, `element rescue`,
+    /// `agent`, `kernel modules`, `shared libraries`, `other files`.
+    pub owner: String,
+    /// The element that brought it in (for a package, the first element in
+    /// build order that names it; `profile` when only the profile does);
+    /// absent for what no single element owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element: Option<String>,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -207,6 +207,42 @@ fn tinyipa_outputs_verify_and_hold_a_rescue_system() {
         initramfs < 20 * 1024 * 1024,
         "initramfs is {initramfs} bytes"
     );
+    check_contents(&manifest, &b.out);
+}
+
+/// The manifest says what each part put in the image, attributed to the
+/// element that brought it in, and `ipa-build inspect` shows it per element.
+fn check_contents(manifest: &serde_json::Value, out: &Path) {
+    let contents = manifest["contents"]
+        .as_array()
+        .expect("contents in the manifest");
+    let bytes = |c: &serde_json::Value| c["bytes"].as_u64().unwrap();
+    let of = |owner: &str| contents.iter().find(|c| c["owner"] == owner);
+    // e2fsprogs is named by rescue-tools, busybox by busybox-init.
+    let e2fs = of("package e2fsprogs").expect("e2fsprogs listed");
+    assert_eq!(e2fs["element"], "rescue-tools", "{e2fs}");
+    assert!(bytes(e2fs) > 100_000, "{e2fs}");
+    assert_eq!(
+        of("package busybox-static").unwrap()["element"],
+        "busybox-init"
+    );
+    assert_eq!(of("agent").unwrap()["element"], "agent");
+    let libs = of("shared libraries").expect("shared libraries listed");
+    assert!(libs.get("element").is_none(), "{libs}");
+    // Largest first, and no more bytes than the image holds.
+    assert!(contents.windows(2).all(|w| bytes(&w[0]) >= bytes(&w[1])));
+    let total: u64 = contents.iter().map(bytes).sum();
+    assert!(total <= manifest["uncompressed_bytes"].as_u64().unwrap());
+
+    let o = run(&["inspect", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    let section = text
+        .split("what each element adds")
+        .nth(1)
+        .expect("inspect shows what each element adds");
+    assert!(section.contains("rescue-tools"), "{text}");
+    assert!(section.contains("shared libraries"), "{text}");
 }
 
 #[test]

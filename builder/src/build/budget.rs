@@ -86,16 +86,24 @@ pub fn check(
         "largest contributors to the initramfs (uncompressed; it compresses to {:.0}% overall):\n",
         ratio * 100.0
     ));
-    for (who, size) in contributors(&staged.tree, &staged.owners).iter().take(10) {
-        msg.push_str(&format!("  {:>10}  {who}\n", human_bytes(*size)));
+    for c in contributors(&staged.tree, &staged.owners).iter().take(10) {
+        msg.push_str(&format!("  {:>10}  {}\n", human_bytes(c.bytes), c.owner));
     }
     msg.push_str("drop modules, packages or elements, or raise size_budget in the profile");
     Err(BuildError::Budget(msg))
 }
 
-/// Uncompressed bytes in the tree per owner, largest first.
-fn contributors(tree: &Tree, owners: &Owners) -> Vec<(String, u64)> {
-    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+/// What one owner put in the tree.
+pub struct Contribution {
+    pub owner: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Uncompressed bytes and files in the tree per owner, largest first (ties
+/// by name, so the order is reproducible).
+pub fn contributors(tree: &Tree, owners: &Owners) -> Vec<Contribution> {
+    let mut sizes: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let walk = walkdir::WalkDir::new(tree.root()).min_depth(1);
     for entry in walk.into_iter().flatten() {
         if entry.file_type().is_file() {
@@ -104,12 +112,21 @@ fn contributors(tree: &Tree, owners: &Owners) -> Vec<(String, u64)> {
                 .strip_prefix(tree.root())
                 .unwrap_or(entry.path());
             let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            *sizes
+            let slot = sizes
                 .entry(owners.owner(&Path::new("/").join(rel)))
-                .or_default() += len;
+                .or_default();
+            slot.0 += 1;
+            slot.1 += len;
         }
     }
-    let mut ranked: Vec<(String, u64)> = sizes.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut ranked: Vec<Contribution> = sizes
+        .into_iter()
+        .map(|(owner, (files, bytes))| Contribution {
+            owner,
+            files,
+            bytes,
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.owner.cmp(&b.owner)));
     ranked
 }

@@ -32,7 +32,8 @@ use crate::debian::Package;
 use crate::initramfs::PackReport;
 use crate::manifest::{
     AgentRecord, AllowedRecord, Artifact, ArtifactKind, AuditRecord, CompressionRecord,
-    ElementRecord, FindingRecord, KernelRecord, Manifest, PackageRecord, ProfileRecord, Tool,
+    ContentRecord, ElementRecord, FindingRecord, KernelRecord, Manifest, PackageRecord,
+    ProfileRecord, Tool,
 };
 use crate::report::Reporter;
 
@@ -273,7 +274,21 @@ fn manifest(r: &Record, artifacts: &[Artifact]) -> Result<Manifest, EmitError> {
             warnings: r.audit.warnings().map(FindingRecord::from).collect(),
         },
         artifacts: artifacts.to_vec(),
+        contents: contents(plan, r.staged),
     })
+}
+
+/// The size report's owners, each with the element that brought it in.
+fn contents(plan: &Plan, staged: &Staged) -> Vec<ContentRecord> {
+    super::budget::contributors(&staged.tree, &staged.owners)
+        .into_iter()
+        .map(|c| ContentRecord {
+            element: plan.element_of(&c.owner),
+            owner: c.owner,
+            files: c.files,
+            bytes: c.bytes,
+        })
+        .collect()
 }
 
 fn agent_record(plan: &Plan, inputs: &Inputs) -> Result<Option<AgentRecord>, EmitError> {

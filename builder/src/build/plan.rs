@@ -123,6 +123,36 @@ impl Plan {
             || self.named_packages.contains(package)
     }
 
+    /// Which element an owner of the size report belongs to: an element's
+    /// own files, the first element (in build order) naming a package, or
+    /// `profile` for packages only the profile names; the agent belongs to
+    /// the element that places it. `None` for shared parts (kernel modules,
+    /// shared libraries, other files).
+    pub fn element_of(&self, owner: &str) -> Option<String> {
+        if let Some(name) = owner.strip_prefix("element ") {
+            return Some(name.to_string());
+        }
+        if owner == "agent" {
+            return self
+                .elements
+                .iter()
+                .rfind(|e| e.agent.is_some())
+                .map(|e| e.name.clone());
+        }
+        let package = owner.strip_prefix("package ")?;
+        self.elements
+            .iter()
+            .find(|e| e.packages.iter().any(|p| p == package))
+            .map(|e| e.name.clone())
+            .or_else(|| {
+                self.profile
+                    .packages
+                    .iter()
+                    .any(|p| p == package)
+                    .then(|| "profile".to_string())
+            })
+    }
+
     /// The artifacts' common file stem.
     pub fn name(&self) -> &str {
         &self.profile.output.name

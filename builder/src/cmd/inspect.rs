@@ -384,6 +384,54 @@ fn render_manifest(s: &mut String, m: &Manifest) {
             human_bytes(a.size)
         );
     }
+    render_contents(s, m);
+}
+
+/// What each element adds (its own files and the packages it names), then
+/// what no single element owns, all uncompressed.
+fn render_contents(s: &mut String, m: &Manifest) {
+    use crate::report::human_bytes;
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    if m.contents.is_empty() {
+        return;
+    }
+    let mut by_element: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut shared = Vec::new();
+    for c in &m.contents {
+        match &c.element {
+            Some(e) => {
+                let slot = by_element.entry(e.as_str()).or_default();
+                slot.0 += c.files;
+                slot.1 += c.bytes;
+            }
+            None => shared.push(c),
+        }
+    }
+    let mut ranked: Vec<_> = by_element.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(b.0)));
+    let _ = writeln!(
+        s,
+        "  what each element adds (uncompressed, with the packages it names):"
+    );
+    for (element, (files, bytes)) in ranked {
+        let _ = writeln!(
+            s,
+            "    {:>10}  {:>5} files  {element}",
+            human_bytes(bytes),
+            files
+        );
+    }
+    let _ = writeln!(s, "  shared by the elements (uncompressed):");
+    for c in shared {
+        let _ = writeln!(
+            s,
+            "    {:>10}  {:>5} files  {}",
+            human_bytes(c.bytes),
+            c.files,
+            c.owner
+        );
+    }
 }
 
 /// The human-readable report.

@@ -253,6 +253,7 @@ pub(crate) fn test_manifest() -> serde_json::Value {
             warnings: Vec::new(),
         },
         artifacts: Vec::new(),
+        contents: Vec::new(),
     };
     serde_json::to_value(manifest).expect("a manifest is plain data")
 }
