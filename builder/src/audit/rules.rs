@@ -235,22 +235,22 @@ pub fn scan_content(data: &[u8]) -> Result<Vec<Hit>, String> {
 
 // ----- helpers --------------------------------------------------------------
 
-fn b64_engine() -> GeneralPurpose {
+/// A decoder for `alphabet` that takes padding or none and trailing bits.
+fn lenient_engine(alphabet: &base64::alphabet::Alphabet) -> GeneralPurpose {
     GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
+        alphabet,
         GeneralPurposeConfig::new()
             .with_decode_padding_mode(DecodePaddingMode::Indifferent)
             .with_decode_allow_trailing_bits(true),
     )
 }
 
+fn b64_engine() -> GeneralPurpose {
+    lenient_engine(&base64::alphabet::STANDARD)
+}
+
 fn b64url_engine() -> GeneralPurpose {
-    GeneralPurpose::new(
-        &base64::alphabet::URL_SAFE,
-        GeneralPurposeConfig::new()
-            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-            .with_decode_allow_trailing_bits(true),
-    )
+    lenient_engine(&base64::alphabet::URL_SAFE)
 }
 
 fn is_b64(c: u8) -> bool {
