@@ -60,10 +60,17 @@ struct Built {
     cache: PathBuf,
 }
 
+/// `ipa-build --profile PROFILE --output OUT --cache CACHE EXTRA...`: the
+/// arguments every build here gives, then its own.
+fn run_build(profile: &str, out: &Path, cache: &Path, extra: &[&str]) -> Output {
+    let (out, cache) = (out.to_str().unwrap(), cache.to_str().unwrap());
+    let args = ["--profile", profile, "--output", out, "--cache", cache];
+    run(&[&args[..], extra].concat())
+}
+
 /// `ipa-build --profile tinyipa` into `out`, with its own cache.
 fn build_tinyipa(out: &Path, cache: &Path) -> Output {
-    let (out, cache) = (out.to_str().unwrap(), cache.to_str().unwrap());
-    run(&["--profile", "tinyipa", "--output", out, "--cache", cache])
+    run_build("tinyipa", out, cache, &[])
 }
 
 /// The first tinyipa build, shared by the tests that inspect it.
@@ -319,23 +326,13 @@ fn build_fixture(profile: &str, extra: &[&str]) -> (Output, PathBuf, tempfile::T
     std::fs::write(dir.path().join("profiles/p.yaml"), profile).unwrap();
     let out = dir.path().join("out");
     let pp = dir.path().join("profiles");
-    let cache = shared_cache();
-    let mut args = vec![
-        "--profile",
-        "p",
-        "--profiles-path",
-        pp.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-    ];
+    let mut args = vec!["--profiles-path", pp.to_str().unwrap()];
     let extra: Vec<String> = extra
         .iter()
         .map(|s| s.replace("{dir}", dir.path().to_str().unwrap()))
         .collect();
     args.extend(extra.iter().map(String::as_str));
-    let o = run(&args);
+    let o = run_build("p", &out, &shared_cache(), &args);
     (o, out, dir)
 }
 
@@ -444,15 +441,7 @@ fn corrupted_cached_deb_fails_offline() {
     data[mid] ^= 0xff;
     std::fs::write(&blob, data).unwrap();
     let out = dir.path().join("out");
-    let o = run(&[
-        "--profile",
-        "tinyipa",
-        "--offline",
-        "--cache",
-        cache.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let o = run_build("tinyipa", &out, &cache, &["--offline"]);
     assert_failed_cleanly(&o, &out, 4, &["busybox-static", &sha[..12]]);
 }
 
@@ -544,15 +533,9 @@ fn keep_tree_refuses_a_non_empty_directory_before_building() {
     std::fs::create_dir(&keep).unwrap();
     std::fs::write(keep.join("precious"), b"mine").unwrap();
     let out = dir.path().join("out");
-    let (cache, keep_arg) = (dir.path().join("empty-cache"), keep.to_str().unwrap());
-    let args = ["--profile", "tinyipa", "--offline", "--keep-tree", keep_arg];
-    let paths = [
-        "--cache",
-        cache.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ];
-    let o = run(&[&args[..], &paths[..]].concat());
+    let cache = dir.path().join("empty-cache");
+    let args = ["--offline", "--keep-tree", keep.to_str().unwrap()];
+    let o = run_build("tinyipa", &out, &cache, &args);
     assert_failed_cleanly(&o, &out, 2, &["--keep-tree", "not empty"]);
     assert_eq!(std::fs::read(keep.join("precious")).unwrap(), b"mine");
     // Refused before any stage ran: not even the profile was reported.
