@@ -446,12 +446,22 @@ fn build_deb(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
     out
 }
 
-#[test]
-fn local_mirror_online_then_offline() {
+/// A mirror of two packages of one file each, `alpha` and `beta`, version
+/// 1.0, with these `Depends:`.
+fn alpha_and_beta(alpha_depends: &str, beta_depends: &str) -> Mirror {
     let m = mirror();
     let a = m.deb("alpha", &[("usr/bin/alpha", "alpha\n")]);
     let b = m.deb("beta", &[("usr/lib/beta", "beta\n")]);
-    m.publish_signed(&[("alpha", "1.0", "beta (>= 1.0)", a), ("beta", "1.0", "", b)]);
+    m.publish_signed(&[
+        ("alpha", "1.0", alpha_depends, a),
+        ("beta", "1.0", beta_depends, b),
+    ]);
+    m
+}
+
+#[test]
+fn local_mirror_online_then_offline() {
+    let m = alpha_and_beta("beta (>= 1.0)", "");
     let cache_dir = m.cache_dir();
     let cache = m.cache();
     let q = Reporter::quiet();
@@ -592,10 +602,7 @@ fn expired_valid_until_is_refused_online() {
 
 #[test]
 fn unknown_dependency_names_the_chain() {
-    let m = mirror();
-    let a = m.deb("alpha", &[("usr/bin/alpha", "a\n")]);
-    let b = m.deb("beta", &[("usr/bin/beta", "b\n")]);
-    m.publish_signed(&[("alpha", "1.0", "beta", a), ("beta", "1.0", "libgamma1", b)]);
+    let m = alpha_and_beta("beta", "libgamma1");
     let cache = m.cache();
     let archive = m.open(&cache, false).unwrap();
     let e = archive.resolve(&["alpha".into()]).unwrap_err().to_string();
