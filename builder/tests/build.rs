@@ -7,6 +7,8 @@
 //! - bad input fails with a message naming the place, and leaves no file in
 //!   the output directory.
 
+#[path = "common/elements.rs"]
+mod elements;
 #[path = "common/run.rs"]
 mod run;
 
@@ -368,12 +370,7 @@ fn unknown_element_is_named_with_a_suggestion() {
 fn element_cycle_names_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     for (n, d) in [("ca", "cb"), ("cb", "ca")] {
-        std::fs::create_dir_all(dir.path().join(n)).unwrap();
-        std::fs::write(
-            dir.path().join(n).join("element.yaml"),
-            format!("description: x\ndepends: [{d}]\n"),
-        )
-        .unwrap();
+        elements::write_element(dir.path(), n, &format!("description: x\ndepends: [{d}]\n"));
     }
     let ep = dir.path().to_str().unwrap().to_string();
     let (o, out, _d) = build_fixture(
@@ -386,12 +383,12 @@ fn element_cycle_names_the_chain() {
 #[test]
 fn element_file_entry_without_a_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("broken/files")).unwrap();
-    std::fs::write(
-        dir.path().join("broken/element.yaml"),
+    let broken = elements::write_element(
+        dir.path(),
+        "broken",
         "description: x\nfiles:\n  - {path: /etc/missing.conf, mode: \"0600\"}\n",
-    )
-    .unwrap();
+    );
+    std::fs::create_dir(broken.join("files")).unwrap();
     let ep = dir.path().to_str().unwrap().to_string();
     let (o, out, _d) = build_fixture(
         "extends: tinyipa\nelements: [broken]\n",

@@ -2,6 +2,9 @@
 //! and location of every configuration error (golden tests: a change in a
 //! message or a line number must show up here).
 
+#[path = "common/elements.rs"]
+mod elements;
+
 use std::path::{Path, PathBuf};
 
 use ipa_build::config::diag::{ConfigError, ErrorKind};
@@ -296,9 +299,8 @@ fn element_fields_are_typed_with_defaults() {
 fn hooks_are_listed_in_name_order_and_must_be_executable() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("hooked");
-    std::fs::create_dir_all(dir.join("hooks")).unwrap();
-    std::fs::write(dir.join("element.yaml"), "description: has hooks\n").unwrap();
+    let dir = elements::write_element(tmp.path(), "hooked", "description: has hooks\n");
+    std::fs::create_dir(dir.join("hooks")).unwrap();
     for name in ["20-second", "10-first"] {
         let p = dir.join("hooks").join(name);
         std::fs::write(&p, "#!/bin/sh\n").unwrap();
@@ -328,12 +330,7 @@ fn hooks_are_listed_in_name_order_and_must_be_executable() {
 #[test]
 fn first_element_dir_wins() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(tmp.path().join("kernel")).unwrap();
-    std::fs::write(
-        tmp.path().join("kernel/element.yaml"),
-        "description: My own kernel\n",
-    )
-    .unwrap();
+    elements::write_element(tmp.path(), "kernel", "description: My own kernel\n");
     let p = profile::load("minimal", &profile_dirs()).unwrap();
     let mut p = p;
     p.elements = vec!["agent".to_string()];
