@@ -133,14 +133,10 @@ fn tinyipa_outputs_verify_and_hold_a_rescue_system() {
     ] {
         assert!(has(p), "{p} missing from the initramfs");
     }
-    assert!(
-        list.lines().any(|l| l.ends_with("/modules.dep")),
-        "modules.dep missing"
-    );
-    assert!(
-        list.lines().any(|l| l.ends_with("/virtio_net.ko")),
-        "virtio_net missing"
-    );
+    for name in ["modules.dep", "virtio_net.ko"] {
+        let under_modules = |l: &str| l.ends_with(&format!("/{name}"));
+        assert!(list.lines().any(under_modules), "{name} missing");
+    }
     assert!(
         !list
             .lines()
