@@ -96,6 +96,33 @@ fn fmt_version(v: (u32, u32)) -> String {
     format!("{}.{}", v.0, v.1)
 }
 
+/// One request to Ironic, whichever URL it goes to: a GET, or a POST of
+/// `post`, with the API version header when `version` is set.
+struct Call<'a> {
+    version: Option<(u32, u32)>,
+    post: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    fn get(version: Option<(u32, u32)>) -> Call<'a> {
+        Call {
+            version,
+            post: None,
+        }
+    }
+
+    fn post(version: (u32, u32), body: &'a str) -> Call<'a> {
+        Call {
+            version: Some(version),
+            post: Some(body),
+        }
+    }
+
+    fn method(&self) -> &'static str {
+        if self.post.is_some() { "POST" } else { "GET" }
+    }
+}
+
 impl IronicClient {
     /// A client for `cfg`, using `timing` for back-off.
     pub fn new(cfg: &ClientConfig, timing: Arc<dyn Timing>) -> Self {
@@ -126,13 +153,8 @@ impl IronicClient {
 
     /// Sends one request, trying each URL in order. Returns the status and
     /// body of the first URL that answered.
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        version: Option<(u32, u32)>,
-        body: Option<&str>,
-    ) -> Result<(u16, String), IronicError> {
+    fn request(&self, path: &str, call: &Call) -> Result<(u16, String), IronicError> {
+        let method = call.method();
         let urls = self.urls();
         let mut last = IronicError::Transport {
             url: String::new(),
@@ -140,7 +162,7 @@ impl IronicClient {
         };
         for (i, base) in urls.iter().enumerate() {
             let url = format!("{base}{path}");
-            let result = self.send(method, &url, version, body);
+            let result = self.send(&url, call);
             match result {
                 Ok(ok) => {
                     if i > 0
@@ -164,29 +186,23 @@ impl IronicClient {
         Err(last)
     }
 
-    fn send(
-        &self,
-        method: &str,
-        url: &str,
-        version: Option<(u32, u32)>,
-        body: Option<&str>,
-    ) -> Result<(u16, String), String> {
+    fn send(&self, url: &str, call: &Call) -> Result<(u16, String), String> {
         let mut headers: Vec<(&str, String)> = vec![
             ("Accept", "application/json".into()),
             ("Content-Type", "application/json".into()),
         ];
-        if let Some(v) = version {
+        if let Some(v) = call.version {
             headers.push(("X-OpenStack-Ironic-API-Version", fmt_version(v)));
         }
         if let Some(id) = &self.request_id {
             headers.push(("X-OpenStack-Request-ID", id.clone()));
         }
-        let resp = if method == "POST" {
+        let resp = if let Some(body) = call.post {
             let mut req = self.agent.post(url);
             for (k, v) in &headers {
                 req = req.header(*k, v);
             }
-            req.send(body.unwrap_or_default())
+            req.send(body)
         } else {
             let mut req = self.agent.get(url);
             for (k, v) in &headers {
@@ -229,7 +245,7 @@ impl IronicClient {
             return Some(v);
         }
         let v = self
-            .request("GET", "/", None, None)
+            .request("/", &Call::get(None))
             .ok()
             .and_then(|(_, body)| {
                 let v: Value = serde_json::from_str(&body).ok()?;
@@ -272,7 +288,7 @@ impl IronicClient {
         let body = Value::Object(body).to_string();
         let path = format!("/v1/heartbeat/{}", info.node_uuid);
         let header = ver.min(VERIFY_CA_VERSION);
-        let (status, text) = match self.request("POST", &path, Some(header), Some(&body)) {
+        let (status, text) = match self.request(&path, &Call::post(header, &body)) {
             Ok(x) => x,
             Err(e) => return Err(IronicError::HeartbeatConnection(e.to_string())),
         };
@@ -307,7 +323,7 @@ impl IronicClient {
         })?;
         let header = version.min(AGENT_TOKEN_VERSION);
         let (status, text) = self
-            .request("GET", &path, Some(header), None)
+            .request(&path, &Call::get(Some(header)))
             .map_err(|e| (e.to_string(), false))?;
         if status != 200 {
             return Err((

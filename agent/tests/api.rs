@@ -37,6 +37,18 @@ impl Agent {
             &json!({"name": name, "params": params}).to_string(),
         )
     }
+    /// [`Agent::run`], which must answer 200; the body.
+    fn accepted(&self, query: &str, name: &str, params: Value) -> Value {
+        let (s, v) = self.run(query, name, params);
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+    /// `GET path` without the token, which must answer 200; the body.
+    fn fetched(&self, path: &str) -> Value {
+        let (s, v) = get(&self.url(path));
+        assert_eq!(s, 200, "{path}");
+        v
+    }
     fn release(&self) {
         if let Some(tx) = self.gate.lock().unwrap().take() {
             tx.send(()).unwrap();
@@ -133,8 +145,7 @@ fn wait_until(mut f: impl FnMut() -> bool) {
 #[test]
 fn case_01_root_document() {
     let a = start(Some(TOK));
-    let (s, v) = get(&a.url("/"));
-    assert_eq!(s, 200);
+    let v = a.fetched("/");
     assert_eq!(v["name"], "OpenStack Ironic Python Agent API");
     assert_eq!(v["default_version"]["id"], "v1");
     assert!(
@@ -149,8 +160,7 @@ fn case_01_root_document() {
 fn case_02_v1_document_with_and_without_slash() {
     let a = start(Some(TOK));
     for p in ["/v1", "/v1/"] {
-        let (s, v) = get(&a.url(p));
-        assert_eq!(s, 200, "{p}");
+        let v = a.fetched(p);
         assert!(
             v.get("status").is_some() && v.get("commands").is_some(),
             "{v}"
@@ -180,8 +190,7 @@ fn case_03_unknown_path_404_and_wrong_method_405() {
 fn case_04_status_needs_no_token() {
     let a = start(None);
     for p in ["/v1/status", "/status"] {
-        let (s, v) = get(&a.url(p));
-        assert_eq!(s, 200);
+        let v = a.fetched(p);
         assert_eq!(v["started_at"], 1.5);
         assert_eq!(v["version"], ipa_agent::AGENT_VERSION);
     }
@@ -190,8 +199,7 @@ fn case_04_status_needs_no_token() {
 #[test]
 fn case_05_post_runs_command_with_params() {
     let a = start(Some(TOK));
-    let (s, v) = a.run("", "fake.do_things", json!({"key":"value"}));
-    assert_eq!(s, 200);
+    let v = a.accepted("", "fake.do_things", json!({"key":"value"}));
     assert_eq!(v["command_name"], "do_things");
     assert_eq!(v["command_status"], "SUCCEEDED");
     assert_eq!(v["command_result"], json!({"result": "v1"}));
@@ -205,8 +213,7 @@ fn case_05_post_runs_command_with_params() {
 fn case_06_wait_joins_only_when_true() {
     let a = start(Some(TOK));
     // wait=false: the POST returns while the command still runs.
-    let (s, v) = a.run("?wait=false", "fake.slow", json!({}));
-    assert_eq!(s, 200);
+    let v = a.accepted("?wait=false", "fake.slow", json!({}));
     assert_eq!(v["command_status"], "RUNNING");
     a.release();
     let id = v["id"].as_str().unwrap().to_string();
@@ -361,8 +368,7 @@ fn case_13_busy_returns_409() {
         "/v1/commands/{}?wait=true",
         v["id"].as_str().unwrap()
     )));
-    let (s, _) = a.run("", "fake.do_things", json!({}));
-    assert_eq!(s, 200);
+    a.accepted("", "fake.do_things", json!({}));
 }
 
 #[test]
@@ -370,8 +376,7 @@ fn case_14_functional_sequence() {
     let a = start(Some(TOK));
     assert_eq!(get(&a.url("/v1/commands/")).0, 401);
     assert_eq!(get(&a.tok("/v1/commands/")).1, json!({"commands": []}));
-    let (s, v) = a.run("", "fake.do_things", json!({"key":"x"}));
-    assert_eq!(s, 200);
+    let v = a.accepted("", "fake.do_things", json!({"key":"x"}));
     assert_eq!(v["command_error"], Value::Null);
     let (_, list) = get(&a.tok("/v1/commands/"));
     assert_eq!(list["commands"].as_array().unwrap().len(), 1);
@@ -398,8 +403,7 @@ fn case_15_async_success_forces_one_heartbeat() {
 #[test]
 fn case_16_async_rest_error_fails_and_forces_one_heartbeat() {
     let a = start(Some(TOK));
-    let (s, v) = a.run("?wait=true", "fake.async_fail", json!({}));
-    assert_eq!(s, 200);
+    let v = a.accepted("?wait=true", "fake.async_fail", json!({}));
     assert_eq!(v["command_status"], "FAILED");
     assert_eq!(v["command_result"], Value::Null);
     assert_eq!(
@@ -417,8 +421,7 @@ fn case_17_sync_result_no_heartbeat() {
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert_eq!(a.forced.load(Ordering::SeqCst), 0);
     // §9: an unexpected keyword is a stored FAILED TypeError, not a 500.
-    let (s, v) = a.run("", "fake.do_things", json!({"nope":1}));
-    assert_eq!(s, 200);
+    let v = a.accepted("", "fake.do_things", json!({"nope":1}));
     assert_eq!(v["command_status"], "FAILED");
     assert_eq!(v["command_error"]["type"], "TypeError");
     assert_eq!(get(&a.tok("/v1/commands/")).0, 200);

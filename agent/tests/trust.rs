@@ -48,6 +48,13 @@ fn ironic(cfg: Arc<rustls::ServerConfig>) -> FakeServer {
     )
 }
 
+/// A fresh [`pki`] and an [`ironic`] serving its server certificate.
+fn pki_and_ironic(require_client: bool) -> (Pki, FakeServer) {
+    let p = pki(require_client);
+    let ironic = ironic(p.server.clone());
+    (p, ironic)
+}
+
 /// The paths Ironic was asked for.
 fn paths(ironic: &FakeServer) -> Vec<String> {
     ironic.requests().into_iter().map(|r| r.path).collect()
@@ -114,8 +121,7 @@ fn looked_up(ironic: &FakeServer, agent: &mut Killed) -> bool {
 
 #[test]
 fn without_a_trusted_ca_there_is_no_lookup() {
-    let p = pki(false);
-    let ironic = ironic(p.server.clone());
+    let (_p, ironic) = pki_and_ironic(false);
     let (ok, t) = try_lookup(&ironic, "quiet", &[]);
     assert!(!ok, "{}", agent_log(t.path()));
     assert!(ironic.requests().is_empty());
@@ -123,8 +129,7 @@ fn without_a_trusted_ca_there_is_no_lookup() {
 
 #[test]
 fn ipa_cafile_on_the_command_line() {
-    let p = pki(false);
-    let ironic = ironic(p.server.clone());
+    let (p, ironic) = pki_and_ironic(false);
     let (ok, t) = try_lookup(
         &ironic,
         "ipa-cafile=/opt/ca/private.pem",
@@ -136,18 +141,15 @@ fn ipa_cafile_on_the_command_line() {
 
 #[test]
 fn cafile_in_ipa_config_dir_as_ironic_vmedia_writes_it() {
-    let p = pki(false);
-    let ironic = ironic(p.server.clone());
+    let (p, ironic) = pki_and_ironic(false);
+    let conf = (
+        "/etc/ironic-python-agent.d/ironic-tls.conf",
+        "[DEFAULT]\ncafile = /etc/pki/ironic-ca.pem\n",
+    );
     let (ok, t) = try_lookup(
         &ironic,
         "quiet",
-        &[
-            (
-                "/etc/ironic-python-agent.d/ironic-tls.conf",
-                "[DEFAULT]\ncafile = /etc/pki/ironic-ca.pem\n",
-            ),
-            ("/etc/pki/ironic-ca.pem", &p.ca_pem),
-        ],
+        &[conf, ("/etc/pki/ironic-ca.pem", &p.ca_pem)],
     );
     assert!(ok, "{}", agent_log(t.path()));
 }
@@ -158,8 +160,7 @@ fn ironic_crt_alone_and_system_bundle_alone() {
         "/etc/ironic-python-agent/ironic.crt",
         "/etc/ssl/certs/ca-certificates.crt",
     ] {
-        let p = pki(false);
-        let ironic = ironic(p.server.clone());
+        let (p, ironic) = pki_and_ironic(false);
         let (ok, t) = try_lookup(&ironic, "quiet", &[(path, &p.ca_pem)]);
         assert!(ok, "{path}: {}", agent_log(t.path()));
     }
@@ -167,33 +168,29 @@ fn ironic_crt_alone_and_system_bundle_alone() {
 
 #[test]
 fn client_certificate_when_ironic_demands_one() {
-    let p = pki(true);
-    let ironic = ironic(p.server.clone());
+    let (p, ironic) = pki_and_ironic(true);
     // Without a client certificate the handshake fails.
     let (ok, _t) = try_lookup(&ironic, "ipa-cafile=/ca.pem", &[("/ca.pem", &p.ca_pem)]);
     assert!(!ok);
     // With certfile/keyfile from IPA's config file it succeeds.
-    let (ok, t) = try_lookup(
-        &ironic,
-        "quiet",
-        &[
-            (
-                "/etc/ironic-python-agent/ironic-python-agent.conf",
-                "[DEFAULT]\ncafile=/ca.pem\ncertfile=/c.pem\nkeyfile=/k.pem\n",
-            ),
-            ("/ca.pem", &p.ca_pem),
-            ("/c.pem", &p.client_cert_pem),
-            ("/k.pem", &p.client_key_pem),
-        ],
+    let conf = (
+        "/etc/ironic-python-agent/ironic-python-agent.conf",
+        "[DEFAULT]\ncafile=/ca.pem\ncertfile=/c.pem\nkeyfile=/k.pem\n",
     );
+    let files: [(&str, &str); 4] = [
+        conf,
+        ("/ca.pem", &p.ca_pem),
+        ("/c.pem", &p.client_cert_pem),
+        ("/k.pem", &p.client_key_pem),
+    ];
+    let (ok, t) = try_lookup(&ironic, "quiet", &files);
     assert!(ok, "{}", agent_log(t.path()));
     assert!(!agent_log(t.path()).contains("PRIVATE KEY"));
 }
 
 #[test]
 fn insecure_still_works_and_warns_at_every_lookup() {
-    let p = pki(false);
-    let ironic = ironic(p.server.clone());
+    let (_p, ironic) = pki_and_ironic(false);
     let (ok, t) = try_lookup(&ironic, "ipa-insecure=1", &[]);
     assert!(ok, "{}", agent_log(t.path()));
     let l = agent_log(t.path());

@@ -254,9 +254,13 @@ mod tests {
 
     #[test]
     fn human_bytes_units() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(20 * 1024 * 1024), "20.0 MiB");
+        for (n, text) in [
+            (0, "0 B"),
+            (1536, "1.5 KiB"),
+            (20 * 1024 * 1024, "20.0 MiB"),
+        ] {
+            assert_eq!(human_bytes(n), text);
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! - bad input fails with a message naming the place, and leaves no file in
 //!   the output directory.
 
+#[path = "common/elements.rs"]
+mod elements;
 #[path = "common/run.rs"]
 mod run;
 
@@ -60,10 +62,17 @@ struct Built {
     cache: PathBuf,
 }
 
+/// `ipa-build --profile PROFILE --output OUT --cache CACHE EXTRA...`: the
+/// arguments every build here gives, then its own.
+fn run_build(profile: &str, out: &Path, cache: &Path, extra: &[&str]) -> Output {
+    let (out, cache) = (out.to_str().unwrap(), cache.to_str().unwrap());
+    let args = ["--profile", profile, "--output", out, "--cache", cache];
+    run(&[&args[..], extra].concat())
+}
+
 /// `ipa-build --profile tinyipa` into `out`, with its own cache.
 fn build_tinyipa(out: &Path, cache: &Path) -> Output {
-    let (out, cache) = (out.to_str().unwrap(), cache.to_str().unwrap());
-    run(&["--profile", "tinyipa", "--output", out, "--cache", cache])
+    run_build("tinyipa", out, cache, &[])
 }
 
 /// The first tinyipa build, shared by the tests that inspect it.
@@ -124,14 +133,10 @@ fn tinyipa_outputs_verify_and_hold_a_rescue_system() {
     ] {
         assert!(has(p), "{p} missing from the initramfs");
     }
-    assert!(
-        list.lines().any(|l| l.ends_with("/modules.dep")),
-        "modules.dep missing"
-    );
-    assert!(
-        list.lines().any(|l| l.ends_with("/virtio_net.ko")),
-        "virtio_net missing"
-    );
+    for name in ["modules.dep", "virtio_net.ko"] {
+        let under_modules = |l: &str| l.ends_with(&format!("/{name}"));
+        assert!(list.lines().any(under_modules), "{name} missing");
+    }
     assert!(
         !list
             .lines()
@@ -355,23 +360,13 @@ fn build_fixture(profile: &str, extra: &[&str]) -> (Output, PathBuf, tempfile::T
     std::fs::write(dir.path().join("profiles/p.yaml"), profile).unwrap();
     let out = dir.path().join("out");
     let pp = dir.path().join("profiles");
-    let cache = shared_cache();
-    let mut args = vec![
-        "--profile",
-        "p",
-        "--profiles-path",
-        pp.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-    ];
+    let mut args = vec!["--profiles-path", pp.to_str().unwrap()];
     let extra: Vec<String> = extra
         .iter()
         .map(|s| s.replace("{dir}", dir.path().to_str().unwrap()))
         .collect();
     args.extend(extra.iter().map(String::as_str));
-    let o = run(&args);
+    let o = run_build("p", &out, &shared_cache(), &args);
     (o, out, dir)
 }
 
@@ -407,12 +402,7 @@ fn unknown_element_is_named_with_a_suggestion() {
 fn element_cycle_names_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     for (n, d) in [("ca", "cb"), ("cb", "ca")] {
-        std::fs::create_dir_all(dir.path().join(n)).unwrap();
-        std::fs::write(
-            dir.path().join(n).join("element.yaml"),
-            format!("description: x\ndepends: [{d}]\n"),
-        )
-        .unwrap();
+        elements::write_element(dir.path(), n, &format!("description: x\ndepends: [{d}]\n"));
     }
     let ep = dir.path().to_str().unwrap().to_string();
     let (o, out, _d) = build_fixture(
@@ -425,12 +415,12 @@ fn element_cycle_names_the_chain() {
 #[test]
 fn element_file_entry_without_a_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("broken/files")).unwrap();
-    std::fs::write(
-        dir.path().join("broken/element.yaml"),
+    let broken = elements::write_element(
+        dir.path(),
+        "broken",
         "description: x\nfiles:\n  - {path: /etc/missing.conf, mode: \"0600\"}\n",
-    )
-    .unwrap();
+    );
+    std::fs::create_dir(broken.join("files")).unwrap();
     let ep = dir.path().to_str().unwrap().to_string();
     let (o, out, _d) = build_fixture(
         "extends: tinyipa\nelements: [broken]\n",
@@ -480,15 +470,7 @@ fn corrupted_cached_deb_fails_offline() {
     data[mid] ^= 0xff;
     std::fs::write(&blob, data).unwrap();
     let out = dir.path().join("out");
-    let o = run(&[
-        "--profile",
-        "tinyipa",
-        "--offline",
-        "--cache",
-        cache.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let o = run_build("tinyipa", &out, &cache, &["--offline"]);
     assert_failed_cleanly(&o, &out, 4, &["busybox-static", &sha[..12]]);
 }
 
@@ -580,15 +562,9 @@ fn keep_tree_refuses_a_non_empty_directory_before_building() {
     std::fs::create_dir(&keep).unwrap();
     std::fs::write(keep.join("precious"), b"mine").unwrap();
     let out = dir.path().join("out");
-    let (cache, keep_arg) = (dir.path().join("empty-cache"), keep.to_str().unwrap());
-    let args = ["--profile", "tinyipa", "--offline", "--keep-tree", keep_arg];
-    let paths = [
-        "--cache",
-        cache.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ];
-    let o = run(&[&args[..], &paths[..]].concat());
+    let cache = dir.path().join("empty-cache");
+    let args = ["--offline", "--keep-tree", keep.to_str().unwrap()];
+    let o = run_build("tinyipa", &out, &cache, &args);
     assert_failed_cleanly(&o, &out, 2, &["--keep-tree", "not empty"]);
     assert_eq!(std::fs::read(keep.join("precious")).unwrap(), b"mine");
     // Refused before any stage ran: not even the profile was reported.

@@ -299,6 +299,26 @@ impl Mirror {
         self.dir.path().join("mirror")
     }
 
+    /// A `.deb` named `name` holding `files`, built beside the mirror.
+    fn deb(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        build_deb(self.dir.path(), name, files)
+    }
+
+    /// Where [`Mirror::cache`] keeps its files.
+    fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    /// Opens this mirror's archive quietly, through `cache`.
+    fn open(&self, cache: &Cache, offline: bool) -> Result<Archive, DebianError> {
+        Archive::open(&self.config(), cache, offline, &Reporter::quiet())
+    }
+
+    /// A cache of this mirror's own, empty at first.
+    fn cache(&self) -> Cache {
+        Cache::open(&self.cache_dir()).unwrap()
+    }
+
     fn uri(&self) -> String {
         format!("file://{}", self.root().display())
     }
@@ -313,6 +333,11 @@ impl Mirror {
             }],
             arch: "amd64".into(),
         }
+    }
+
+    /// [`Mirror::publish`] with no `Valid-Until` and nothing tampered with.
+    fn publish_signed(&self, debs: &[(&str, &str, &str, PathBuf)]) {
+        self.publish(debs, None, false)
     }
 
     /// Writes `Packages.gz` for `debs` (name, version, depends, file) and a
@@ -421,24 +446,28 @@ fn build_deb(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
     out
 }
 
+/// A mirror of two packages of one file each, `alpha` and `beta`, version
+/// 1.0, with these `Depends:`.
+fn alpha_and_beta(alpha_depends: &str, beta_depends: &str) -> Mirror {
+    let m = mirror();
+    let a = m.deb("alpha", &[("usr/bin/alpha", "alpha\n")]);
+    let b = m.deb("beta", &[("usr/lib/beta", "beta\n")]);
+    m.publish_signed(&[
+        ("alpha", "1.0", alpha_depends, a),
+        ("beta", "1.0", beta_depends, b),
+    ]);
+    m
+}
+
 #[test]
 fn local_mirror_online_then_offline() {
-    let m = mirror();
-    let a = build_deb(m.dir.path(), "alpha", &[("usr/bin/alpha", "alpha\n")]);
-    let b = build_deb(m.dir.path(), "beta", &[("usr/lib/beta", "beta\n")]);
-    m.publish(
-        &[("alpha", "1.0", "beta (>= 1.0)", a), ("beta", "1.0", "", b)],
-        None,
-        false,
-    );
-    let cache_dir = m.dir.path().join("cache");
-    let cache = Cache::open(&cache_dir).unwrap();
+    let m = alpha_and_beta("beta (>= 1.0)", "");
+    let cache_dir = m.cache_dir();
+    let cache = m.cache();
     let q = Reporter::quiet();
 
     // Offline with an empty cache names exactly what is missing.
-    let e = Archive::open(&m.config(), &cache, true, &q)
-        .unwrap_err()
-        .to_string();
+    let e = m.open(&cache, true).unwrap_err().to_string();
     assert_eq!(
         e,
         format!(
@@ -450,7 +479,7 @@ fn local_mirror_online_then_offline() {
     );
 
     // Online fills the cache...
-    let online = Archive::open(&m.config(), &cache, false, &q).unwrap();
+    let online = m.open(&cache, false).unwrap();
     let pkgs = online.resolve(&["alpha".into()]).unwrap();
     assert_eq!(
         pkgs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
@@ -458,7 +487,7 @@ fn local_mirror_online_then_offline() {
     );
 
     // ...offline: indices are there (signature re-checked) but the .debs are not.
-    let offline = Archive::open(&m.config(), &cache, true, &q).unwrap();
+    let offline = m.open(&cache, true).unwrap();
     let e = offline.fetch(&pkgs, &cache, &q).unwrap_err().to_string();
     assert_eq!(
         e,
@@ -496,7 +525,7 @@ fn local_mirror_online_then_offline() {
     let at = bytes.windows(7).position(|w| w == b"Origin:").unwrap() + 8;
     bytes[at] ^= 1;
     fs::write(&sha, &bytes).unwrap();
-    assert!(Archive::open(&m.config(), &cache, true, &q).is_err());
+    assert!(m.open(&cache, true).is_err());
 }
 
 /// The one cached blob that is a clearsigned file.
@@ -515,10 +544,10 @@ fn cache_blob_of_inrelease(cache: &Path) -> PathBuf {
 #[test]
 fn packages_index_not_matching_inrelease() {
     let m = mirror();
-    let a = build_deb(m.dir.path(), "alpha", &[("usr/bin/alpha", "a\n")]);
+    let a = m.deb("alpha", &[("usr/bin/alpha", "a\n")]);
     m.publish(&[("alpha", "1.0", "", a)], None, true);
-    let cache = Cache::open(&m.dir.path().join("cache")).unwrap();
-    let e = Archive::open(&m.config(), &cache, false, &Reporter::quiet()).unwrap_err();
+    let cache = m.cache();
+    let e = m.open(&cache, false).unwrap_err();
     assert!(matches!(e, DebianError::HashMismatch { .. }), "{e}");
     let msg = e.to_string();
     assert!(
@@ -534,17 +563,14 @@ fn packages_index_not_matching_inrelease() {
 #[test]
 fn expired_valid_until_is_refused_online() {
     let m = mirror();
-    let a = build_deb(m.dir.path(), "alpha", &[("usr/bin/alpha", "a\n")]);
+    let a = m.deb("alpha", &[("usr/bin/alpha", "a\n")]);
     m.publish(
         &[("alpha", "1.0", "", a.clone())],
         Some("Mon, 01 Jan 2024 00:00:00 UTC"),
         false,
     );
-    let cache = Cache::open(&m.dir.path().join("cache")).unwrap();
-    let q = Reporter::quiet();
-    let e = Archive::open(&m.config(), &cache, false, &q)
-        .unwrap_err()
-        .to_string();
+    let cache = m.cache();
+    let e = m.open(&cache, false).unwrap_err().to_string();
     assert!(
         e.starts_with(&format!(
             "{}/dists/test/InRelease expired: Valid-Until is Mon, 01 Jan 2024 00:00:00 UTC but the clock says ",
@@ -566,26 +592,19 @@ fn expired_valid_until_is_refused_online() {
         .unwrap();
     let soon = String::from_utf8(out.stdout).unwrap();
     m.publish(&[("alpha", "1.0", "", a)], Some(soon.trim()), false);
-    Archive::open(&m.config(), &cache, false, &q).unwrap();
+    m.open(&cache, false).unwrap();
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let e = Archive::open(&m.config(), &cache, false, &q).unwrap_err();
+    let e = m.open(&cache, false).unwrap_err();
     assert!(matches!(e, DebianError::Expired { .. }), "{e}");
-    let offline = Archive::open(&m.config(), &cache, true, &q).unwrap();
+    let offline = m.open(&cache, true).unwrap();
     assert_eq!(offline.versions("alpha").len(), 1);
 }
 
 #[test]
 fn unknown_dependency_names_the_chain() {
-    let m = mirror();
-    let a = build_deb(m.dir.path(), "alpha", &[("usr/bin/alpha", "a\n")]);
-    let b = build_deb(m.dir.path(), "beta", &[("usr/bin/beta", "b\n")]);
-    m.publish(
-        &[("alpha", "1.0", "beta", a), ("beta", "1.0", "libgamma1", b)],
-        None,
-        false,
-    );
-    let cache = Cache::open(&m.dir.path().join("cache")).unwrap();
-    let archive = Archive::open(&m.config(), &cache, false, &Reporter::quiet()).unwrap();
+    let m = alpha_and_beta("beta", "libgamma1");
+    let cache = m.cache();
+    let archive = m.open(&cache, false).unwrap();
     let e = archive.resolve(&["alpha".into()]).unwrap_err().to_string();
     assert_eq!(e, "unknown package `libgamma1` (needed by alpha -> beta)");
 }

@@ -272,12 +272,9 @@ fn check_against_depmod(k: &Kernel, wanted: &[String], staging: &Path) {
         "modules.builtin",
         "modules.builtin.modinfo",
         "modules.order",
-        "modules.dep",
-        "modules.alias",
-        "modules.softdep",
-        "modules.devname",
     ]
     .iter()
+    .chain(DEP_INDEXES)
     .chain(BIN_INDEXES)
     {
         assert!(ours.join(f).is_file(), "{f} not written");
@@ -290,15 +287,9 @@ fn check_against_depmod(k: &Kernel, wanted: &[String], staging: &Path) {
         let item = item.unwrap();
         let rel = item.path().strip_prefix(&ours).unwrap();
         let name = rel.to_string_lossy();
-        let generated = [
-            "modules.dep",
-            "modules.alias",
-            "modules.softdep",
-            "modules.devname",
-        ];
         if item.file_type().is_dir() {
             std::fs::create_dir_all(theirs.join(rel)).unwrap();
-        } else if !generated.contains(&name.as_ref()) && !BIN_INDEXES.contains(&name.as_ref()) {
+        } else if !DEP_INDEXES.contains(&name.as_ref()) && !BIN_INDEXES.contains(&name.as_ref()) {
             std::fs::copy(item.path(), theirs.join(rel)).unwrap();
         }
     }
@@ -358,15 +349,7 @@ fn check_against_depmod(k: &Kernel, wanted: &[String], staging: &Path) {
     let mut tree2 = Tree::new(again.path());
     install_modules(k, wanted, &mut tree2).unwrap();
     let again = again.path().join("lib/modules").join(&k.version);
-    for f in [
-        "modules.dep",
-        "modules.alias",
-        "modules.softdep",
-        "modules.devname",
-    ]
-    .iter()
-    .chain(BIN_INDEXES)
-    {
+    for f in DEP_INDEXES.iter().chain(BIN_INDEXES) {
         assert_eq!(
             std::fs::read(ours.join(f)).unwrap(),
             std::fs::read(again.join(f)).unwrap(),
@@ -374,6 +357,15 @@ fn check_against_depmod(k: &Kernel, wanted: &[String], staging: &Path) {
         );
     }
 }
+
+/// The text indexes depmod generates from the modules themselves (the
+/// `modules.builtin*` and `modules.order` files come with the kernel package).
+const DEP_INDEXES: &[&str] = &[
+    "modules.dep",
+    "modules.alias",
+    "modules.softdep",
+    "modules.devname",
+];
 
 /// The binary indexes kmod's `modprobe` and udev (libkmod) read.
 const BIN_INDEXES: &[&str] = &[

@@ -197,13 +197,7 @@ fn build(ops: &[Op]) -> Built {
             continue;
         }
         let host = root.join(&path);
-        let meta = |perms: Option<(u32, u32, u32)>| {
-            perms.map(|(u, g, m)| Meta {
-                uid: u,
-                gid: g,
-                mode: Some(m),
-            })
-        };
+        let meta = |perms: Option<(u32, u32, u32)>| perms.map(|(u, g, m)| Meta::exact(u, g, m));
         let e = match &op.kind {
             Kind::Dir => {
                 std::fs::create_dir(&host).unwrap();

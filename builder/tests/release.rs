@@ -92,23 +92,23 @@ fn assert_modules_resolve(b: &Built, ext: &str) {
     assert!(show.contains(&format!("e1000{ext}")), "{show}");
 }
 
+/// Builds tinyipa from `release` and checks its kernel is the release's
+/// (`kernel_prefix`) and its modules (compressed as `ext`) resolve.
+fn build_and_check(release: &str, kernel_prefix: &str, ext: &str) -> Built {
+    let b = build_release(release);
+    assert!(
+        b.kernel_version.starts_with(kernel_prefix),
+        "{}",
+        b.kernel_version
+    );
+    assert_modules_resolve(&b, ext);
+    b
+}
+
 #[test]
 fn tinyipa_builds_from_bookworm_and_from_trixie() {
-    let bookworm = build_release("bookworm");
-    assert!(
-        bookworm.kernel_version.starts_with("6.1."),
-        "{}",
-        bookworm.kernel_version
-    );
-    assert_modules_resolve(&bookworm, ".ko");
-
-    let trixie = build_release("trixie");
-    assert!(
-        trixie.kernel_version.starts_with("6.12."),
-        "{}",
-        trixie.kernel_version
-    );
-    assert_modules_resolve(&trixie, ".ko.xz");
+    let bookworm = build_and_check("bookworm", "6.1.", ".ko");
+    let trixie = build_and_check("trixie", "6.12.", ".ko.xz");
 
     let size = |b: &Built| std::fs::metadata(&b.initramfs).unwrap().len();
     eprintln!(

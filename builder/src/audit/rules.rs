@@ -132,25 +132,18 @@ struct ContentRule {
     check: Check,
 }
 
+/// One row of [`CONTENT_RULES`].
+const fn rule(anchors: &'static [&'static [u8]], check: Check) -> ContentRule {
+    ContentRule { anchors, check }
+}
+
 const CONTENT_RULES: &[ContentRule] = &[
-    ContentRule {
-        anchors: &[b"-----BEGIN "],
-        check: pem,
-    },
-    ContentRule {
-        anchors: &[b"PuTTY-User-Key-File-"],
-        check: putty,
-    },
-    ContentRule {
-        anchors: &[b"\x02\x01\x03\x30"],
-        check: pkcs12,
-    },
-    ContentRule {
-        anchors: &[b"AKIA", b"ASIA", b"ABIA", b"ACCA"],
-        check: aws_key_id,
-    },
-    ContentRule {
-        anchors: &[
+    rule(&[b"-----BEGIN "], pem),
+    rule(&[b"PuTTY-User-Key-File-"], putty),
+    rule(&[b"\x02\x01\x03\x30"], pkcs12),
+    rule(&[b"AKIA", b"ASIA", b"ABIA", b"ACCA"], aws_key_id),
+    rule(
+        &[
             b"aws_secret_access_key",
             b"AWS_SECRET_ACCESS_KEY",
             b"SecretAccessKey",
@@ -158,34 +151,22 @@ const CONTENT_RULES: &[ContentRule] = &[
             b"secret_access_key",
             b"aws_secret_key",
         ],
-        check: aws_secret,
-    },
-    ContentRule {
-        anchors: &[b"service_account"],
-        check: gcp,
-    },
-    ContentRule {
-        anchors: &[b"AccountKey=", b"SharedAccessKey="],
-        check: azure,
-    },
-    ContentRule {
-        anchors: &[b"client-key-data"],
-        check: kube_client_key,
-    },
-    ContentRule {
-        anchors: &[b"eyJ"],
-        check: jwt,
-    },
-    ContentRule {
-        anchors: &[b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_"],
-        check: github,
-    },
-    ContentRule {
-        anchors: &[b"glpat-", b"gldt-", b"glrt-", b"glptt-", b"GR1348941"],
-        check: gitlab,
-    },
-    ContentRule {
-        anchors: &[
+        aws_secret,
+    ),
+    rule(&[b"service_account"], gcp),
+    rule(&[b"AccountKey=", b"SharedAccessKey="], azure),
+    rule(&[b"client-key-data"], kube_client_key),
+    rule(&[b"eyJ"], jwt),
+    rule(
+        &[b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_"],
+        github,
+    ),
+    rule(
+        &[b"glpat-", b"gldt-", b"glrt-", b"glptt-", b"GR1348941"],
+        gitlab,
+    ),
+    rule(
+        &[
             b"xoxb-",
             b"xoxp-",
             b"xoxa-",
@@ -194,12 +175,9 @@ const CONTENT_RULES: &[ContentRule] = &[
             b"xoxe-",
             b"hooks.slack.com/services/",
         ],
-        check: slack,
-    },
-    ContentRule {
-        anchors: &[b"\"auth\"", b"\"identitytoken\""],
-        check: docker_auth,
-    },
+        slack,
+    ),
+    rule(&[b"\"auth\"", b"\"identitytoken\""], docker_auth),
 ];
 
 struct Automaton {
@@ -257,22 +235,22 @@ pub fn scan_content(data: &[u8]) -> Result<Vec<Hit>, String> {
 
 // ----- helpers --------------------------------------------------------------
 
-fn b64_engine() -> GeneralPurpose {
+/// A decoder for `alphabet` that takes padding or none and trailing bits.
+fn lenient_engine(alphabet: &base64::alphabet::Alphabet) -> GeneralPurpose {
     GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
+        alphabet,
         GeneralPurposeConfig::new()
             .with_decode_padding_mode(DecodePaddingMode::Indifferent)
             .with_decode_allow_trailing_bits(true),
     )
 }
 
+fn b64_engine() -> GeneralPurpose {
+    lenient_engine(&base64::alphabet::STANDARD)
+}
+
 fn b64url_engine() -> GeneralPurpose {
-    GeneralPurpose::new(
-        &base64::alphabet::URL_SAFE,
-        GeneralPurposeConfig::new()
-            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-            .with_decode_allow_trailing_bits(true),
-    )
+    lenient_engine(&base64::alphabet::URL_SAFE)
 }
 
 fn is_b64(c: u8) -> bool {

@@ -404,15 +404,22 @@ pub fn hash_file(path: &Path) -> Result<(u64, String, String), EmitError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn nothing_reaches_output_without_commit() {
+    /// An emitter for `<temp>/out` holding one kernel `x.kernel` with
+    /// `contents`; returns the temp dir, the output path, the emitter and
+    /// the added artifact.
+    fn with_kernel(contents: &[u8]) -> (tempfile::TempDir, PathBuf, Emitter, Artifact) {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        {
-            let mut e = Emitter::new(&out).unwrap();
-            std::fs::write(e.path("x.kernel"), b"k").unwrap();
-            e.add(ArtifactKind::Kernel, "x.kernel").unwrap();
-        }
+        let mut e = Emitter::new(&out).unwrap();
+        std::fs::write(e.path("x.kernel"), contents).unwrap();
+        let a = e.add(ArtifactKind::Kernel, "x.kernel").unwrap().clone();
+        (dir, out, e, a)
+    }
+
+    #[test]
+    fn nothing_reaches_output_without_commit() {
+        let (dir, out, e, _) = with_kernel(b"k");
+        drop(e);
         assert!(!out.exists());
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
@@ -423,11 +430,7 @@ mod tests {
 
     #[test]
     fn commit_writes_sums_and_manifest() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        let mut e = Emitter::new(&out).unwrap();
-        std::fs::write(e.path("x.kernel"), b"abc").unwrap();
-        let a = e.add(ArtifactKind::Kernel, "x.kernel").unwrap().clone();
+        let (_dir, out, e, a) = with_kernel(b"abc");
         assert_eq!(
             a.sha256,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

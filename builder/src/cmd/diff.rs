@@ -152,6 +152,25 @@ struct Sides<'a, K, V> {
     added: Vec<(&'a K, &'a V)>,
 }
 
+impl<K, V> Sides<'_, K, V> {
+    /// The report's three lists: (removed, added, changed), each entry made
+    /// by `only` or `change`, in key order.
+    fn report<O, C>(
+        &self,
+        only: impl Fn(&K, &V) -> O,
+        change: impl Fn(&K, &V, &V) -> C,
+    ) -> (Vec<O>, Vec<O>, Vec<C>) {
+        (
+            self.removed.iter().map(|(k, o)| only(k, o)).collect(),
+            self.added.iter().map(|(k, n)| only(k, n)).collect(),
+            self.changed
+                .iter()
+                .map(|(k, o, n)| change(k, o, n))
+                .collect(),
+        )
+    }
+}
+
 /// Compares two sorted maps key by key; `changed` says whether two values
 /// under the same key differ. Each list comes out in key order.
 fn compare<'a, K: Ord, V>(
@@ -217,19 +236,14 @@ pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
             version: p.version.clone(),
             size: p.size,
         };
-        let sides = compare(&op, &np, |o, n| o != n);
-        d.packages_removed = sides.removed.iter().map(|(k, o)| only(k, o)).collect();
-        d.packages_added = sides.added.iter().map(|(k, n)| only(k, n)).collect();
-        d.packages_changed = sides
-            .changed
-            .iter()
-            .map(|(name, o, n)| PackageChange {
-                name: (*name).clone(),
-                old: (*o).clone(),
-                new: (*n).clone(),
-                size_delta: delta(o.size, n.size),
-            })
-            .collect();
+        let change = |name: &String, o: &PackageSide, n: &PackageSide| PackageChange {
+            name: name.clone(),
+            old: o.clone(),
+            new: n.clone(),
+            size_delta: delta(o.size, n.size),
+        };
+        (d.packages_removed, d.packages_added, d.packages_changed) =
+            compare(&op, &np, |o, n| o != n).report(only, change);
     }
     let of: BTreeMap<&str, _> = oi.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let nf: BTreeMap<&str, _> = ni.files.iter().map(|f| (f.path.as_str(), f)).collect();
@@ -237,19 +251,14 @@ pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
         path: path.to_string(),
         size: f.size,
     };
-    let sides = compare(&of, &nf, |o, n| o.sha256 != n.sha256);
-    d.files_removed = sides.removed.iter().map(|(k, o)| only(k, o)).collect();
-    d.files_added = sides.added.iter().map(|(k, n)| only(k, n)).collect();
-    d.files_changed = sides
-        .changed
-        .iter()
-        .map(|(path, o, n)| FileChange {
-            path: path.to_string(),
-            old_size: o.size,
-            new_size: n.size,
-            size_delta: delta(o.size, n.size),
-        })
-        .collect();
+    let change = |path: &&str, o: &&FileInfo, n: &&FileInfo| FileChange {
+        path: path.to_string(),
+        old_size: o.size,
+        new_size: n.size,
+        size_delta: delta(o.size, n.size),
+    };
+    (d.files_removed, d.files_added, d.files_changed) =
+        compare(&of, &nf, |o, n| o.sha256 != n.sha256).report(only, change);
     let ok = oi.kernels.first();
     let nk = ni.kernels.first();
     let om: Vec<String> = ok.map(|k| k.modules.clone()).unwrap_or_default();
@@ -363,21 +372,29 @@ mod tests {
         serde_json::from_value(m).unwrap()
     }
 
-    fn ins(pkgs: serde_json::Value, files: &[(&str, u64, &str)], mods: &[&str]) -> Inspection {
+    /// A build holding `pkgs` (as for [`manifest`]), `files` (`path:size:sha256`
+    /// words) and kernel modules `mods`.
+    fn ins(pkgs: serde_json::Value, files: &str, mods: &[&str]) -> Inspection {
+        let files: Vec<FileInfo> = files
+            .split_whitespace()
+            .map(|f| {
+                let [path, size, sha256] = f.split(':').collect::<Vec<_>>()[..] else {
+                    panic!("{f}: not path:size:sha256");
+                };
+                FileInfo {
+                    path: path.to_string(),
+                    size: size.parse().unwrap(),
+                    sha256: sha256.to_string(),
+                }
+            })
+            .collect();
         Inspection {
             kind: "build",
             path: "x".into(),
             size: 100,
             segments: vec![],
-            files: files
-                .iter()
-                .map(|(p, s, h)| FileInfo {
-                    path: p.to_string(),
-                    size: *s,
-                    sha256: h.to_string(),
-                })
-                .collect(),
-            total_bytes: files.iter().map(|f| f.1).sum(),
+            total_bytes: files.iter().map(|f| f.size).sum(),
+            files,
             kernels: vec![KernelInfo {
                 release: "6.1".into(),
                 modules: mods.iter().map(|m| m.to_string()).collect(),
@@ -391,20 +408,12 @@ mod tests {
     fn reports_packages_files_and_modules() {
         let a = ins(
             json!([{"name":"busybox","version":"1","size":10},{"name":"old","version":"1","size":5}]),
-            &[
-                ("/bin/busybox", 10, "aa"),
-                ("/gone", 3, "bb"),
-                ("/same", 1, "cc"),
-            ],
+            "/bin/busybox:10:aa /gone:3:bb /same:1:cc",
             &["e1000", "virtio_net"],
         );
         let b = ins(
             json!([{"name":"busybox","version":"2","size":12},{"name":"pciutils","version":"3","size":7}]),
-            &[
-                ("/bin/busybox", 12, "ab"),
-                ("/new", 4, "dd"),
-                ("/same", 1, "cc"),
-            ],
+            "/bin/busybox:12:ab /new:4:dd /same:1:cc",
             &["virtio_net", "ext4"],
         );
         let d = diff(&a, &b);

@@ -235,11 +235,7 @@ fn place<R: Read>(
                 EntryType::Block => Special::BlockDevice { major, minor },
                 _ => Special::Fifo,
             };
-            let meta = Meta {
-                uid: at.uid,
-                gid: at.gid,
-                mode: Some(at.mode & 0o7777),
-            };
+            let meta = Meta::exact(at.uid, at.gid, at.mode & 0o7777);
             tree.add_special(&at.img, special, meta)?;
             true
         }

@@ -297,17 +297,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("sources.list.d");
         std::fs::create_dir(&d).unwrap();
-        std::fs::write(
-            d.join("a.sources"),
-            "Types: deb\nURIs: file:///m\nSuites: s\nComponents: main\n",
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("b.list.disabled-by-farm"),
-            "deb http://nope s main\n",
-        )
-        .unwrap();
-        std::fs::write(d.join("c.list"), "deb http://yes s main\n").unwrap();
+        for (name, text) in [
+            (
+                "a.sources",
+                "Types: deb\nURIs: file:///m\nSuites: s\nComponents: main\n",
+            ),
+            ("b.list.disabled-by-farm", "deb http://nope s main\n"),
+            ("c.list", "deb http://yes s main\n"),
+        ] {
+            std::fs::write(d.join(name), text).unwrap();
+        }
         let s = host_sources(dir.path()).unwrap();
         let uris: Vec<_> = s.iter().map(|s| s.uri.as_str()).collect();
         assert_eq!(uris, ["file:///m", "http://yes"]);

@@ -411,15 +411,8 @@ mod tests {
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::fs::write(dir.path().join("etc/shadow"), b"root:*:1::::::\n").unwrap();
         let mut tree = Tree::new(dir.path());
-        tree.set_meta(
-            Path::new("/etc/shadow"),
-            Meta {
-                uid: 0,
-                gid: 42,
-                mode: Some(0o640),
-            },
-        )
-        .unwrap();
+        tree.set_meta(Path::new("/etc/shadow"), Meta::exact(0, 42, 0o640))
+            .unwrap();
         tree.add_special(
             Path::new("/dev/console"),
             Special::CharDevice { major: 5, minor: 1 },

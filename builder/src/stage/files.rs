@@ -85,15 +85,6 @@ fn prepare(tree: &Tree, image_path: &Path) -> io::Result<PathBuf> {
     Ok(host)
 }
 
-/// What an element says about a path: its owner and its exact mode.
-fn owned(uid: u32, gid: u32, mode: u32) -> Meta {
-    Meta {
-        uid,
-        gid,
-        mode: Some(mode),
-    }
-}
-
 /// Copies `source` into the tree at `image_path` with `mode`, owned by uid/gid.
 pub fn install_file(
     tree: &mut Tree,
@@ -107,7 +98,7 @@ pub fn install_file(
     std::fs::copy(source, &host)?;
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode & 0o777))?;
     let key = resolved_image_path(tree, &host);
-    tree.set_meta(&key, owned(uid, gid, mode & 0o7777))
+    tree.set_meta(&key, Meta::exact(uid, gid, mode & 0o7777))
 }
 
 /// Puts one element's content into the tree; returns the image paths written.
@@ -133,7 +124,7 @@ pub fn place_element(tree: &mut Tree, el: &Element) -> Result<Vec<PathBuf>, File
         )
         .map_err(err("setting mode of", &d.path))?;
         let key = resolved_image_path(tree, &host);
-        tree.set_meta(&key, owned(d.owner, d.group, d.mode.0))
+        tree.set_meta(&key, Meta::exact(d.owner, d.group, d.mode.0))
             .map_err(err("recording", &d.path))?;
         written.push(d.path.clone());
     }
@@ -197,7 +188,7 @@ pub fn place_element(tree: &mut Tree, el: &Element) -> Result<Vec<PathBuf>, File
         };
         let host = host_path_in(tree.root(), &d.path).map_err(err("resolving", &d.path))?;
         let key = resolved_image_path(tree, &host);
-        tree.add_special(&key, special, owned(d.owner, d.group, d.mode.0))
+        tree.add_special(&key, special, Meta::exact(d.owner, d.group, d.mode.0))
             .map_err(err("recording device", &d.path))?;
         written.push(d.path.clone());
     }

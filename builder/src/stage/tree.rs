@@ -29,6 +29,17 @@ pub struct Meta {
     pub mode: Option<u32>,
 }
 
+impl Meta {
+    /// Owned by `uid`:`gid` with exactly the permission bits `mode`.
+    pub fn exact(uid: u32, gid: u32, mode: u32) -> Meta {
+        Meta {
+            uid,
+            gid,
+            mode: Some(mode),
+        }
+    }
+}
+
 /// A file that cannot exist on disk for an unprivileged builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Special {
@@ -342,15 +353,8 @@ mod tests {
     fn forget_removes_subtree() {
         let dir = tempfile::tempdir().unwrap();
         let mut t = Tree::new(dir.path());
-        t.set_meta(
-            Path::new("/etc/ssh/key"),
-            Meta {
-                uid: 0,
-                gid: 0,
-                mode: Some(0o600),
-            },
-        )
-        .unwrap();
+        t.set_meta(Path::new("/etc/ssh/key"), Meta::exact(0, 0, 0o600))
+            .unwrap();
         t.set_meta(Path::new("/etc/sshd"), Meta::default()).unwrap();
         t.add_special(Path::new("/etc/ssh/fifo"), Special::Fifo, Meta::default())
             .unwrap();
