@@ -23,9 +23,9 @@
 //!   quits) or in a file (`-display none`), and an optional monitor socket
 //!   for `device_add`/`device_del`.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::host::Need;
@@ -442,6 +442,133 @@ impl Qemu {
         let mut c = Command::new(QEMU.what);
         c.args(self.args());
         c
+    }
+}
+
+/// A QEMU running headless with its serial console in a file: what the test
+/// harnesses (and scripts) use to wait for a guest to say something. Killed
+/// on drop, so a failing assertion never leaves QEMU running.
+pub struct Vm {
+    child: Child,
+    serial: PathBuf,
+    qemu_log: PathBuf,
+    started: Instant,
+}
+
+/// The guest never printed what was waited for.
+#[derive(Debug, thiserror::Error)]
+#[error("{marker:?} not seen on the serial console: {why}\n{diagnostics}")]
+pub struct NotSeen {
+    pub marker: String,
+    pub why: String,
+    /// The end of the console and QEMU's own messages.
+    pub diagnostics: String,
+}
+
+impl Vm {
+    /// Starts `qemu-system-x86_64` with `args`, whose serial console must go
+    /// to `dir/serial.log` ([`Console::File`]); that file is created empty
+    /// first, and QEMU's own output goes to `dir/qemu.log`.
+    pub fn spawn(args: &[String], dir: &Path) -> io::Result<Vm> {
+        std::fs::create_dir_all(dir)?;
+        let serial = dir.join("serial.log");
+        std::fs::write(&serial, b"")?;
+        let qemu_log = dir.join("qemu.log");
+        let log = std::fs::File::create(&qemu_log)?;
+        let child = Command::new(QEMU.what)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        Ok(Vm {
+            child,
+            serial,
+            qemu_log,
+            started: Instant::now(),
+        })
+    }
+
+    /// Everything the guest wrote to its serial console so far.
+    pub fn serial(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.serial).unwrap_or_default()).into_owned()
+    }
+
+    pub fn serial_path(&self) -> &Path {
+        &self.serial
+    }
+
+    /// Time since QEMU was started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// True while QEMU runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until `marker` appears on the serial console; returns the time
+    /// from QEMU's start. On timeout or an early QEMU exit the error holds
+    /// the end of the console and QEMU's own messages.
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> Result<Duration, NotSeen> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.serial().contains(marker) {
+                return Ok(self.started.elapsed());
+            }
+            let why = match self.child.try_wait() {
+                Ok(Some(status)) => format!("QEMU exited ({status})"),
+                Err(e) => format!("QEMU could not be waited for: {e}"),
+                Ok(None) if Instant::now() >= deadline => format!("timed out after {timeout:?}"),
+                Ok(None) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            return Err(NotSeen {
+                marker: marker.into(),
+                why,
+                diagnostics: self.diagnostics(),
+            });
+        }
+    }
+
+    /// The last 40 lines of the console and QEMU's own output, for failures.
+    pub fn diagnostics(&self) -> String {
+        let serial = self.serial();
+        let lines: Vec<&str> = serial.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        let qemu = std::fs::read_to_string(&self.qemu_log).unwrap_or_default();
+        format!(
+            "--- serial ({}), last lines\n{tail}\n--- qemu\n{qemu}",
+            self.serial.display()
+        )
+    }
+
+    /// Waits up to `timeout` for QEMU to exit by itself (the guest powered
+    /// off; `-no-reboot` turns a reboot into an exit too). True when it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    /// Kills QEMU now (dropping does the same).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -12,10 +12,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-pub use ipa_build::qemu::{Controller, Disk, OVMF_CODE, OVMF_VARS, PACKAGES};
+pub use ipa_build::qemu::{Controller, Disk, OVMF_CODE, OVMF_VARS, PACKAGES, Vm};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
@@ -30,12 +28,8 @@ pub enum QemuError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{marker:?} not seen on the serial console: {why}\n{diagnostics}")]
-    NotSeen {
-        marker: String,
-        why: String,
-        diagnostics: String,
-    },
+    #[error(transparent)]
+    NotSeen(#[from] ipa_build::qemu::NotSeen),
 }
 
 /// Installs QEMU and OVMF with apt-get when they are missing and we are root.
@@ -142,118 +136,9 @@ impl Qemu {
             move |source| QemuError::Io { path, source }
         };
         fs::create_dir_all(dir).map_err(io(dir))?;
-        let serial = dir.join("serial.log");
-        fs::write(&serial, b"").map_err(io(&serial))?;
         if self.firmware == Firmware::Uefi {
             fs::copy(OVMF_VARS, dir.join("vars.fd")).map_err(io(Path::new(OVMF_VARS)))?;
         }
-        let qemu_log = dir.join("qemu.log");
-        let log = fs::File::create(&qemu_log).map_err(io(&qemu_log))?;
-        let log_err = log.try_clone().map_err(io(&qemu_log))?;
-        let child = Command::new("qemu-system-x86_64")
-            .args(self.args(dir))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(io(Path::new("qemu-system-x86_64")))?;
-        Ok(Vm {
-            child,
-            serial,
-            qemu_log,
-            started: Instant::now(),
-        })
-    }
-}
-
-/// A running VM; killed on drop.
-pub struct Vm {
-    child: Child,
-    serial: PathBuf,
-    qemu_log: PathBuf,
-    started: Instant,
-}
-
-impl Vm {
-    /// Everything the guest wrote to its serial console so far.
-    pub fn serial(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.serial).unwrap_or_default()).into_owned()
-    }
-
-    pub fn serial_path(&self) -> &Path {
-        &self.serial
-    }
-
-    /// Time since QEMU was started.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// True while QEMU runs.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits until `marker` appears on the serial console; returns the time
-    /// from QEMU's start. On timeout or an early QEMU exit the error holds
-    /// the end of the console and QEMU's own messages.
-    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> Result<Duration, QemuError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.serial().contains(marker) {
-                return Ok(self.started.elapsed());
-            }
-            let why = match self.child.try_wait() {
-                Ok(Some(status)) => format!("QEMU exited ({status})"),
-                Err(e) => format!("QEMU could not be waited for: {e}"),
-                Ok(None) if Instant::now() >= deadline => format!("timed out after {timeout:?}"),
-                Ok(None) => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            };
-            return Err(QemuError::NotSeen {
-                marker: marker.into(),
-                why,
-                diagnostics: self.diagnostics(),
-            });
-        }
-    }
-
-    /// The last 40 lines of the console and QEMU's own output, for failures.
-    pub fn diagnostics(&self) -> String {
-        let serial = self.serial();
-        let lines: Vec<&str> = serial.lines().collect();
-        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        let qemu = fs::read_to_string(&self.qemu_log).unwrap_or_default();
-        format!(
-            "--- serial ({}), last lines\n{tail}\n--- qemu\n{qemu}",
-            self.serial.display()
-        )
-    }
-
-    /// Waits up to `timeout` for QEMU to exit by itself (the guest powered
-    /// off; `-no-reboot` turns a reboot into an exit too). True when it did.
-    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if !self.running() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        false
-    }
-
-    /// Kills QEMU now (dropping does the same).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        self.kill();
+        Vm::spawn(&self.args(dir), dir).map_err(io(Path::new("qemu-system-x86_64")))
     }
 }

@@ -16,11 +16,9 @@
 use std::fs;
 use std::io;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-pub use ipa_build::qemu::{OVMF_CODE, OVMF_VARS, PACKAGES};
+pub use ipa_build::qemu::{OVMF_CODE, OVMF_VARS, PACKAGES, Vm};
 
 /// Installs QEMU and OVMF with apt-get when they are missing and we are root;
 /// otherwise panics with the command to run.
@@ -125,98 +123,10 @@ impl Qemu {
     /// `qemu.log` (QEMU's own output) and, for UEFI, `vars.fd`.
     pub fn spawn(&self, dir: &Path) -> io::Result<Vm> {
         fs::create_dir_all(dir)?;
-        let serial = dir.join("serial.log");
-        fs::write(&serial, b"")?;
         if self.firmware == Firmware::Uefi {
             fs::copy(OVMF_VARS, dir.join("vars.fd"))?;
         }
-        let qemu_log = dir.join("qemu.log");
-        let log = fs::File::create(&qemu_log)?;
-        let child = Command::new("qemu-system-x86_64")
-            .args(self.args(dir))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        Ok(Vm {
-            child,
-            serial,
-            qemu_log,
-            started: Instant::now(),
-        })
-    }
-}
-
-/// A running VM; killed on drop.
-pub struct Vm {
-    child: Child,
-    serial: PathBuf,
-    qemu_log: PathBuf,
-    started: Instant,
-}
-
-impl Vm {
-    /// Everything the guest wrote to its serial console so far.
-    pub fn serial(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.serial).unwrap_or_default()).into_owned()
-    }
-
-    pub fn serial_path(&self) -> &Path {
-        &self.serial
-    }
-
-    /// Time since QEMU was started.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// Waits until `marker` appears on the serial console; returns the time
-    /// from QEMU's start. On timeout or an early QEMU exit the error holds
-    /// the end of the console and QEMU's own messages.
-    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> Result<Duration, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.serial().contains(marker) {
-                return Ok(self.started.elapsed());
-            }
-            let why = match self.child.try_wait() {
-                Ok(Some(status)) => format!("QEMU exited ({status})"),
-                Err(e) => format!("QEMU could not be waited for: {e}"),
-                Ok(None) if Instant::now() >= deadline => format!("timed out after {timeout:?}"),
-                Ok(None) => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            };
-            return Err(format!(
-                "{marker:?} not seen on the serial console: {why}\n{}",
-                self.diagnostics()
-            ));
-        }
-    }
-
-    /// The last 40 lines of the console and QEMU's own output, for failures.
-    pub fn diagnostics(&self) -> String {
-        let serial = self.serial();
-        let lines: Vec<&str> = serial.lines().collect();
-        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        let qemu = fs::read_to_string(&self.qemu_log).unwrap_or_default();
-        format!(
-            "--- serial ({}), last lines\n{tail}\n--- qemu\n{qemu}",
-            self.serial.display()
-        )
-    }
-
-    /// Kills QEMU now (dropping does the same).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        self.kill();
+        Vm::spawn(&self.args(dir), dir)
     }
 }
 
