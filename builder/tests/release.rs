@@ -38,7 +38,13 @@ fn build_release(release: &str) -> Built {
     let profile = dir.path().join(format!("tinyipa-{release}.yaml"));
     std::fs::write(
         &profile,
-        format!("extends: tinyipa\ndebian:\n  release: {release}\n"),
+        // The shipped budget is sized for bookworm; trixie's libraries make
+        // the same tinyipa about 1.5 MiB larger (21.5 MiB). This test is
+        // about the release, so it lifts the budget; fitting tinyipa on
+        // trixie into 20 MiB belongs to switching the shipped profiles.
+        format!(
+            "extends: tinyipa\ndebian:\n  release: {release}\nsize_budget:\n  initramfs: 32MiB\n"
+        ),
     )
     .unwrap();
     let ws = workspace();
