@@ -232,27 +232,23 @@ impl TenantDisks {
     }
 }
 
+/// Installs missing host tools (command, Debian package) when root.
+fn ensure_host_tools(tools: &[(&'static str, &'static str)]) {
+    let needs: Vec<ipa_build::host::Need> = tools
+        .iter()
+        .map(|&(what, package)| ipa_build::host::Need { what, package })
+        .collect();
+    ipa_build::host::ensure(&needs, true, &|m| eprintln!("{m}")).unwrap();
+}
+
 /// Host tools the disk preparation and the final checks use.
 fn ensure_disk_tools() {
-    let needs = [
-        ipa_build::host::Need {
-            what: "mkfs.ext4",
-            package: "e2fsprogs",
-        },
-        ipa_build::host::Need {
-            what: "mkfs.xfs",
-            package: "xfsprogs",
-        },
-        ipa_build::host::Need {
-            what: "mkfs.vfat",
-            package: "dosfstools",
-        },
-        ipa_build::host::Need {
-            what: "mcopy",
-            package: "mtools",
-        },
-    ];
-    ipa_build::host::ensure(&needs, true, &|m| eprintln!("{m}")).unwrap();
+    ensure_host_tools(&[
+        ("mkfs.ext4", "e2fsprogs"),
+        ("mkfs.xfs", "xfsprogs"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+    ]);
 }
 
 /// Runs `script` with `sudo -n sh -eu` over SSH (the script on stdin, so
@@ -437,17 +433,7 @@ fn ssh_until_ok(vm: &Vm, port: u16, password: &str, command: &str) -> String {
 }
 
 fn ensure_ssh_tools() {
-    let needs = [
-        ipa_build::host::Need {
-            what: "sshpass",
-            package: "sshpass",
-        },
-        ipa_build::host::Need {
-            what: "ssh",
-            package: "openssh-client",
-        },
-    ];
-    ipa_build::host::ensure(&needs, true, &|m| eprintln!("{m}")).unwrap();
+    ensure_host_tools(&[("sshpass", "sshpass"), ("ssh", "openssh-client")]);
 }
 
 fn rescue_through_ramdisk(profile: &str) {
