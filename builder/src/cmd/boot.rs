@@ -206,9 +206,7 @@ pub fn qemu_args(
         return Err(BootError::BadMemory(args.memory));
     }
     let firmware = if args.uefi {
-        Firmware::Uefi {
-            vars: vars.to_path_buf(),
-        }
+        Firmware::Uefi
     } else {
         Firmware::Bios
     };
@@ -239,6 +237,7 @@ pub fn qemu_args(
     let mut vm = Qemu::new(boot)
         .accel(accel)
         .firmware(firmware)
+        .uefi_vars(vars)
         .memory_mib(args.memory)
         .console(Console::Terminal);
     for i in 0..args.nics {
