@@ -164,9 +164,7 @@ impl Gpt {
     ) -> Result<usize, DeployError> {
         let esize = self.entry_size();
         let mut esize_chunks = self.entries.chunks(esize);
-        let Some(index) = esize_chunks
-            .position(|e| e[..16].iter().all(|b| *b == 0))
-        else {
+        let Some(index) = esize_chunks.position(|e| e[..16].iter().all(|b| *b == 0)) else {
             return Err(DeployError::Configdrive(
                 "the GPT has no free partition entry".into(),
             ));

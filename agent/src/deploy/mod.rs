@@ -10,13 +10,20 @@
 //! `configdrive`, and `steps` (the step lists and their dispatch).
 
 pub mod checksum;
+pub mod configdrive;
+pub mod download;
 pub mod erase;
+pub mod format;
 pub mod gpt;
 pub mod hints;
+pub mod input;
 pub mod mbr;
+pub mod qcow2;
 pub mod root_device;
 pub mod settings;
+pub mod steps;
 pub mod target;
+pub mod write;
 
 use crate::commands::CommandError;
 

@@ -22,6 +22,7 @@ pub struct Target {
     path: PathBuf,
     size: u64,
     block: bool,
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Target {
@@ -49,12 +50,18 @@ impl Target {
             path: path.to_path_buf(),
             size,
             block,
+            dirty: Default::default(),
         })
     }
 
     /// Size in bytes.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Whether anything was written or zeroed through this handle.
+    pub fn dirty(&self) -> bool {
+        self.dirty.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where it is.
@@ -74,6 +81,7 @@ impl Target {
                 self.size
             )));
         }
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         self.file
             .write_all_at(buf, offset)
             .map_err(|e| DeployError::Write(io_msg(format!("writing {}", self.path.display()), &e)))
@@ -93,6 +101,7 @@ impl Target {
         if len == 0 {
             return Ok(());
         }
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         if self.block && self.zero_out(offset, len) {
             return Ok(());
         }
