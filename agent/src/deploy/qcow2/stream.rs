@@ -215,3 +215,58 @@ fn inflate(packed: &[u8], cluster: usize, guest: u64) -> Result<Vec<u8>, DeployE
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::checksum::{Algo, Hasher};
+    use crate::deploy::qcow2::tests::header;
+
+    const C: usize = 65536;
+
+    /// A 1 MiB-disk qcow2: L1 at cluster 3, its L2 at cluster `l2`, guest
+    /// cluster 2 stored at file cluster `data`.
+    fn image(l2: usize, data: usize) -> Vec<u8> {
+        let mut f = vec![0u8; C * (l2.max(data) + 1)];
+        f[..512].copy_from_slice(&header(1 << 20));
+        f[3 * C..3 * C + 8].copy_from_slice(&((l2 * C) as u64 | 1 << 63).to_be_bytes());
+        f[l2 * C + 16..l2 * C + 24].copy_from_slice(&((data * C) as u64 | 1 << 63).to_be_bytes());
+        f[data * C..(data + 1) * C].fill(0x77);
+        f
+    }
+
+    fn convert_bytes(img: &[u8], disk: &std::path::Path) -> Result<u64, DeployError> {
+        let t = Target::open(disk).unwrap();
+        let mut input = Input::new(img, Hasher::new(Algo::Sha256));
+        let head = input.fetch(0, 4096, true)?;
+        convert(&Header::parse(&head)?, &mut input, &t)
+    }
+
+    #[test]
+    fn tables_before_data_convert_and_holes_become_zeros() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("disk");
+        std::fs::write(&p, vec![0xABu8; 2 << 20]).unwrap();
+        assert_eq!(convert_bytes(&image(4, 5), &p).unwrap(), 1 << 20);
+        let out = std::fs::read(&p).unwrap();
+        assert!(
+            out[..2 * C].iter().all(|b| *b == 0),
+            "unallocated guest clusters read as zeros"
+        );
+        assert!(out[2 * C..3 * C].iter().all(|b| *b == 0x77));
+        assert!(out[3 * C..1 << 20].iter().all(|b| *b == 0));
+        assert!(
+            out[1 << 20..].iter().all(|b| *b == 0xAB),
+            "beyond the virtual size: untouched"
+        );
+    }
+
+    #[test]
+    fn a_table_after_its_data_cannot_be_streamed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("disk");
+        std::fs::write(&p, vec![0u8; 2 << 20]).unwrap();
+        let e = convert_bytes(&image(6, 5), &p).unwrap_err().to_string();
+        assert!(e.contains("cannot be streamed"), "{e}");
+    }
+}
