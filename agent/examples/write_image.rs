@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         &t,
         &settings,
         &Source::default(),
-        &[url.clone()],
+        std::slice::from_ref(url),
         &expected,
         None,
         0,
