@@ -194,21 +194,34 @@ fn write_url(
     write::write_with_retries(t, &quick(), src, &[url.to_string()], &expected, claimed, 0)
 }
 
+/// Serves `bytes`, writes them to a fresh `disk_size`-byte disk file with
+/// the expected `hex` digest; returns the server, the disk and the outcome.
+fn serve_and_write(
+    dir: &Path,
+    bytes: &[u8],
+    disk_size: usize,
+    hex: &str,
+    claimed: Option<&str>,
+) -> (Server, PathBuf, Result<(Format, u64), DeployError>) {
+    let s = serve(vec![("/image", bytes.to_vec())]);
+    let p = disk(dir, "vda", disk_size);
+    let t = Target::open(&p).unwrap();
+    let r = write_url(
+        &t,
+        &format!("{}/image", s.url),
+        hex,
+        claimed,
+        &Source::default(),
+    );
+    (s, p, r)
+}
+
 #[test]
 fn raw_image_streams_to_the_disk_byte_for_byte() {
     let d = tempfile::tempdir().unwrap();
     let img = raw_image(6 << 20);
-    let s = serve(vec![("/disk.raw", img.clone())]);
-    let p = disk(d.path(), "vda", 16 << 20);
-    let t = Target::open(&p).unwrap();
-    let got = write_url(
-        &t,
-        &format!("{}/disk.raw", s.url),
-        &sha256(&img),
-        Some("raw"),
-        &Source::default(),
-    )
-    .unwrap();
+    let (_s, p, got) = serve_and_write(d.path(), &img, 16 << 20, &sha256(&img), Some("raw"));
+    let got = got.unwrap();
     assert_eq!(got, (Format::Raw, img.len() as u64));
     let on_disk = std::fs::read(&p).unwrap();
     assert_eq!(&on_disk[..img.len()], &img[..]);
@@ -224,17 +237,8 @@ fn qcow2_from_qemu_img_plain_and_compressed_matches_the_raw_image() {
     let img = raw_image(8 << 20);
     for extra in [&[][..], &["-c"][..], &["-o", "cluster_size=4096"][..]] {
         let q = qcow2_of(d.path(), &img, extra);
-        let s = serve(vec![("/disk.qcow2", q.clone())]);
-        let p = disk(d.path(), "vda", 12 << 20);
-        let t = Target::open(&p).unwrap();
-        let got = write_url(
-            &t,
-            &format!("{}/disk.qcow2", s.url),
-            &sha256(&q),
-            None,
-            &Source::default(),
-        )
-        .unwrap();
+        let (_s, p, got) = serve_and_write(d.path(), &q, 12 << 20, &sha256(&q), None);
+        let got = got.unwrap();
         assert_eq!(got, (Format::Qcow2, img.len() as u64), "{extra:?}");
         let on_disk = std::fs::read(&p).unwrap();
         assert!(
@@ -281,17 +285,8 @@ fn qcow2_refusals_leave_the_disk_untouched() {
         (big, None, "the image needs 8388608 bytes"),
     ];
     for (bytes, claimed, why) in cases {
-        let s = serve(vec![("/i", bytes.clone())]);
-        let p = disk(d.path(), "vdb", 4 << 20);
-        let t = Target::open(&p).unwrap();
-        let e = write_url(
-            &t,
-            &format!("{}/i", s.url),
-            &sha256(&bytes),
-            claimed,
-            &Source::default(),
-        )
-        .unwrap_err();
+        let (s, p, r) = serve_and_write(d.path(), &bytes, 4 << 20, &sha256(&bytes), claimed);
+        let e = r.unwrap_err();
         assert!(matches!(e, DeployError::InvalidImage(_)), "{why}: {e:?}");
         assert!(e.to_string().contains(why), "{why}: {e}");
         assert!(
@@ -310,17 +305,8 @@ fn qcow2_refusals_leave_the_disk_untouched() {
 fn a_wrong_checksum_is_retried_then_fails_and_wipes_the_boot_areas() {
     let d = tempfile::tempdir().unwrap();
     let img = raw_image(6 << 20);
-    let s = serve(vec![("/disk.raw", img.clone())]);
-    let p = disk(d.path(), "vda", 16 << 20);
-    let t = Target::open(&p).unwrap();
-    let e = write_url(
-        &t,
-        &format!("{}/disk.raw", s.url),
-        &"0".repeat(64),
-        None,
-        &Source::default(),
-    )
-    .unwrap_err();
+    let (s, p, r) = serve_and_write(d.path(), &img, 16 << 20, &"0".repeat(64), None);
+    let e = r.unwrap_err();
     assert!(matches!(e, DeployError::Checksum(_)), "{e:?}");
     assert!(
         e.to_string().contains("failed to verify against checksum"),
@@ -382,37 +368,18 @@ fn a_4xx_is_final_and_a_5xx_is_retried() {
     let s = serve(vec![]);
     let p = disk(d.path(), "vda", 1 << 20);
     let t = Target::open(&p).unwrap();
-    let e = write_url(
-        &t,
-        &format!("{}/missing", s.url),
-        &"0".repeat(64),
-        None,
-        &Source::default(),
-    )
-    .unwrap_err();
+    let fail =
+        |url: &str| write_url(&t, url, &"0".repeat(64), None, &Source::default()).unwrap_err();
+    let e = fail(&format!("{}/missing", s.url));
     assert!(e.to_string().contains("404"), "{e}");
     assert_eq!(s.heads.lock().unwrap().len(), 1);
-    let e = write_url(
-        &t,
-        &format!("{}/fail500", s.url),
-        &"0".repeat(64),
-        None,
-        &Source::default(),
-    )
-    .unwrap_err();
+    let e = fail(&format!("{}/fail500", s.url));
     assert!(
         e.to_string().contains("500") && e.to_string().contains("giving up"),
         "{e}"
     );
     assert_eq!(s.heads.lock().unwrap().len(), 3, "one retry after the 500");
-    let e = write_url(
-        &t,
-        "http://127.0.0.1:9/x",
-        &"0".repeat(64),
-        None,
-        &Source::default(),
-    )
-    .unwrap_err();
+    let e = fail("http://127.0.0.1:9/x");
     assert!(matches!(e, DeployError::Download(_)), "unreachable: {e:?}");
     assert!(std::fs::read(&p).unwrap().iter().all(|b| *b == 0xAB));
 }
