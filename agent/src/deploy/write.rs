@@ -244,11 +244,17 @@ fn finish(t: &Target, iso: Option<&[u8]>) -> Result<(), DeployError> {
         Some(iso) => {
             configdrive::write(t, iso)?;
         }
-        None => {
-            if let Some(mut g) = Gpt::read(t)? {
-                g.move_backup_to_end(t)?;
+        // Without a configdrive a GPT that cannot be fixed is only logged,
+        // as IPA does: the image is written and the primary table is intact.
+        None => match Gpt::read(t) {
+            Ok(Some(mut g)) => {
+                if let Err(e) = g.move_backup_to_end(t) {
+                    log::warn!("cannot move the GPT backup header to the end of the disk: {e}");
+                }
             }
-        }
+            Ok(None) => {}
+            Err(e) => log::warn!("not moving the GPT backup header: {e}"),
+        },
     }
     t.sync()?;
     t.reread_partitions();
