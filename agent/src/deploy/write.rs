@@ -72,7 +72,7 @@ pub fn write_image(
     log::info!("writing image {} to {}", info["id"], disk.name);
     let src = Source::from_image_info(info)?;
     let fetch = |url: &str, limit: u64| download::fetch_bytes(settings, &src, url, limit);
-    let expected = checksum::expected(info, |u| {
+    let expected = checksum::expected(info, settings.md5_allowed, |u| {
         Ok(String::from_utf8_lossy(&fetch(u, 1 << 20)?).into_owned())
     })?;
     let iso = cd.map(|c| configdrive::decode(&c, fetch)).transpose()?;
