@@ -155,8 +155,9 @@ pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gp
 pub struct Kernel {
     /// The Debian package (or metapackage) that provides the kernel; default `linux-image-amd64`.
     pub package: String,
-    /// Modules to include (plus their dependency closure), parents' first,
-    /// names as modinfo prints them (`-` and `_` are equivalent).
+    /// Modules to include (plus their dependency closure), parents' first:
+    /// names as modinfo prints them (`-` and `_` are equivalent), or
+    /// kernel-tree path patterns (`kernel/drivers/net/ethernet/intel/**`).
     pub modules: Vec<String>,
     /// Kernel command line; a child's replaces its parent's. Empty by default.
     pub cmdline: String,
@@ -787,7 +788,7 @@ fn kernel(cx: &Ctx<'_>, m: &mut Merged) -> Result<Kernel, ConfigError> {
     };
     Ok(Kernel {
         package,
-        modules: cx.list_of(&m.modules, "kernel.modules", validate::check_module)?,
+        modules: cx.list_of(&m.modules, "kernel.modules", validate::check_module_entry)?,
         cmdline,
     })
 }

@@ -92,6 +92,13 @@ pub enum ModulesError {
         suggestions: String,
     },
     #[error(
+        "module path pattern {pattern:?} matches no module of kernel {version}; \
+         patterns are relative to /lib/modules/<version>/ (`kernel/drivers/...`)"
+    )]
+    NoMatch { pattern: String, version: String },
+    #[error("module path pattern {pattern:?}: {why}")]
+    BadPattern { pattern: String, why: String },
+    #[error(
         "module {module} depends on {dep}, which kernel {version} does not have; the kernel package is incomplete"
     )]
     BrokenDep {
@@ -386,6 +393,27 @@ impl Index {
         })
     }
 
+    /// The modules whose path matches a kernel-tree pattern such as
+    /// `kernel/drivers/scsi/megaraid/**`. A compressed module matches by its
+    /// real name and by its `.ko` one, so `**/e1000e.ko` means the same
+    /// module on every kernel.
+    fn matching(&self, pattern: &str) -> Result<Vec<String>, ModulesError> {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| ModulesError::BadPattern {
+                pattern: pattern.to_string(),
+                why: e.kind().to_string(),
+            })?
+            .compile_matcher();
+        Ok(self
+            .modules
+            .iter()
+            .filter(|(_, rel)| glob.is_match(rel.as_str()) || glob.is_match(uncompressed(rel)))
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
     fn suggestions(&self, wanted: &str) -> String {
         let mut scored: Vec<(usize, &String)> = self
             .modules
@@ -440,6 +468,17 @@ pub fn install_modules(
     let mut infos: BTreeMap<String, ModInfo> = BTreeMap::new();
     let mut queue: VecDeque<String> = VecDeque::new();
     for w in wanted {
+        if w.contains('/') {
+            let matched = index.matching(w)?;
+            if matched.is_empty() {
+                return Err(ModulesError::NoMatch {
+                    pattern: w.clone(),
+                    version: kernel.version.clone(),
+                });
+            }
+            queue.extend(matched);
+            continue;
+        }
         let name = canonical(w);
         if index.modules.contains_key(&name) {
             queue.push_back(name);
@@ -778,6 +817,39 @@ mod tests {
             Some("snd_hda_intel")
         );
         assert_eq!(module_name("modules.order"), None);
+    }
+
+    fn index_of(paths: &[&str]) -> Index {
+        Index {
+            modules: paths
+                .iter()
+                .map(|p| (module_name(p).unwrap(), p.to_string()))
+                .collect(),
+            builtin: BTreeSet::new(),
+            order: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn path_patterns_match_modules_by_tree_path() {
+        let index = index_of(&[
+            "kernel/drivers/scsi/megaraid/megaraid_sas.ko.xz",
+            "kernel/drivers/scsi/megaraid/megaraid_mbox.ko.xz",
+            "kernel/drivers/scsi/hpsa.ko.xz",
+            "kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko.zst",
+            "kernel/drivers/net/ethernet/intel/igb/igb.ko",
+        ]);
+        let m = |p: &str| index.matching(p).unwrap();
+        assert_eq!(
+            m("kernel/drivers/scsi/megaraid/**"),
+            ["megaraid_mbox", "megaraid_sas"]
+        );
+        // `*` stays in one directory: hpsa only, not megaraid's.
+        assert_eq!(m("kernel/drivers/scsi/*"), ["hpsa"]);
+        // A `.ko` pattern matches compressed files too.
+        assert_eq!(m("kernel/drivers/net/**/e1000e.ko"), ["e1000e"]);
+        assert_eq!(m("kernel/drivers/net/ethernet/intel/**"), ["e1000e", "igb"]);
+        assert!(m("kernel/drivers/gpu/**").is_empty());
     }
 
     #[test]
