@@ -39,6 +39,15 @@ const KNOWN_CODENAMES: &[&str] = &[
     "unstable",
 ];
 
+/// Whether every suite of `source` is a Debian suite from bookworm on (the
+/// releases with a `non-free-firmware` component).
+pub fn is_debian(source: &Source) -> bool {
+    !source.suites.is_empty()
+        && source.suites.iter().all(|s| {
+            debian_suffix(s).is_some() && !s.starts_with("buster") && !s.starts_with("bullseye")
+        })
+}
+
 /// `bookworm-updates` → `Some("-updates")`; `None` for a suite that is not
 /// Debian's.
 fn debian_suffix(suite: &str) -> Option<&str> {

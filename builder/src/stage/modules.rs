@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolSection};
 
+use crate::hardware::ModuleTable;
 use crate::stage::Tree;
 use crate::stage::kmod_index::{self, IndexError, IndexedModule};
 
@@ -72,6 +73,9 @@ pub struct ModulesReport {
     pub missing_softdeps: Vec<String>,
     /// Bytes of module files copied.
     pub bytes: u64,
+    /// Firmware files (paths under `/lib/firmware`) each installed module
+    /// names in its `.modinfo` (`firmware=`), for modules that name any.
+    pub firmware: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -561,10 +565,90 @@ pub fn install_modules(
 
     write_index_files(kernel, &index, &infos, &dest)?;
     report.installed = infos.keys().cloned().collect();
+    for (name, info) in &infos {
+        let files: Vec<String> = info.values("firmware").map(str::to_string).collect();
+        if !files.is_empty() {
+            report.firmware.insert(name.clone(), files);
+        }
+    }
     report.builtin.sort();
     report.builtin.dedup();
     report.missing_softdeps.sort();
     Ok(report)
+}
+
+/// Every module of a kernel with its path and device aliases, and the
+/// built-in drivers' aliases: what the full kernel can drive, to compare an
+/// image with (`ipa-build inspect --hardware`). Debian's kernel package has
+/// no `modules.alias` (depmod writes it on install), so each module's
+/// `.modinfo` is read, on every core.
+pub fn module_table(kernel: &Kernel) -> Result<ModuleTable, ModulesError> {
+    let index = Index::load(kernel)?;
+    let entries: Vec<(&String, &String)> = index.modules.iter().collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = entries.len().div_ceil(workers).max(1);
+    let results: Vec<Result<Vec<(String, String)>, ModulesError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for (name, rel) in part {
+                        let data = read_module(&kernel.modules_dir.join(rel))?;
+                        for (k, v) in modinfo_pairs(&data) {
+                            if k == "alias" {
+                                out.push((v, (*name).clone()));
+                            }
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut table = ModuleTable {
+        paths: index.modules.clone(),
+        aliases: Vec::new(),
+    };
+    for r in results {
+        table.aliases.extend(r?);
+    }
+    let read = |f: &str| std::fs::read(kernel.modules_dir.join(f)).unwrap_or_default();
+    for line in String::from_utf8_lossy(&read("modules.builtin")).lines() {
+        if let Some(name) = module_name(line.trim()) {
+            table
+                .paths
+                .entry(name)
+                .or_insert_with(|| line.trim().to_string());
+        }
+    }
+    table.aliases.extend(crate::hardware::builtin_aliases(&read(
+        "modules.builtin.modinfo",
+    )));
+    Ok(table)
+}
+
+/// The `key=value` pairs of a module's `.modinfo` section (empty when the
+/// file is no ELF module: it then drives nothing).
+fn modinfo_pairs(data: &[u8]) -> Vec<(String, String)> {
+    let Ok(file) = object::File::parse(data) else {
+        return Vec::new();
+    };
+    let Some(bytes) = file.section_by_name(".modinfo").and_then(|s| s.data().ok()) else {
+        return Vec::new();
+    };
+    bytes
+        .split(|&b| b == 0)
+        .filter_map(|s| {
+            let s = String::from_utf8_lossy(s);
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// Writes the text and binary module indexes of the installed set into `dest`.
