@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::stage::modules::module_name;
+
 /// What a driver is for, from where it lives in the kernel tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,16 +129,6 @@ pub fn builtin_aliases(modinfo: &[u8]) -> Vec<(String, String)> {
             Some((pattern.to_string(), module.replace('-', "_")))
         })
         .collect()
-}
-
-/// `kernel/drivers/net/virtio_net.ko.xz` → `virtio_net`.
-fn module_name(path: &str) -> Option<String> {
-    let base = path.rsplit('/').next()?;
-    let base = [".xz", ".zst", ".gz"]
-        .iter()
-        .find_map(|ext| base.strip_suffix(ext))
-        .unwrap_or(base);
-    base.strip_suffix(".ko").map(|n| n.replace('-', "_"))
 }
 
 /// The devices one class of drivers matches.

@@ -11,54 +11,21 @@
 //!   (and the built-in drivers' aliases), and finds the drivers the issue
 //!   lists in the right class, and the full kernel from the cache.
 
+#[path = "common/library_build.rs"]
+mod library_build;
 #[path = "common/run.rs"]
 mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use ipa_build::build::build;
-use ipa_build::config::options::BuildOptions;
-use ipa_build::report::Reporter;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-struct Built {
-    _dir: tempfile::TempDir,
-    out: PathBuf,
-    tree: PathBuf,
-    kernel_version: String,
-}
+use library_build::{Built, build_in, workspace};
 
 /// The shipped tinyipa, built once, with its staging tree kept.
 fn tinyipa() -> &'static Built {
     static B: OnceLock<Built> = OnceLock::new();
-    B.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = workspace();
-        let mut opts = BuildOptions::new("tinyipa");
-        opts.profile_dirs = vec![ws.join("profiles")];
-        opts.element_dirs = vec![ws.join("elements")];
-        opts.output = Some(dir.path().join("out"));
-        opts.keep_tree = Some(dir.path().join("tree"));
-        opts.cache_dir = ws.join("target/test-cache");
-        opts.source_date_epoch = Some(1_700_000_000);
-        opts.install_host_packages = false;
-        let summary = build(&opts, &Reporter::quiet()).unwrap_or_else(|e| panic!("tinyipa: {e}"));
-        Built {
-            out: summary.output.clone(),
-            tree: dir.path().join("tree"),
-            kernel_version: summary.kernel_version,
-            _dir: dir,
-        }
-    })
+    B.get_or_init(|| build_in(tempfile::tempdir().unwrap(), "tinyipa"))
 }
 
 fn manifest(b: &Built) -> serde_json::Value {
@@ -68,7 +35,7 @@ fn manifest(b: &Built) -> serde_json::Value {
 /// Image path → size, for every regular file of the build's initramfs,
 /// listed by `cpio` from the host (decompressed by `zstd`).
 fn initramfs_files(b: &Built) -> BTreeMap<String, u64> {
-    let initramfs = b.out.join("tinyipa.initramfs");
+    let initramfs = &b.initramfs;
     let listing = run::stdout(Command::new("sh").arg("-c").arg(format!(
         "zstd -dc '{}' | cpio -itv --quiet",
         initramfs.display()

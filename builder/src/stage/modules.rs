@@ -184,7 +184,7 @@ pub fn canonical(name: &str) -> String {
 }
 
 /// The module name of a file (`kernel/drivers/net/virtio_net.ko.xz` → `virtio_net`).
-fn module_name(file: &str) -> Option<String> {
+pub fn module_name(file: &str) -> Option<String> {
     let base = file.rsplit('/').next()?;
     let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
         .iter()
