@@ -160,4 +160,22 @@ mod tests {
         want.keyring = super::super::sources::DEFAULT_KEYRING.into();
         assert_eq!(got, [want]);
     }
+
+    #[test]
+    fn non_free_firmware_goes_only_to_debian_sources_that_have_it() {
+        assert!(is_debian(&src(
+            "http://m/debian",
+            &["trixie", "trixie-updates"]
+        )));
+        assert!(is_debian(&src(
+            "http://m/debian-security",
+            &["bookworm-security"]
+        )));
+        assert!(!is_debian(&src("http://m/debian", &["bullseye"])));
+        assert!(!is_debian(&src(
+            "http://vendor/apt",
+            &["cloud-sdk-bookworm"]
+        )));
+        assert!(!is_debian(&src("http://m/debian", &[])));
+    }
 }
