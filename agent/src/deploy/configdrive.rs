@@ -162,6 +162,7 @@ fn check_room(first: u64, first_free: u64) -> Result<(), DeployError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::deploy::target::test_target;
     use std::io::Write;
 
     /// A minimal ISO 9660 image labelled `label`.
@@ -221,14 +222,9 @@ pub(crate) mod tests {
         );
     }
 
-    fn disk(img: Vec<u8>, size: usize) -> (tempfile::TempDir, Target) {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("disk");
-        let mut img = img;
+    fn disk(mut img: Vec<u8>, size: usize) -> (tempfile::TempDir, Target) {
         img.resize(size, 0);
-        std::fs::write(&p, &img).unwrap();
-        let t = Target::open(&p).unwrap();
-        (d, t)
+        test_target(img)
     }
 
     #[test]

@@ -222,6 +222,7 @@ fn crc_of_header(h: &[u8]) -> u32 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::deploy::target::test_target;
 
     /// A GPT disk image of `sectors` 512-byte sectors whose backup sits at
     /// `backup_lba` (as if the image had been that small), with one
@@ -260,19 +261,11 @@ pub(crate) mod tests {
         img
     }
 
-    fn file(data: &[u8]) -> (tempfile::TempDir, Target) {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("disk");
-        std::fs::write(&p, data).unwrap();
-        let target = Target::open(&p).unwrap();
-        (t, target)
-    }
-
     #[test]
     fn moves_the_backup_to_the_end_and_both_copies_verify() {
         let mut img = gpt_image(8192, 6000);
         img.resize(16384 * 512, 0);
-        let (_d, t) = file(&img);
+        let (_d, t) = test_target(&img);
         let mut g = Gpt::read(&t).unwrap().unwrap();
         assert_eq!(g.backup_lba(), 6000);
         g.move_backup_to_end(&t).unwrap();
@@ -293,7 +286,7 @@ pub(crate) mod tests {
 
     #[test]
     fn adds_a_partition_in_the_first_free_entry() {
-        let (_d, t) = file(&gpt_image(8192, 8191));
+        let (_d, t) = test_target(gpt_image(8192, 8191));
         let mut g = Gpt::read(&t).unwrap().unwrap();
         assert_eq!(g.add_partition(&t, 6144, 8158, LINUX_FS_TYPE).unwrap(), 2);
         let g = Gpt::read(&t).unwrap().unwrap();
@@ -304,7 +297,7 @@ pub(crate) mod tests {
     fn a_corrupt_header_is_no_gpt() {
         let mut img = gpt_image(8192, 8191);
         img[512 + 40] ^= 1;
-        let (_d, t) = file(&img);
+        let (_d, t) = test_target(&img);
         assert!(Gpt::read(&t).unwrap().is_none());
     }
 }

@@ -26,26 +26,38 @@ enum Op {
     RangeIn,
 }
 
-/// Longest first, so `s<=` is not read as `s<`, nor `==` as `=`.
-const OPS: &[(&str, Op)] = &[
+/// The operators spelled as words.
+const WORD_OPS: &[(&str, Op)] = &[
     ("<range-in>", Op::RangeIn),
     ("<all-in>", Op::AllIn),
     ("<or>", Op::Or),
     ("<in>", Op::In),
-    ("s==", Op::Str("==")),
-    ("s!=", Op::Str("!=")),
-    ("s<=", Op::Str("<=")),
-    ("s>=", Op::Str(">=")),
-    ("s<", Op::Str("<")),
-    ("s>", Op::Str(">")),
-    ("==", Op::Num("==")),
-    ("!=", Op::Num("!=")),
-    ("<=", Op::Num("<=")),
-    (">=", Op::Num(">=")),
-    ("<", Op::Num("<")),
-    (">", Op::Num(">")),
-    ("=", Op::Num("=")),
 ];
+
+/// The comparisons, longest first so `<=` is not read as `<` nor `==` as
+/// `=`. With an `s` in front (`s==`) they compare as strings, else as numbers.
+const COMPARISONS: &[&str] = &["==", "!=", "<=", ">=", "<", ">", "="];
+
+/// The operator `t` starts with, and the rest of `t`.
+fn split_op(t: &str) -> Option<(Op, &str)> {
+    if let Some((op, rest)) = WORD_OPS
+        .iter()
+        .find_map(|(w, op)| t.strip_prefix(w).map(|rest| (*op, rest)))
+    {
+        return Some((op, rest));
+    }
+    let (string, t) = match t.strip_prefix('s') {
+        Some(after) if COMPARISONS.iter().any(|c| after.starts_with(c)) => (true, after),
+        _ => (false, t),
+    };
+    let c: &'static str = COMPARISONS.iter().find(|c| t.starts_with(**c))?;
+    // `s=` is not an operator (oslo has no string `=`).
+    if string && c == "=" {
+        return None;
+    }
+    let op = if string { Op::Str(c) } else { Op::Num(c) };
+    Some((op, &t[c.len()..]))
+}
 
 /// An operator and its operands.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,19 +216,17 @@ fn check_size(e: &Expr) -> Result<(), String> {
 /// `[op] value…`, lowercased; a bare value gets `default`.
 fn parse_expr(text: &str, default: Op) -> Expr {
     let t = text.trim().to_lowercase();
-    for (token, op) in OPS {
-        if let Some(rest) = t.strip_prefix(token) {
-            let args = match op {
-                Op::Or => rest
-                    .split("<or>")
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                Op::AllIn | Op::RangeIn => rest.split_whitespace().map(str::to_string).collect(),
-                _ => vec![rest.trim().to_string()],
-            };
-            return Expr { op: *op, args };
-        }
+    if let Some((op, rest)) = split_op(&t) {
+        let args = match op {
+            Op::Or => rest
+                .split("<or>")
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            Op::AllIn | Op::RangeIn => rest.split_whitespace().map(str::to_string).collect(),
+            _ => vec![rest.trim().to_string()],
+        };
+        return Expr { op, args };
     }
     Expr {
         op: default,
@@ -297,9 +307,7 @@ pub fn from_node(node: &Value) -> Result<Hints, DeployError> {
         Some(mut o) => {
             if let Some(Value::String(n)) = o.get("name")
                 && !n.trim().starts_with("/dev/")
-                && !OPS
-                    .iter()
-                    .any(|(t, _)| n.trim().to_lowercase().starts_with(t))
+                && split_op(&n.trim().to_lowercase()).is_none()
             {
                 let fixed = format!("/dev/{}", n.trim());
                 o.insert("name".into(), Value::String(fixed));

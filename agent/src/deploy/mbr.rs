@@ -75,19 +75,17 @@ pub fn add_partition(t: &Target, start: u64, sectors: u64, kind: u8) -> Result<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::target::test_target;
 
     #[test]
     fn adds_into_the_first_free_slot_and_refuses_a_fifth() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("disk");
         let mut img = vec![0u8; 1 << 20];
         img[510] = 0x55;
         img[511] = 0xAA;
         img[446 + 4] = 0x83;
         img[446 + 8] = 0x08; // start 2048
         img[446 + 12] = 0x10; // 16 sectors
-        std::fs::write(&p, &img).unwrap();
-        let t = Target::open(&p).unwrap();
+        let (_d, t) = test_target(img);
         assert_eq!(add_partition(&t, 4096, 100, FAT32_LBA).unwrap(), 2);
         let e = read(&t).unwrap().unwrap();
         assert_eq!(
@@ -106,13 +104,11 @@ mod tests {
 
     #[test]
     fn a_protective_mbr_is_not_a_dos_table() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("disk");
         let mut img = vec![0u8; 4096];
         img[510] = 0x55;
         img[511] = 0xAA;
         img[446 + 4] = 0xEE;
-        std::fs::write(&p, &img).unwrap();
-        assert!(read(&Target::open(&p).unwrap()).unwrap().is_none());
+        let (_d, t) = test_target(img);
+        assert!(read(&t).unwrap().is_none());
     }
 }

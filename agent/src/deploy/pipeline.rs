@@ -82,9 +82,7 @@ mod tests {
 
     #[test]
     fn copies_everything_and_reports_a_short_stream_or_a_full_disk() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("disk");
-        std::fs::write(&p, vec![0u8; 5 << 20]).unwrap();
+        let (_d, p) = crate::deploy::target::test_file(vec![0u8; 5 << 20]);
         let t = Target::open(&p).unwrap();
         let data: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i % 253) as u8).collect();
         let mut input = Input::new(&data[..], Hasher::new(Algo::Sha256));

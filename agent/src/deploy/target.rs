@@ -172,15 +172,30 @@ fn device_size(file: &File) -> std::io::Result<u64> {
     Ok(size)
 }
 
+/// A regular file holding `bytes`, standing in for a disk in unit tests;
+/// the directory goes when the returned guard drops.
+#[cfg(test)]
+pub(crate) fn test_file(bytes: impl AsRef<[u8]>) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk");
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
+}
+
+/// [`test_file`], opened as a [`Target`].
+#[cfg(test)]
+pub(crate) fn test_target(bytes: impl AsRef<[u8]>) -> (tempfile::TempDir, Target) {
+    let (dir, path) = test_file(bytes);
+    (dir, Target::open(&path).unwrap())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn writes_inside_the_file_only() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("disk");
-        std::fs::write(&p, vec![7u8; 4096]).unwrap();
+        let (_t, p) = test_file(vec![7u8; 4096]);
         let d = Target::open(&p).unwrap();
         assert_eq!(d.size(), 4096);
         d.write_at(4000, &[1u8; 96]).unwrap();

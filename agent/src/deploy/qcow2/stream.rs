@@ -221,6 +221,7 @@ mod tests {
     use super::*;
     use crate::deploy::checksum::{Algo, Hasher};
     use crate::deploy::qcow2::tests::header;
+    use crate::deploy::target::test_file;
 
     const C: usize = 65536;
 
@@ -244,9 +245,7 @@ mod tests {
 
     #[test]
     fn tables_before_data_convert_and_holes_become_zeros() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("disk");
-        std::fs::write(&p, vec![0xABu8; 2 << 20]).unwrap();
+        let (_d, p) = test_file(vec![0xABu8; 2 << 20]);
         assert_eq!(convert_bytes(&image(4, 5), &p).unwrap(), 1 << 20);
         let out = std::fs::read(&p).unwrap();
         assert!(
@@ -263,9 +262,7 @@ mod tests {
 
     #[test]
     fn a_table_after_its_data_cannot_be_streamed() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("disk");
-        std::fs::write(&p, vec![0u8; 2 << 20]).unwrap();
+        let (_d, p) = test_file(vec![0u8; 2 << 20]);
         let e = convert_bytes(&image(6, 5), &p).unwrap_err().to_string();
         assert!(e.contains("cannot be streamed"), "{e}");
     }
