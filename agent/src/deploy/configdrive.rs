@@ -246,12 +246,7 @@ pub(crate) mod tests {
 
     #[test]
     fn mbr_gets_a_primary_partition_at_the_end() {
-        let mut img = vec![0u8; 1 << 20];
-        img[510] = 0x55;
-        img[511] = 0xAA;
-        img[446 + 4] = 0x83;
-        img[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
-        img[446 + 12..446 + 16].copy_from_slice(&8192u32.to_le_bytes());
+        let img = crate::deploy::mbr::test_dos_image(0x83, 2048, 8192);
         let (_d, t) = disk(img, 100 << 20);
         let start = write(&t, &iso("config-2")).unwrap();
         let e = mbr::read(&t).unwrap().unwrap();

@@ -72,6 +72,19 @@ pub fn add_partition(t: &Target, start: u64, sectors: u64, kind: u8) -> Result<u
     Ok(slot + 1)
 }
 
+/// A 1 MiB disk image with a DOS table whose first entry has `kind`,
+/// `start` and `sectors`.
+#[cfg(test)]
+pub(crate) fn test_dos_image(kind: u8, start: u32, sectors: u32) -> Vec<u8> {
+    let mut img = vec![0u8; 1 << 20];
+    img[510] = 0x55;
+    img[511] = 0xAA;
+    img[446 + 4] = kind;
+    img[446 + 8..446 + 12].copy_from_slice(&start.to_le_bytes());
+    img[446 + 12..446 + 16].copy_from_slice(&sectors.to_le_bytes());
+    img
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,13 +92,7 @@ mod tests {
 
     #[test]
     fn adds_into_the_first_free_slot_and_refuses_a_fifth() {
-        let mut img = vec![0u8; 1 << 20];
-        img[510] = 0x55;
-        img[511] = 0xAA;
-        img[446 + 4] = 0x83;
-        img[446 + 8] = 0x08; // start 2048
-        img[446 + 12] = 0x10; // 16 sectors
-        let (_d, t) = test_target(img);
+        let (_d, t) = test_target(test_dos_image(0x83, 2048, 16));
         assert_eq!(add_partition(&t, 4096, 100, FAT32_LBA).unwrap(), 2);
         let e = read(&t).unwrap().unwrap();
         assert_eq!(
@@ -104,11 +111,7 @@ mod tests {
 
     #[test]
     fn a_protective_mbr_is_not_a_dos_table() {
-        let mut img = vec![0u8; 4096];
-        img[510] = 0x55;
-        img[511] = 0xAA;
-        img[446 + 4] = 0xEE;
-        let (_d, t) = test_target(img);
+        let (_d, t) = test_target(test_dos_image(0xEE, 1, 2047));
         assert!(read(&t).unwrap().is_none());
     }
 }
