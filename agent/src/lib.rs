@@ -11,6 +11,8 @@ pub mod config;
 pub mod extensions;
 pub mod fsutil;
 pub mod heartbeat;
+pub mod inspect;
+pub mod inventory;
 pub mod ironic;
 pub mod logging;
 pub mod net;
