@@ -86,8 +86,9 @@ const SETTINGS: &[(&str, &str, &str)] = &[
 /// that type, unused with `manage_agent_boot = false`), `direct` deploy,
 /// `agent` inspection without managed boot, automated cleaning with only
 /// `erase_devices_metadata`, images handed to the agent as plain URLs, no
-/// power-state polling after deploy (fake power never reports off), and a
-/// short heartbeat interval.
+/// power-state polling after deploy (fake power never reports off), a
+/// short heartbeat interval, and the API's URL as a QEMU guest reaches it
+/// (`ipa-inspection-callback-url` for the inspection boot Ironic prepares).
 const JOB_SETTINGS: &[(&str, &str, &str)] = &[
     (
         "DEFAULT",
@@ -111,6 +112,7 @@ const JOB_SETTINGS: &[(&str, &str, &str)] = &[
     ("api", "ramdisk_heartbeat_timeout", "20"),
     ("inspector", "require_managed_boot", "false"),
     ("inspector", "add_ports", "active"),
+    ("service_catalog", "endpoint_override", "http://10.0.2.2:{port}"),
 ];
 
 impl Default for IronicConfig {
@@ -187,7 +189,10 @@ impl IronicConfig {
             put("oslo_policy", "policy_file", format!("{s}/policy.yaml"));
         }
         for (section, key, value) in &self.extra {
-            put(section, key, value.replace("{state}", &s.to_string()));
+            let value = value
+                .replace("{state}", &s.to_string())
+                .replace("{port}", &port.to_string());
+            put(section, key, value);
         }
 
         let mut text = String::new();
