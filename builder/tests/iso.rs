@@ -327,7 +327,8 @@ fn boot(name: &str, firmware: Firmware, medium: fn(PathBuf) -> Boot) {
     let dir = tempfile::tempdir().unwrap();
     let mut vm = Qemu::new(medium(b.iso.clone()))
         .firmware(firmware)
-        .spawn(dir.path())
+        .nic("virtio-net-pci", "52:54:00:12:34:56")
+        .spawn_in(dir.path())
         .unwrap();
     let userspace = vm
         .wait_for("ipa-build:", BOOT_TIMEOUT)

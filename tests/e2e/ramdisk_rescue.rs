@@ -479,7 +479,10 @@ fn rescue_through_ramdisk(profile: &str) {
     .nic("e1000", SECOND_MAC)
     .hostfwd(agent_fwd, AGENT_PORT)
     .hostfwd(ssh_fwd, 22);
-    let mut vm = disks.attach(vm).spawn(&scratch.path().join("vm")).unwrap();
+    let mut vm = disks
+        .attach(vm)
+        .spawn_in(&scratch.path().join("vm"))
+        .unwrap();
 
     // Watch Ironic until the node is rescued, noting the first heartbeat.
     let mut heartbeat: Option<Duration> = None;

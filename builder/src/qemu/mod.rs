@@ -9,7 +9,8 @@
 //!   machines `/dev/kvm` opens but QEMU aborts setting up the vCPU (`failed
 //!   to set MSR 0x10a`), so a paused QEMU is started once to find out.
 //! - **Firmware**: SeaBIOS on `pc`, or OVMF on `q35` with a private, writable
-//!   copy of the variable store (the firmware writes to it).
+//!   copy of the variable store (the firmware writes to it): [`Qemu::spawn_in`]
+//!   makes that copy, so no caller repeats it.
 //! - **NICs**: always an explicit model (`pc` and `q35` default to different
 //!   ones) and no iPXE option ROM (`romfile=`, it only slows a direct boot).
 //!   Each NIC has its own user-mode network on its own subnet (10.0.2.0/24,
@@ -20,15 +21,19 @@
 //!   controller of each kind is created on first use and shared. Writes go
 //!   to the file unless the disk is a snapshot (a throwaway overlay).
 //! - **Console**: the serial port on the terminal (`-nographic`, Ctrl-A X
-//!   quits) or in a file (`-display none`), and an optional monitor socket
-//!   for `device_add`/`device_del`.
+//!   quits) or in a file (`-display none`).
+//! - **Monitor**: an optional QMP socket ([`qmp`]) through which a test
+//!   plugs devices into a running guest (`device_add`/`device_del`);
+//!   [`Qemu::spawn_in`] always opens one.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::host::Need;
+use crate::host::{HostError, Need};
+
+pub mod qmp;
 
 /// The QEMU system emulator we run.
 pub const QEMU: Need = Need {
@@ -45,6 +50,12 @@ pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// Debian packages that provide QEMU and UEFI firmware. `qemu-utils` is
 /// listed because installing `qemu-system-x86` alone removes a newer one.
 pub const PACKAGES: &[&str] = &["qemu-system-x86", "qemu-utils", "ovmf"];
+
+/// Makes sure QEMU and OVMF are installed: installs them with apt-get when
+/// they are missing and we are root, otherwise says what to install.
+pub fn ensure_installed(log: &dyn Fn(&str)) -> Result<(), HostError> {
+    crate::host::ensure(&[QEMU, OVMF], true, log)
+}
 
 /// Accelerator QEMU runs the guest with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,13 +131,13 @@ pub fn kvm_works() -> bool {
 }
 
 /// Machine type and firmware.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {
     /// SeaBIOS on the `pc` machine.
     Bios,
-    /// OVMF on `q35`; `vars` is the writable copy of the variable store
-    /// (copy [`OVMF_VARS`] there before starting).
-    Uefi { vars: PathBuf },
+    /// OVMF on `q35`, with a writable copy of the variable store: the one
+    /// [`Qemu::spawn_in`] makes, or [`Qemu::uefi_vars`].
+    Uefi,
 }
 
 /// What the VM boots.
@@ -173,7 +184,7 @@ pub enum Controller {
 impl Controller {
     /// The controller device created once for all disks of this kind, as
     /// (QEMU device, id); `None` when each disk is its own device.
-    fn bus(self) -> Option<(&'static str, &'static str)> {
+    pub fn bus(self) -> Option<(&'static str, &'static str)> {
         match self {
             Controller::VirtioScsi => Some(("virtio-scsi-pci", "scsi0")),
             Controller::Megasas => Some(("megasas-gen2", "mega0")),
@@ -226,13 +237,16 @@ pub enum Console {
 pub struct Qemu {
     boot: Boot,
     firmware: Firmware,
+    uefi_vars: Option<PathBuf>,
     accel: Accel,
     memory_mib: u32,
     nics: Vec<Nic>,
     hostfwd: Vec<(u16, u16)>,
     disks: Vec<Disk>,
     console: Console,
-    monitor: Option<PathBuf>,
+    qmp: Option<PathBuf>,
+    /// Controllers created even when no disk is on them yet (for hotplug).
+    controllers: Vec<Controller>,
     extra: Vec<String>,
 }
 
@@ -243,19 +257,30 @@ impl Qemu {
         Qemu {
             boot,
             firmware: Firmware::Bios,
+            uefi_vars: None,
             accel: Accel::Tcg,
             memory_mib: 1024,
             nics: Vec::new(),
             hostfwd: Vec::new(),
             disks: Vec::new(),
             console: Console::Terminal,
-            monitor: None,
+            qmp: None,
+            controllers: Vec::new(),
             extra: Vec::new(),
         }
     }
 
     pub fn firmware(mut self, firmware: Firmware) -> Self {
         self.firmware = firmware;
+        self
+    }
+
+    /// The writable copy of the UEFI variable store (copy [`OVMF_VARS`]
+    /// there before starting). Without one, [`Qemu::args`] gives the
+    /// firmware the read-only original, whose variables it cannot keep;
+    /// [`Qemu::spawn_in`] makes a copy itself.
+    pub fn uefi_vars(mut self, path: impl Into<PathBuf>) -> Self {
+        self.uefi_vars = Some(path.into());
         self
     }
 
@@ -289,6 +314,14 @@ impl Qemu {
         self.disk_with(Disk::raw(path, controller))
     }
 
+    /// Creates the shared controller of this kind (its id is the second
+    /// half of [`Controller::bus`]) even with no disk on it, so that a disk can be
+    /// plugged in later: a USB stick into `xhci0`, say.
+    pub fn controller(mut self, controller: Controller) -> Self {
+        self.controllers.push(controller);
+        self
+    }
+
     /// Adds a data disk described in full.
     pub fn disk_with(mut self, disk: Disk) -> Self {
         self.disks.push(disk);
@@ -300,9 +333,10 @@ impl Qemu {
         self
     }
 
-    /// A QEMU monitor on the Unix socket `path` (for `device_add`, `quit`...).
-    pub fn monitor_socket(mut self, path: impl Into<PathBuf>) -> Self {
-        self.monitor = Some(path.into());
+    /// A QMP monitor on the Unix socket `path` (for `device_add`,
+    /// `device_del`...; see [`qmp::Qmp`]).
+    pub fn qmp_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.qmp = Some(path.into());
         self
     }
 
@@ -337,25 +371,30 @@ impl Qemu {
                 &format!("file:{}", path.display()),
             ]),
         }
-        match &self.monitor {
-            Some(sock) => push(&[
-                "-monitor",
+        // With -nographic the human monitor is multiplexed on the terminal.
+        if self.console != Console::Terminal {
+            push(&["-monitor", "none"]);
+        }
+        if let Some(sock) = &self.qmp {
+            push(&[
+                "-qmp",
                 &format!("unix:{},server=on,wait=off", sock.display()),
-            ]),
-            // With -nographic the monitor is multiplexed on the terminal.
-            None if self.console != Console::Terminal => push(&["-monitor", "none"]),
-            None => {}
+            ]);
         }
         push(&["-no-reboot", "-m", &self.memory_mib.to_string()]);
         match &self.firmware {
             Firmware::Bios => push(&["-machine", "pc"]),
-            Firmware::Uefi { vars } => {
+            Firmware::Uefi => {
                 push(&["-machine", "q35"]);
+                let vars = match &self.uefi_vars {
+                    Some(vars) => format!("if=pflash,format=raw,file={}", vars.display()),
+                    None => format!("if=pflash,format=raw,readonly=on,file={OVMF_VARS}"),
+                };
                 push(&[
                     "-drive",
                     &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
                     "-drive",
-                    &format!("if=pflash,format=raw,file={}", vars.display()),
+                    &vars,
                 ]);
             }
         }
@@ -400,6 +439,14 @@ impl Qemu {
             push(&["-nic", "none"]);
         }
         let mut buses: Vec<&str> = Vec::new();
+        for c in &self.controllers {
+            if let Some((device, id)) = c.bus()
+                && !buses.contains(&id)
+            {
+                buses.push(id);
+                push(&["-device", &format!("{device},id={id}")]);
+            }
+        }
         let mut ahci_port = 0;
         for (i, disk) in self.disks.iter().enumerate() {
             if let Some((device, id)) = disk.controller.bus()
@@ -443,6 +490,40 @@ impl Qemu {
         c.args(self.args());
         c
     }
+
+    /// Starts this VM headless with everything in `dir` (created if
+    /// needed): the serial console in `serial.log`, QEMU's own output in
+    /// `qemu.log`, a QMP socket `qmp.sock` ([`Vm::qmp`]) and, for UEFI, the
+    /// private copy `vars.fd` of the variable store. What the test
+    /// harnesses and scripts use.
+    pub fn spawn_in(&self, dir: &Path) -> Result<Vm, SpawnError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SpawnError { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut vm = self
+            .clone()
+            .console(Console::File(dir.join("serial.log")))
+            .qmp_socket(dir.join("qmp.sock"));
+        if vm.firmware == Firmware::Uefi {
+            let vars = dir.join("vars.fd");
+            std::fs::copy(OVMF_VARS, &vars).map_err(io(Path::new(OVMF_VARS)))?;
+            vm = vm.uefi_vars(vars);
+        }
+        let mut started = Vm::spawn(&vm.args(), dir).map_err(io(Path::new(QEMU.what)))?;
+        started.qmp = vm.qmp;
+        Ok(started)
+    }
+}
+
+/// A VM could not be started: the file or program it names.
+#[derive(Debug, thiserror::Error)]
+#[error("starting QEMU: {path}: {source}")]
+pub struct SpawnError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
 }
 
 /// A QEMU running headless with its serial console in a file: what the test
@@ -452,6 +533,7 @@ pub struct Vm {
     child: Child,
     serial: PathBuf,
     qemu_log: PathBuf,
+    qmp: Option<PathBuf>,
     started: Instant,
 }
 
@@ -485,6 +567,7 @@ impl Vm {
             child,
             serial,
             qemu_log,
+            qmp: None,
             started: Instant::now(),
         })
     }
@@ -496,6 +579,13 @@ impl Vm {
 
     pub fn serial_path(&self) -> &Path {
         &self.serial
+    }
+
+    /// A client on this VM's QMP socket (started by [`Qemu::spawn_in`]), to
+    /// plug devices in and out while the guest runs.
+    pub fn qmp(&self) -> Result<qmp::Qmp, qmp::QmpError> {
+        let path = self.qmp.as_deref().ok_or(qmp::QmpError::NoSocket)?;
+        qmp::Qmp::connect(path, Duration::from_secs(10))
     }
 
     /// Time since QEMU was started.
@@ -634,18 +724,17 @@ mod tests {
     #[test]
     fn uefi_kvm_file_console_and_monitor() {
         let argv = Qemu::new(Boot::Cdrom("x.iso".into()))
-            .firmware(Firmware::Uefi {
-                vars: "/t/vars.fd".into(),
-            })
+            .firmware(Firmware::Uefi)
+            .uefi_vars("/t/vars.fd")
             .accel(Accel::Kvm)
             .memory_mib(512)
             .console(Console::File("/t/serial.log".into()))
-            .monitor_socket("/t/mon.sock")
+            .qmp_socket("/t/qmp.sock")
             .arg("-smp")
             .arg("2")
             .args();
         let joined = argv.join(" ");
-        assert!(joined.starts_with("-accel kvm -cpu host -display none -serial file:/t/serial.log -monitor unix:/t/mon.sock,server=on,wait=off -no-reboot -m 512"), "{joined}");
+        assert!(joined.starts_with("-accel kvm -cpu host -display none -serial file:/t/serial.log -monitor none -qmp unix:/t/qmp.sock,server=on,wait=off -no-reboot -m 512"), "{joined}");
         assert_eq!(values(&argv, "-machine"), ["q35"]);
         assert_eq!(
             values(&argv, "-drive"),
@@ -701,5 +790,20 @@ mod tests {
         let drives = values(&argv, "-drive");
         assert_eq!(drives[0], "file=a.img,format=raw,if=none,id=d0");
         assert_eq!(drives[7], "file=n.img,format=raw,if=none,id=d7,snapshot=on");
+    }
+
+    #[test]
+    fn an_empty_controller_waits_for_hotplug_and_is_not_repeated() {
+        let argv = Qemu::new(kernel())
+            .controller(Controller::Usb)
+            .disk("f.img", Controller::Usb)
+            .args();
+        assert_eq!(
+            values(&argv, "-device"),
+            [
+                "qemu-xhci,id=xhci0",
+                "usb-storage,bus=xhci0.0,drive=d0,removable=on,serial=ipa0000",
+            ]
+        );
     }
 }
