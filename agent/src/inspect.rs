@@ -1,6 +1,6 @@
 //! In-band inspection, as ironic-python-agent does it: when
 //! `ipa-inspection-callback-url` is set, wait for DHCP, collect the
-//! [`crate::inventory`], post it to that URL (Ironic's
+//! [`crate::hardware::inventory`], post it to that URL (Ironic's
 //! `/v1/continue_inspection`), then go on to lookup with the node UUID the
 //! answer names.
 //!
@@ -117,8 +117,8 @@ fn wait_for_dhcp(cfg: &Config, timing: &dyn Timing) {
     }
     let start = timing.now();
     loop {
-        let addrs = crate::inventory::interfaces::system_addresses();
-        let missing: Vec<String> = crate::inventory::interfaces::list(&cfg.root, &addrs)
+        let addrs = crate::hardware::interfaces::system_addresses();
+        let missing: Vec<String> = crate::hardware::interfaces::list(&cfg.root, &addrs)
             .into_iter()
             .filter(|i| s.dhcp_all_interfaces || cfg.bootif.as_deref() == Some(&i.mac_address))
             .filter(|i| i.ipv4_address.is_none())
@@ -155,9 +155,16 @@ pub fn payload(cfg: &Config) -> Value {
             unknown.join(",")
         );
     }
-    let disks = crate::inventory::disks(&cfg.root);
-    let inventory = crate::inventory::collect(&cfg.root, cfg.bootif.as_deref(), disks);
-    let root_disk = crate::inventory::guess_root_disk(&inventory.disks);
+    // IPA reports a collector's failure in `error` and still posts.
+    let (disks, error) = match crate::hardware::disks::list(&cfg.root) {
+        Ok(d) => (d, Value::Null),
+        Err(e) => {
+            log::warn!("inspection: {e}");
+            (Vec::new(), json!(e.to_string()))
+        }
+    };
+    let inventory = crate::hardware::inventory::collect(&cfg.root, cfg.bootif.as_deref(), disks);
+    let root_disk = crate::hardware::inventory::guess_root_disk(&inventory.disks).cloned();
     log::info!(
         "inventory: {} interfaces, {} disks, {} CPUs ({}), {} bytes of RAM",
         inventory.interfaces.len(),
@@ -173,11 +180,11 @@ pub fn payload(cfg: &Config) -> Value {
         "configuration": {
             "collectors": s.collectors,
             "managers": [{
-                "name": crate::inventory::MANAGER_NAME,
-                "version": crate::inventory::MANAGER_VERSION,
+                "name": crate::hardware::inventory::MANAGER_NAME,
+                "version": crate::hardware::inventory::MANAGER_VERSION,
             }],
         },
-        "error": Value::Null,
+        "error": error,
     });
     if s.collectors.iter().any(|c| c == "logs") {
         match crate::extensions::logs::collect(&cfg.root) {

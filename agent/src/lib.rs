@@ -13,7 +13,6 @@ pub mod fsutil;
 pub mod hardware;
 pub mod heartbeat;
 pub mod inspect;
-pub mod inventory;
 pub mod ironic;
 pub mod logging;
 pub mod net;

@@ -84,7 +84,7 @@ impl Rig {
         .nic("e1000", SECOND_MAC)
         .hostfwd(self.agent_fwd, AGENT_PORT)
         .disk(&self.disk, Controller::VirtioBlk)
-        .spawn(&self.dir.join(format!("vm-{job}")))
+        .spawn_in(&self.dir.join(format!("vm-{job}")))
         .unwrap()
     }
 
@@ -329,7 +329,7 @@ fn inspect(rig: &mut Rig) {
         )
         .unwrap();
     let inv = &stored["inventory"];
-    let ips: Vec<(&str, &str)> = inv["interfaces"]
+    let mut ips: Vec<(&str, &str)> = inv["interfaces"]
         .as_array()
         .unwrap()
         .iter()
@@ -340,6 +340,7 @@ fn inspect(rig: &mut Rig) {
             )
         })
         .collect();
+    ips.sort();
     assert_eq!(
         ips,
         vec![(MAC, "10.0.2.15"), (SECOND_MAC, "10.0.3.15")],

@@ -112,7 +112,11 @@ const JOB_SETTINGS: &[(&str, &str, &str)] = &[
     ("api", "ramdisk_heartbeat_timeout", "20"),
     ("inspector", "require_managed_boot", "false"),
     ("inspector", "add_ports", "active"),
-    ("service_catalog", "endpoint_override", "http://10.0.2.2:{port}"),
+    (
+        "service_catalog",
+        "endpoint_override",
+        "http://10.0.2.2:{port}",
+    ),
 ];
 
 impl Default for IronicConfig {

@@ -8,11 +8,8 @@
 //! `getifaddrs` ([`interfaces::system_addresses`]); so the whole inventory
 //! can be built from a fake tree in tests.
 
-pub mod cpu;
-pub mod interfaces;
-pub mod memory;
-pub mod system;
-
+use super::disks::BlockDevice;
+use super::{cpu, interfaces, memory, system};
 use serde::Serialize;
 use std::path::Path;
 
@@ -25,8 +22,8 @@ pub struct Inventory {
     pub interfaces: Vec<interfaces::Interface>,
     /// The processors, summed up.
     pub cpu: cpu::Cpu,
-    /// Block devices (`hardware::disks`), as IPA's `BlockDevice`s.
-    pub disks: Vec<serde_json::Value>,
+    /// Block devices, as IPA's `BlockDevice`s.
+    pub disks: Vec<BlockDevice>,
     /// RAM as the kernel sees it and as installed.
     pub memory: memory::Memory,
     /// The BMC's IPv4 address; IPA asks `ipmitool`, which this image lacks.
@@ -44,8 +41,8 @@ pub struct Inventory {
 }
 
 /// Collects the inventory under `root`. `bootif` is the PXE MAC from the
-/// kernel command line; `disks` the block devices, already serialized.
-pub fn collect(root: &Path, bootif: Option<&str>, disks: Vec<serde_json::Value>) -> Inventory {
+/// kernel command line; `disks` the block devices ([`super::disks::list`]).
+pub fn collect(root: &Path, bootif: Option<&str>, disks: Vec<BlockDevice>) -> Inventory {
     collect_with(root, bootif, disks, &interfaces::system_addresses())
 }
 
@@ -54,7 +51,7 @@ pub fn collect(root: &Path, bootif: Option<&str>, disks: Vec<serde_json::Value>)
 pub fn collect_with(
     root: &Path,
     bootif: Option<&str>,
-    disks: Vec<serde_json::Value>,
+    disks: Vec<BlockDevice>,
     addrs: &interfaces::Addresses,
 ) -> Inventory {
     Inventory {
@@ -78,21 +75,12 @@ pub const MANAGER_NAME: &str = "generic_hardware_manager";
 pub const MANAGER_VERSION: &str = "1.2";
 
 /// The disk IPA's `guess_root_disk` picks without root device hints: the
-/// smallest of at least 4 GiB; `null` when there is none.
-pub fn guess_root_disk(disks: &[serde_json::Value]) -> serde_json::Value {
-    const MIN: u64 = 4 << 30;
+/// smallest writable disk of at least 4 GiB.
+pub fn guess_root_disk(disks: &[BlockDevice]) -> Option<&BlockDevice> {
     disks
         .iter()
-        .filter(|d| d["size"].as_u64().is_some_and(|s| s >= MIN))
-        .min_by_key(|d| d["size"].as_u64())
-        .cloned()
-        .unwrap_or(serde_json::Value::Null)
-}
-
-/// The block devices, serialized as IPA's `BlockDevice`s.
-pub fn disks(_root: &Path) -> Vec<serde_json::Value> {
-    // Filled from `hardware::disks::list` once that module is merged.
-    Vec::new()
+        .filter(|d| d.writable() && d.size >= 4 << 30)
+        .min_by_key(|d| (d.size, d.name.clone()))
 }
 
 /// The trimmed text of a sysfs/procfs file, `None` when it is missing,
@@ -192,7 +180,14 @@ mod tests {
                 "1000",
             ),
         ] {
-            let dev = root.join("sys/devices/pci0000:00").join(pci);
+            // virtio NICs sit on the virtio bus below their PCI function.
+            let dev = match driver {
+                "virtio_net" => root
+                    .join("sys/devices/pci0000:00")
+                    .join(pci)
+                    .join("virtio0"),
+                _ => root.join("sys/devices/pci0000:00").join(pci),
+            };
             fs::create_dir_all(&dev).unwrap();
             put(&dev, "vendor", format!("{}\n", ids.0).as_bytes());
             put(&dev, "device", format!("{}\n", ids.1).as_bytes());
@@ -221,7 +216,7 @@ mod tests {
                 Some("fec0::5054:ff:fe12:3456".parse().unwrap()),
             ),
         );
-        let disks = vec![json!({"name": "/dev/vda", "size": 5u64 << 30})];
+        let disks = vec![disk("vda", 5)];
         let inv = collect_with(t.path(), Some("52:54:00:12:34:56"), disks, &addrs);
         let v = serde_json::to_value(&inv).unwrap();
         assert_eq!(
@@ -263,6 +258,7 @@ mod tests {
         assert_eq!(v["bmc_address"], json!(null));
         assert_eq!(v["hostname"], "ramdisk");
         assert_eq!(v["disks"][0]["name"], "/dev/vda");
+        assert_eq!(v["disks"][0]["size"], 5u64 << 30);
     }
 
     #[test]
@@ -300,14 +296,34 @@ mod tests {
         assert_eq!(memory::memory_device_mib(&[16, 0, 0]), None);
     }
 
+    fn disk(name: &str, gib: u64) -> BlockDevice {
+        BlockDevice {
+            name: format!("/dev/{name}"),
+            model: None,
+            size: gib << 30,
+            rotational: false,
+            wwn: None,
+            serial: None,
+            vendor: None,
+            wwn_with_extension: None,
+            wwn_vendor_extension: None,
+            hctl: None,
+            by_path: None,
+            logical_sectors: None,
+            physical_sectors: None,
+            tran: None,
+            read_only: false,
+            removable: false,
+            boot_medium: false,
+        }
+    }
+
     #[test]
-    fn root_disk_is_the_smallest_of_at_least_4_gib() {
-        let disks = vec![
-            json!({"name": "/dev/sda", "size": 8u64 << 30}),
-            json!({"name": "/dev/sdb", "size": 1u64 << 30}),
-            json!({"name": "/dev/vda", "size": 5u64 << 30}),
-        ];
-        assert_eq!(guess_root_disk(&disks)["name"], "/dev/vda");
-        assert_eq!(guess_root_disk(&disks[1..2]), serde_json::Value::Null);
+    fn root_disk_is_the_smallest_writable_of_at_least_4_gib() {
+        let mut ro = disk("vdb", 4);
+        ro.read_only = true;
+        let disks = vec![disk("sda", 8), disk("sdb", 1), ro, disk("vda", 5)];
+        assert_eq!(guess_root_disk(&disks).map(|d| d.kname()), Some("vda"));
+        assert_eq!(guess_root_disk(&disks[1..3]), None);
     }
 }

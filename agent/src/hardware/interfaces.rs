@@ -3,7 +3,7 @@
 //! these MACs, creates ports from them, and (with `[inspector]add_ports =
 //! active`) keeps only those with an IP address.
 
-use super::read_trimmed;
+use super::inventory::read_trimmed;
 use crate::fsutil::under;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -35,7 +35,8 @@ pub struct Interface {
     pub biosdevname: Option<String>,
     /// Link speed in Mbit/s, when the link is up.
     pub speed_mbps: Option<u64>,
-    /// `0000:00:03.0` for a PCI NIC.
+    /// `0000:00:03.0` for a PCI NIC (the parent PCI function of a virtio
+    /// one).
     pub pci_address: Option<String>,
     /// The kernel driver (`virtio_net`, `e1000`).
     pub driver: Option<String>,
@@ -76,6 +77,14 @@ fn interface(dir: &Path, name: String, addrs: &Addresses) -> Option<Interface> {
             .ok()
             .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
     };
+    // A virtio NIC's device is `virtio0` on the virtio bus, a child of the
+    // PCI function: the nearest PCI-shaped ancestor is the address.
+    let pci_address = std::fs::canonicalize(&device).ok().and_then(|p| {
+        p.ancestors()
+            .filter_map(|a| a.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .find(|n| is_pci_address(n))
+    });
     Some(Interface {
         ipv4_address: v4.map(|a| a.to_string()),
         ipv6_address: v6.map(|a| a.to_string()),
@@ -89,7 +98,7 @@ fn interface(dir: &Path, name: String, addrs: &Addresses) -> Option<Interface> {
             .and_then(|s| s.parse::<i64>().ok())
             .and_then(|s| u64::try_from(s).ok())
             .filter(|s| *s > 0),
-        pci_address: link_name(&device).filter(|n| is_pci_address(n)),
+        pci_address,
         driver: link_name(&device.join("driver")),
         mac_address: mac,
         name,
