@@ -425,6 +425,29 @@ mod tests {
     }
 
     #[test]
+    fn inspection_parameters() {
+        let p = parse_kernel_params(
+            "ipa-inspection-callback-url=http://10.0.2.2:6385/v1/continue_inspection \
+             ipa-inspection-collectors=default,,logs,extra-hardware ipa-inspection-dhcp-wait-timeout=5",
+        );
+        let (c, warn) = from_params(PathBuf::from("/"), &p);
+        let i = &c.inspection;
+        assert_eq!(
+            i.callback_url.as_deref(),
+            Some("http://10.0.2.2:6385/v1/continue_inspection")
+        );
+        assert_eq!(i.collectors, vec!["default", "logs", "extra-hardware"]);
+        assert_eq!((i.dhcp_wait_timeout, i.dhcp_all_interfaces), (5.0, false));
+        assert!(warn.is_empty(), "{warn:?}");
+
+        let p = parse_kernel_params("ipa-inspection-callback-url=mdns");
+        let (c, warn) = from_params(PathBuf::from("/"), &p);
+        assert_eq!(c.inspection.callback_url, None);
+        assert_eq!(c.inspection.collectors, vec!["default"]);
+        assert!(warn[0].contains("mDNS is not supported"), "{warn:?}");
+    }
+
+    #[test]
     fn absurd_numbers_are_clamped_once_never_panic() {
         let p = parse_kernel_params(
             "ipa-http-request-timeout=1e20 ipa-lookup-interval=-3 ipa-lookup-timeout=inf \

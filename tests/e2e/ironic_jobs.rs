@@ -96,7 +96,9 @@ impl Rig {
         let started = Instant::now();
         loop {
             let node = self.ironic.node(&self.node).unwrap();
-            if node.provision_state() == wanted && node.target_provision_state().is_none() {
+            // A failed deploy keeps `active` as its target.
+            let settled = node.target_provision_state().is_none() || node.is_failed();
+            if node.provision_state() == wanted && settled {
                 return node;
             }
             let why = if node.is_failed() {
@@ -171,9 +173,8 @@ impl Rig {
     }
 }
 
-/// A whole-disk image whose filesystem names `tag`, its sha256, and its
-/// length.
-fn make_image(dir: &Path, tag: &str) -> (PathBuf, String) {
+/// A whole-disk image whose filesystem names `tag`.
+fn make_image(dir: &Path, tag: &str) -> PathBuf {
     let raw = dir.join(format!("{tag}.raw"));
     disk_images::whole_disk_image(
         &raw,
@@ -188,16 +189,16 @@ fn make_image(dir: &Path, tag: &str) -> (PathBuf, String) {
         ],
     )
     .unwrap();
-    let hash = disk_images::sha256(&raw).unwrap();
-    (raw, hash)
+    raw
 }
 
 /// What the host sees on the disk after a deploy of `image`: the image's
 /// bytes between its primary GPT and its old backup GPT (the agent rewrites
 /// both GPT areas: the backup moves to the disk's end and the configdrive
 /// partition is added), the image's partition unchanged, and a partition
-/// of at most 64 MiB after it holding an ISO labelled `config-2` whose
-/// `meta_data.json` names the node and `hostname`.
+/// at the disk's end (64 MiB plus alignment at most) holding an ISO
+/// labelled `config-2` whose `meta_data.json` names the node and
+/// `hostname`.
 fn check_deployed(rig: &Rig, job: &str, image: &Path, hostname: &str) {
     let len = std::fs::metadata(image).unwrap().len();
     let (from, to) = (34 * SECTOR, len - 33 * SECTOR);
@@ -220,9 +221,14 @@ fn check_deployed(rig: &Rig, job: &str, image: &Path, hostname: &str) {
         .iter()
         .find(|p| p.start * SECTOR >= len - 33 * SECTOR)
         .unwrap_or_else(|| panic!("[{job}] no partition after the image: {parts:?}"));
+    // At the end of the disk (before the backup GPT), room for a 64 MiB
+    // configdrive plus at most 1 MiB of alignment.
+    let end = (cd.start + cd.size) * SECTOR;
     assert!(
-        cd.size * SECTOR <= 64 << 20,
-        "[{job}] configdrive partition {cd:?}"
+        end <= DISK_BYTES - 33 * SECTOR
+            && end >= DISK_BYTES - (1 << 20)
+            && cd.size * SECTOR <= 65 << 20,
+        "[{job}] configdrive partition {cd:?} on a disk of {DISK_BYTES} bytes"
     );
     let iso = rig.dir.join(format!("{job}-configdrive.iso"));
     std::fs::write(
@@ -364,7 +370,7 @@ fn inspect(rig: &mut Rig) {
 /// `provide` with automated cleaning: `erase_devices_metadata` wipes the
 /// partition table and filesystem planted on the disk.
 fn clean(rig: &mut Rig) {
-    let (planted, _) = make_image(&rig.dir, "planted");
+    let planted = make_image(&rig.dir, "planted");
     disk_images::copy_into(&planted, &rig.disk, 0).unwrap();
     // Move the backup GPT to the disk's end, where a real disk has it.
     disk_images::run(
@@ -449,7 +455,11 @@ fn failed_deploy(rig: &mut Rig, image: &Path) {
     rig.set_image(name, image, "raw", &"0".repeat(64));
     let t = Instant::now();
     rig.deploy("failure");
-    let mut vm = rig.boot("failure", "");
+    // One attempt: the agent retries a mismatch 9 times, 10 s apart, as IPA.
+    let mut vm = rig.boot(
+        "failure",
+        "ipa-image-download-connection-retries=0 ipa-image-download-connection-retry-interval=1",
+    );
     let node = rig.wait(&mut vm, "failure", "deploy failed", false);
     rig.timed("failure", t, "deploy failed");
     let error = node.last_error().unwrap_or_default().to_string();
@@ -502,7 +512,7 @@ fn inspect_clean_deploy_and_fail_on_one_node() {
     inspect(&mut rig);
     clean(&mut rig);
 
-    let (raw_a, _) = make_image(scratch.path(), "deploy-raw");
+    let raw_a = make_image(scratch.path(), "deploy-raw");
     deploy(&mut rig, "deploy-raw", &raw_a, "raw", &raw_a);
     // Cleaning was tested; undeploys skip it so the next job starts at once.
     rig.ironic
@@ -513,7 +523,7 @@ fn inspect_clean_deploy_and_fail_on_one_node() {
         .unwrap();
     rig.undeploy();
 
-    let (raw_b, _) = make_image(scratch.path(), "deploy-qcow2");
+    let raw_b = make_image(scratch.path(), "deploy-qcow2");
     let qcow2 = scratch.path().join("deploy-qcow2.qcow2");
     disk_images::qcow2(&raw_b, &qcow2).unwrap();
     deploy(&mut rig, "deploy-qcow2", &qcow2, "qcow2", &raw_b);
