@@ -8,6 +8,7 @@ pub mod agent;
 pub mod api;
 pub mod commands;
 pub mod config;
+pub mod deploy;
 pub mod extensions;
 pub mod fsutil;
 pub mod hardware;
