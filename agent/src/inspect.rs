@@ -164,7 +164,18 @@ pub fn payload(cfg: &Config) -> Value {
         }
     };
     let inventory = crate::hardware::inventory::collect(&cfg.root, cfg.bootif.as_deref(), disks);
-    let root_disk = crate::hardware::inventory::guess_root_disk(&inventory.disks).cloned();
+    // The disk a deploy without root device hints would pick.
+    let no_hints = crate::deploy::hints::Hints::default();
+    let root_disk = crate::deploy::root_device::choose(&inventory.disks, &no_hints).ok();
+    // `hardware_manager_version`, as IPA's `get_version()` list.
+    let managers: Vec<Value> = crate::deploy::steps::versions()
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(name, version)| json!({"name": name, "version": version}))
+                .collect()
+        })
+        .unwrap_or_default();
     log::info!(
         "inventory: {} interfaces, {} disks, {} CPUs ({}), {} bytes of RAM",
         inventory.interfaces.len(),
@@ -179,10 +190,7 @@ pub fn payload(cfg: &Config) -> Value {
         "boot_interface": cfg.bootif,
         "configuration": {
             "collectors": s.collectors,
-            "managers": [{
-                "name": crate::hardware::inventory::MANAGER_NAME,
-                "version": crate::hardware::inventory::MANAGER_VERSION,
-            }],
+            "managers": managers,
         },
         "error": error,
     });

@@ -68,21 +68,6 @@ pub fn collect_with(
     }
 }
 
-/// The hardware manager named in `configuration.managers`, as IPA's
-/// generic manager reports itself.
-pub const MANAGER_NAME: &str = "generic_hardware_manager";
-/// Its version.
-pub const MANAGER_VERSION: &str = "1.2";
-
-/// The disk IPA's `guess_root_disk` picks without root device hints: the
-/// smallest writable disk of at least 4 GiB.
-pub fn guess_root_disk(disks: &[BlockDevice]) -> Option<&BlockDevice> {
-    disks
-        .iter()
-        .filter(|d| d.writable() && d.size >= 4 << 30)
-        .min_by_key(|d| (d.size, d.name.clone()))
-}
-
 /// The trimmed text of a sysfs/procfs file, `None` when it is missing,
 /// unreadable or empty.
 pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
@@ -116,7 +101,7 @@ mod tests {
 
     /// A machine as its sysfs and procfs show it: two CPUs, two PCI NICs
     /// (one without link), a loopback and a bridge, three DIMM slots (one
-    /// empty, one over 32 GiB), DMI identity, UEFI.
+    /// empty, one over 32 GiB), DMI identity, UEFI, a 5 GiB virtio disk.
     fn fake_machine(root: &Path) {
         put(
             root,
@@ -201,6 +186,8 @@ mod tests {
             std::os::unix::fs::symlink(&dev, net.join("device")).unwrap();
         }
         put(root, "sys/class/net/lo/address", b"00:00:00:00:00:00\n");
+        put(root, "sys/block/vda/size", b"10485760\n");
+        put(root, "sys/block/vda/serial", b"ipa0000\n");
         put(root, "sys/class/net/virbr0/address", b"52:54:00:00:00:01\n");
     }
 
@@ -216,7 +203,7 @@ mod tests {
                 Some("fec0::5054:ff:fe12:3456".parse().unwrap()),
             ),
         );
-        let disks = vec![disk("vda", 5)];
+        let disks = crate::hardware::disks::list(t.path()).unwrap();
         let inv = collect_with(t.path(), Some("52:54:00:12:34:56"), disks, &addrs);
         let v = serde_json::to_value(&inv).unwrap();
         assert_eq!(
@@ -259,6 +246,7 @@ mod tests {
         assert_eq!(v["hostname"], "ramdisk");
         assert_eq!(v["disks"][0]["name"], "/dev/vda");
         assert_eq!(v["disks"][0]["size"], 5u64 << 30);
+        assert_eq!(v["disks"][0]["serial"], "ipa0000");
     }
 
     #[test]
@@ -294,36 +282,5 @@ mod tests {
         assert_eq!(memory::memory_device_mib(&dimm(0xFFFF, 0)), None);
         assert_eq!(memory::memory_device_mib(&dimm(1024, 0)[..0x0D]), None);
         assert_eq!(memory::memory_device_mib(&[16, 0, 0]), None);
-    }
-
-    fn disk(name: &str, gib: u64) -> BlockDevice {
-        BlockDevice {
-            name: format!("/dev/{name}"),
-            model: None,
-            size: gib << 30,
-            rotational: false,
-            wwn: None,
-            serial: None,
-            vendor: None,
-            wwn_with_extension: None,
-            wwn_vendor_extension: None,
-            hctl: None,
-            by_path: None,
-            logical_sectors: None,
-            physical_sectors: None,
-            tran: None,
-            read_only: false,
-            removable: false,
-            boot_medium: false,
-        }
-    }
-
-    #[test]
-    fn root_disk_is_the_smallest_writable_of_at_least_4_gib() {
-        let mut ro = disk("vdb", 4);
-        ro.read_only = true;
-        let disks = vec![disk("sda", 8), disk("sdb", 1), ro, disk("vda", 5)];
-        assert_eq!(guess_root_disk(&disks).map(|d| d.kname()), Some("vda"));
-        assert_eq!(guess_root_disk(&disks[1..3]), None);
     }
 }
