@@ -161,14 +161,20 @@ impl Rig {
             .unwrap();
     }
 
-    /// Undeploys with cleaning off for this node, back to `available`.
+    /// A transition that needs no agent: `target`, then wait for `state`.
+    fn move_to(&self, target: &str, state: &str) {
+        self.ironic
+            .set_provision_state(&self.node, target, None)
+            .unwrap();
+        self.ironic
+            .wait_for_provision_state(&self.node, state, JOB_TIMEOUT)
+            .unwrap();
+    }
+
+    /// Undeploys with cleaning off for this node, back to `available`, and
+    /// blanks the disk so the next deploy must write every byte it checks.
     fn undeploy(&self) {
-        self.ironic
-            .set_provision_state(&self.node, "deleted", None)
-            .unwrap();
-        self.ironic
-            .wait_for_provision_state(&self.node, "available", JOB_TIMEOUT)
-            .unwrap();
+        self.move_to("deleted", "available");
         disk_images::blank_disk(&self.disk, DISK_BYTES).unwrap();
     }
 }
@@ -297,12 +303,7 @@ fn rig(dir: &Path) -> Rig {
 /// `inspect`: the agent posts its inventory before lookup; the node ends
 /// `manageable` with `cpu_arch` set and a port for the second NIC.
 fn inspect(rig: &mut Rig) {
-    rig.ironic
-        .set_provision_state(&rig.node, "manage", None)
-        .unwrap();
-    rig.ironic
-        .wait_for_provision_state(&rig.node, "manageable", JOB_TIMEOUT)
-        .unwrap();
+    rig.move_to("manage", "manageable");
     let t = Instant::now();
     rig.ironic
         .set_provision_state(&rig.node, "inspect", None)

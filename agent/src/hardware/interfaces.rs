@@ -48,15 +48,7 @@ pub type Addresses = BTreeMap<String, (Option<Ipv4Addr>, Option<Ipv6Addr>)>;
 /// The NICs under `root` with their addresses from `addrs`, sorted by name.
 pub fn list(root: &Path, addrs: &Addresses) -> Vec<Interface> {
     let base = under(root, "/sys/class/net");
-    let mut names: Vec<String> = std::fs::read_dir(&base)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    crate::net::interface_names(root)
         .into_iter()
         .filter_map(|name| interface(&base.join(&name), name, addrs))
         .collect()
