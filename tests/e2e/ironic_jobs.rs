@@ -231,8 +231,7 @@ fn check_deployed(rig: &Rig, job: &str, image: &Path, hostname: &str) {
     // configdrive plus at most 1 MiB of alignment.
     let end = (cd.start + cd.size) * SECTOR;
     assert!(
-        end <= DISK_BYTES - 33 * SECTOR
-            && end >= DISK_BYTES - (1 << 20)
+        (DISK_BYTES - (1 << 20)..=DISK_BYTES - 33 * SECTOR).contains(&end)
             && cd.size * SECTOR <= 65 << 20,
         "[{job}] configdrive partition {cd:?} on a disk of {DISK_BYTES} bytes"
     );

@@ -249,12 +249,16 @@ mod tests {
     fn job_settings_override_the_defaults_inside_the_state_dir() {
         let text = IronicConfig::default().jobs().render(Path::new("/s"), 1);
         let default = text.split("[DEFAULT]\n").nth(1).unwrap();
-        let types = default
+        let mut types = default
             .lines()
             .filter(|l| l.starts_with("enabled_hardware_types"));
         assert_eq!(
-            types.last(),
+            types.next_back(),
             Some("enabled_hardware_types = fake-hardware,manual-management")
+        );
+        assert!(
+            text.contains("endpoint_override = http://10.0.2.2:1\n"),
+            "{text}"
         );
         assert!(
             text.contains("deploy_logs_local_path = /s/deploy-logs"),
