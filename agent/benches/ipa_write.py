@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-# Run by write.sh inside ironic-python-agent's venv: python ipa_write.py URL DEVICE SHA256 FORMAT
+# Run by write.sh inside ironic-python-agent's venv: python ipa_write.py URL DEVICE SHA256 FORMAT VIRTUAL_BYTES
 """ironic-python-agent 13's own image writer, driven without the agent.
 
 raw:   StandbyExtension._stream_raw_image_onto_device (what prepare_image does
-       with stream_raw_images, Ironic's default), straight onto DEVICE.
+       with stream_raw_images, Ironic's default), straight onto DEVICE, then
+       an fsync of DEVICE (timed, as ipa-agent's own flush is).
 qcow2: standby._download_image (the whole image into tempfile.gettempdir(),
        which is tmpfs, i.e. RAM, in a ramdisk) and then the qemu-img convert
        that _write_whole_disk_image runs (disk_utils.populate_image).
@@ -36,7 +37,11 @@ if fmt == "raw":
     ext = standby.StandbyExtension()
     ext.partition_uuids = {}
     ext._stream_raw_image_onto_device(info, device)
-    size = os.path.getsize(url.split("/")[-1]) if os.path.exists(url.split("/")[-1]) else None
+    # IPA leaves the page cache to a later standby.sync; ipa-agent's time
+    # includes its fsync, so flush here too for the same measure.
+    fd = os.open(device, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
 else:
     standby._download_image(info)
     location = os.path.join(tempfile.gettempdir(), info["id"])
@@ -45,7 +50,9 @@ else:
                               out_format="host_device", cache="directsync", out_of_order=True)
     os.unlink(location)
 secs = time.monotonic() - started
+image_bytes = int(sys.argv[5])
 self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": round(secs, 2), "peak_rss_kib": self_kib,
+print(json.dumps({"seconds": round(secs, 2), "mb_per_s": round(image_bytes / 1e6 / secs, 1),
+                  "peak_rss_kib": self_kib,
                   "children_peak_rss_kib": child_kib, "tmp_copy_bytes": tmp_bytes}))

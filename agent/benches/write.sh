@@ -9,7 +9,8 @@
 #
 # When target/e2e/venv-ipa holds ironic-python-agent 13 (benches/compare.py
 # makes it) and losetup works, IPA's writer runs on the same images against
-# a loop device (benches/ipa_write.py says exactly which IPA code runs).
+# a loop device, right after ours on the same device (benches/ipa_write.py
+# says exactly which IPA code runs).
 # Needs qemu-img (qemu-utils) and python3. Scratch files live in
 # target/tmp/write-bench and are deleted at the end (about 3 GiB at peak).
 set -euo pipefail
@@ -54,7 +55,7 @@ python3 -m http.server --bind 127.0.0.1 --directory "$work/www" "$port" >/dev/nu
 server=$!
 for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 
-printf '%-8s %-6s %-6s %s\n' writer format MiB result
+printf '%-14s %-6s %-6s %s\n' writer format MiB result
 for mib in 256 1024; do
     for fmt in raw qcow2; do
         image="disk-$mib.$fmt"
@@ -62,7 +63,7 @@ for mib in 256 1024; do
         truncate -s $(( (mib + 64) << 20 )) "$work/target"
         out=$("$bin" "http://127.0.0.1:$port/$image" "$work/target" "$sha")
         cmp -n $(( mib << 20 )) "$work/target" "$work/www/disk-$mib.raw" >/dev/null || { echo "MISMATCH: $image" >&2; exit 1; }
-        printf '%-8s %-6s %-6s %s\n' ipa-agent "$fmt" "$mib" "$out"
+        printf '%-14s %-6s %-6s %s\n' ipa-agent-file "$fmt" "$mib" "$out"
         rm -f "$work/target"
     done
 done
@@ -76,17 +77,25 @@ if [ "$(id -u)" != 0 ]; then
     echo "ironic-python-agent: not run (needs root for losetup)"
     exit 0
 fi
+# Both writers on the same loop device over a preallocated file, one after
+# the other, each on a device just zeroed with dd (so both write over
+# allocated, cached-out blocks).
 for mib in 256 1024; do
     for fmt in raw qcow2; do
         image="disk-$mib.$fmt"
         sha=$(sha256sum "$work/www/$image" | cut -d' ' -f1)
-        truncate -s $(( (mib + 64) << 20 )) "$work/target"
+        fallocate -l $(( (mib + 64) << 20 )) "$work/target"  # allocated, so neither writer pays for allocation
         loopdev=$(losetup --find --show "$work/target")
-        out=$(cd "$work" && "$venv/bin/python" "$ws/agent/benches/ipa_write.py" "http://127.0.0.1:$port/$image" "$loopdev" "$sha" "$fmt" 2>"$work/ipa.log") \
+        dd if=/dev/zero of="$loopdev" bs=1M count=$(( mib + 64 )) conv=fsync status=none
+        out=$("$bin" "http://127.0.0.1:$port/$image" "$loopdev" "$sha")
+        cmp -n $(( mib << 20 )) "$loopdev" "$work/www/disk-$mib.raw" >/dev/null || { echo "MISMATCH (loop): $image" >&2; exit 1; }
+        printf '%-14s %-6s %-6s %s\n' ipa-agent-loop "$fmt" "$mib" "$out"
+        dd if=/dev/zero of="$loopdev" bs=1M count=$(( mib + 64 )) conv=fsync status=none
+        out=$(cd "$work" && "$venv/bin/python" "$ws/agent/benches/ipa_write.py" "http://127.0.0.1:$port/$image" "$loopdev" "$sha" "$fmt" $(( mib << 20 )) 2>"$work/ipa.log") \
             || { tail -20 "$work/ipa.log" >&2; exit 1; }
         cmp -n $(( mib << 20 )) "$loopdev" "$work/www/disk-$mib.raw" >/dev/null || { echo "MISMATCH (IPA): $image" >&2; exit 1; }
         losetup -d "$loopdev"; loopdev=""
-        printf '%-8s %-6s %-6s %s\n' ipa-13 "$fmt" "$mib" "$out"
+        printf '%-14s %-6s %-6s %s\n' ipa-13-loop "$fmt" "$mib" "$out"
         rm -f "$work/target"
     done
 done

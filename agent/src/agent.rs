@@ -281,6 +281,7 @@ fn lookup_phase(
     if !adopt_lookup_token(token, lookup_token) {
         sleep_forever();
     }
+    crate::deploy::settings::set_md5_allowed(&content["config"]);
     let node_uuid = content["node"]["uuid"]
         .as_str()
         .unwrap_or_default()

@@ -1,8 +1,9 @@
 //! What the image must hash to, and the hasher that checks it while the
 //! bytes stream past. As IPA: `os_hash_algo`/`os_hash_value` first, else
 //! `checksum` (the algorithm from its length); either may be a URL of a
-//! checksums file (`sha256sum` or BSD style). sha256 and sha512 only: this
-//! agent has no md5 and says so instead of skipping the check.
+//! checksums file (`sha256sum` or BSD style). sha256 and sha512; md5 only
+//! when Ironic's lookup said `agent_md5_checksum_enable`, and a clear
+//! refusal otherwise.
 
 use super::DeployError;
 use serde_json::{Map, Value};
@@ -15,6 +16,8 @@ pub enum Algo {
     Sha256,
     /// SHA-512.
     Sha512,
+    /// MD5, only where Ironic allows it.
+    Md5,
 }
 
 impl Algo {
@@ -22,7 +25,7 @@ impl Algo {
         match name.trim().to_lowercase().as_str() {
             "sha256" => Ok(Algo::Sha256),
             "sha512" => Ok(Algo::Sha512),
-            "md5" => Err(md5_refused()),
+            "md5" => Ok(Algo::Md5),
             other => Err(DeployError::InvalidParams(format!(
                 "image hash algorithm {other:?} is not supported; use sha256 or sha512"
             ))),
@@ -34,7 +37,7 @@ impl Algo {
         match hex.len() {
             64 => Ok(Algo::Sha256),
             128 => Ok(Algo::Sha512),
-            32 => Err(md5_refused()),
+            32 => Ok(Algo::Md5),
             n => Err(DeployError::InvalidParams(format!(
                 "cannot tell the checksum algorithm from a {n}-character value; set os_hash_algo"
             ))),
@@ -44,8 +47,9 @@ impl Algo {
 
 fn md5_refused() -> DeployError {
     DeployError::InvalidParams(
-        "md5 image checksums are not supported by this agent; give Ironic a sha256 or sha512 \
-         (image_os_hash_algo/image_os_hash_value, or a 64/128-character image_checksum)"
+        "md5 image checksums are disabled by Ironic ([agent]allow_md5_checksum); give it a \
+         sha256 or sha512 (image_os_hash_algo/image_os_hash_value, or a 64/128-character \
+         image_checksum)"
             .into(),
     )
 }
@@ -64,9 +68,10 @@ fn is_url(s: &str) -> bool {
 }
 
 /// The expected digest of the image described by `info`; `fetch` downloads
-/// a checksums file when a value is a URL.
+/// a checksums file when a value is a URL; md5 only with `md5_allowed`.
 pub fn expected(
     info: &Map<String, Value>,
+    md5_allowed: bool,
     fetch: impl Fn(&str) -> Result<String, DeployError>,
 ) -> Result<Expected, DeployError> {
     let s = |k: &str| {
@@ -105,6 +110,9 @@ pub fn expected(
             "os_hash_algo is {algo:?} but the value has {} characters",
             hex.len()
         )));
+    }
+    if algo == Algo::Md5 && !md5_allowed {
+        return Err(md5_refused());
     }
     Ok(Expected { algo, hex })
 }
@@ -146,6 +154,8 @@ pub enum Hasher {
     Sha256(sha2::Sha256),
     /// SHA-512 state.
     Sha512(sha2::Sha512),
+    /// MD5 state.
+    Md5(md5::Md5),
 }
 
 impl Hasher {
@@ -154,6 +164,7 @@ impl Hasher {
         match algo {
             Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
             Algo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+            Algo::Md5 => Hasher::Md5(md5::Md5::new()),
         }
     }
     /// Adds bytes.
@@ -161,6 +172,7 @@ impl Hasher {
         match self {
             Hasher::Sha256(h) => h.update(b),
             Hasher::Sha512(h) => h.update(b),
+            Hasher::Md5(h) => h.update(b),
         }
     }
     /// The lowercase hex digest.
@@ -168,6 +180,7 @@ impl Hasher {
         let bytes: Vec<u8> = match self {
             Hasher::Sha256(h) => h.finalize().to_vec(),
             Hasher::Sha512(h) => h.finalize().to_vec(),
+            Hasher::Md5(h) => h.finalize().to_vec(),
         };
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -190,8 +203,8 @@ mod tests {
 
     #[test]
     fn os_hash_first_then_checksum_by_length() {
-        let e = expected(
-            &info(json!({"urls": ["http://x/i.img"], "os_hash_algo": "sha256", "os_hash_value": SHA256_ABC.to_uppercase(), "checksum": "x"})),
+        let e = expected(&info(json!({"urls": ["http://x/i.img"], "os_hash_algo": "sha256", "os_hash_value": SHA256_ABC.to_uppercase(), "checksum": "x"})),
+            false,
             no_fetch,
         )
         .unwrap();
@@ -204,6 +217,7 @@ mod tests {
         );
         let e = expected(
             &info(json!({"urls": ["u"], "checksum": "a".repeat(128)})),
+            false,
             no_fetch,
         )
         .unwrap();
@@ -215,23 +229,32 @@ mod tests {
     }
 
     #[test]
-    fn md5_and_missing_checksums_are_refused_clearly() {
+    fn md5_only_where_allowed_and_missing_checksums_are_refused_clearly() {
+        let md5 = info(json!({"urls": ["u"], "checksum": "900150983CD24FB0D6963F7D28E17F72"}));
+        let e = expected(&md5, true, no_fetch).unwrap();
+        assert_eq!(e.algo, Algo::Md5);
+        let mut h = Hasher::new(Algo::Md5);
+        h.update(b"abc");
+        assert_eq!(h.hex(), e.hex);
         let e = expected(
             &info(json!({"urls": ["u"], "checksum": "a".repeat(32)})),
+            false,
             no_fetch,
         )
         .unwrap_err();
         assert!(e.to_string().contains("md5"), "{e}");
         let e = expected(
-            &info(json!({"urls": ["u"], "os_hash_algo": "md5", "os_hash_value": "a"})),
+            &info(json!({"urls": ["u"], "os_hash_algo": "md5", "os_hash_value": "b".repeat(32)})),
+            false,
             no_fetch,
         )
         .unwrap_err();
         assert!(e.to_string().contains("md5"), "{e}");
-        let e = expected(&info(json!({"urls": ["u"]})), no_fetch).unwrap_err();
+        let e = expected(&info(json!({"urls": ["u"]})), false, no_fetch).unwrap_err();
         assert!(e.to_string().contains("checksum is not available"), "{e}");
         let e = expected(
             &info(json!({"urls": ["u"], "os_hash_algo": "sha512", "os_hash_value": SHA256_ABC})),
+            false,
             no_fetch,
         )
         .unwrap_err();
@@ -248,6 +271,7 @@ mod tests {
             &info(
                 json!({"urls": ["http://h/p/disk.qcow2?x=1"], "checksum": "http://h/SHA256SUMS"}),
             ),
+            false,
             |u| {
                 assert_eq!(u, "http://h/SHA256SUMS");
                 Ok(file.clone())

@@ -18,6 +18,7 @@ pub mod gpt;
 pub mod hints;
 pub mod input;
 pub mod mbr;
+pub mod pipeline;
 pub mod qcow2;
 pub mod root_device;
 pub mod settings;

@@ -8,7 +8,18 @@
 use crate::config;
 use crate::trust::{self, Trust};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Ironic's `[agent]allow_md5_checksum`, from the lookup reply's
+/// `config.agent_md5_checksum_enable`; off until a lookup says otherwise.
+static MD5_ALLOWED: AtomicBool = AtomicBool::new(false);
+
+/// Records whether Ironic permits md5 image checksums (called after lookup).
+pub fn set_md5_allowed(lookup_config: &serde_json::Value) {
+    let allowed = lookup_config["agent_md5_checksum_enable"].as_bool() == Some(true);
+    MD5_ALLOWED.store(allowed, Ordering::Relaxed);
+}
 
 /// Download policy and trust.
 #[derive(Debug, Clone)]
@@ -17,6 +28,8 @@ pub struct Settings {
     pub trust: Trust,
     /// Skip certificate verification (`ipa-insecure`).
     pub insecure: bool,
+    /// md5 checksums are accepted (Ironic said so at lookup).
+    pub md5_allowed: bool,
     /// Further attempts after a failed one
     /// (`ipa-image-download-connection-retries`, 9).
     pub retries: u32,
@@ -33,6 +46,7 @@ impl Default for Settings {
         Settings {
             trust: Trust::default(),
             insecure: false,
+            md5_allowed: false,
             retries: 9,
             retry_interval: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(60),
@@ -61,6 +75,7 @@ impl Settings {
         Settings {
             trust: trust::load(root, &cfg.trust),
             insecure: cfg.insecure,
+            md5_allowed: MD5_ALLOWED.load(Ordering::Relaxed),
             retries: num("ipa-image-download-connection-retries", 9.0, 1000.0) as u32,
             retry_interval: Duration::from_secs_f64(num(
                 "ipa-image-download-connection-retry-interval",
@@ -94,5 +109,14 @@ mod tests {
         assert_eq!(s.connect_timeout, Duration::from_secs(60));
         assert!(s.insecure);
         assert!(s.max_duration.is_none());
+    }
+
+    #[test]
+    fn md5_follows_the_lookup_config() {
+        let t = tempfile::tempdir().unwrap();
+        set_md5_allowed(&serde_json::json!({"agent_md5_checksum_enable": true}));
+        assert!(Settings::from_root(t.path()).md5_allowed);
+        set_md5_allowed(&serde_json::json!({"heartbeat_timeout": 300}));
+        assert!(!Settings::from_root(t.path()).md5_allowed);
     }
 }

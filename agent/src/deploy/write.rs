@@ -11,6 +11,7 @@ use super::checksum::{self, Expected, Hasher};
 use super::download::{self, Source};
 use super::format::{self, Format};
 use super::input::Input;
+use super::pipeline;
 use super::qcow2::{Header, stream};
 use super::settings::Settings;
 use super::target::Target;
@@ -21,8 +22,6 @@ use serde_json::{Map, Value};
 use std::io::Read;
 use std::path::Path;
 
-/// Raw images are copied in chunks of this size.
-const CHUNK: usize = 1 << 20;
 /// The first bytes read before deciding anything (a qcow2 header and its
 /// extensions fit).
 const HEAD: usize = 4096;
@@ -73,7 +72,7 @@ pub fn write_image(
     log::info!("writing image {} to {}", info["id"], disk.name);
     let src = Source::from_image_info(info)?;
     let fetch = |url: &str, limit: u64| download::fetch_bytes(settings, &src, url, limit);
-    let expected = checksum::expected(info, |u| {
+    let expected = checksum::expected(info, settings.md5_allowed, |u| {
         Ok(String::from_utf8_lossy(&fetch(u, 1 << 20)?).into_owned())
     })?;
     let iso = cd.map(|c| configdrive::decode(&c, fetch)).transpose()?;
@@ -223,29 +222,18 @@ fn copy_raw<R: Read>(
     head: &[u8],
     size: u64,
 ) -> Result<(), DeployError> {
-    let short =
-        |got: u64| DeployError::Download(format!("the download ended after {got} of {size} bytes"));
-    if (head.len() as u64) > size {
-        return Err(DeployError::Download(format!(
+    let too_long = || {
+        DeployError::Download(format!(
             "the server sent more than its Content-Length of {size} bytes"
-        )));
+        ))
+    };
+    if (head.len() as u64) > size {
+        return Err(too_long());
     }
     t.write_at(0, head)?;
-    let mut off = head.len() as u64;
-    let mut buf = vec![0u8; CHUNK];
-    while off < size {
-        let want = (size - off).min(CHUNK as u64) as usize;
-        let n = input.fill(&mut buf[..want])?;
-        if n == 0 {
-            return Err(short(off));
-        }
-        t.write_at(off, &buf[..n])?;
-        off += n as u64;
-    }
+    pipeline::copy(t, input, head.len() as u64, size)?;
     if input.drain()? != size {
-        return Err(DeployError::Download(format!(
-            "the server sent more than its Content-Length of {size} bytes"
-        )));
+        return Err(too_long());
     }
     Ok(())
 }
@@ -256,11 +244,17 @@ fn finish(t: &Target, iso: Option<&[u8]>) -> Result<(), DeployError> {
         Some(iso) => {
             configdrive::write(t, iso)?;
         }
-        None => {
-            if let Some(mut g) = Gpt::read(t)? {
-                g.move_backup_to_end(t)?;
+        // Without a configdrive a GPT that cannot be fixed is only logged,
+        // as IPA does: the image is written and the primary table is intact.
+        None => match Gpt::read(t) {
+            Ok(Some(mut g)) => {
+                if let Err(e) = g.move_backup_to_end(t) {
+                    log::warn!("cannot move the GPT backup header to the end of the disk: {e}");
+                }
             }
-        }
+            Ok(None) => {}
+            Err(e) => log::warn!("not moving the GPT backup header: {e}"),
+        },
     }
     t.sync()?;
     t.reread_partitions();
