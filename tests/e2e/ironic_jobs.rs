@@ -542,3 +542,39 @@ fn inspect_clean_deploy_and_fail_on_one_node() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The images the jobs deploy: a GPT with one partition and an ext4 at
+/// 1 MiB, the same bytes every time (host tools only, no QEMU).
+#[test]
+fn image_has_a_gpt_and_an_ext4_at_1_mib() {
+    disk_images::ensure_tools().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.raw");
+    disk_images::whole_disk_image(&img, "img-root", 8, &[("etc/hostname", "deployed\n")]).unwrap();
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 10 << 20);
+    let parts = disk_images::partitions(&img).unwrap();
+    assert_eq!(
+        parts,
+        vec![disk_images::Partition {
+            start: 2048,
+            size: 16384,
+            name: Some("root".into())
+        }]
+    );
+    assert_eq!(
+        disk_images::filesystem_at(&img, 1 << 20)
+            .unwrap()
+            .as_deref(),
+        Some("ext4")
+    );
+    let sigs = disk_images::signatures(&img).unwrap();
+    assert!(sigs.iter().any(|s| s.ends_with("gpt")), "{sigs:?}");
+    let again = dir.path().join("again.raw");
+    disk_images::whole_disk_image(&again, "img-root", 8, &[("etc/hostname", "deployed\n")])
+        .unwrap();
+    assert_eq!(
+        disk_images::sha256(&img).unwrap(),
+        disk_images::sha256(&again).unwrap(),
+        "not reproducible"
+    );
+}

@@ -314,39 +314,3 @@ pub fn iso_file(iso: &Path, file: &str) -> Result<String, DiskImageError> {
     let _ = std::fs::remove_file(&out);
     Ok(text)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_has_a_gpt_and_an_ext4_at_1_mib() {
-        ensure_tools().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("disk.raw");
-        whole_disk_image(&img, "img-root", 8, &[("etc/hostname", "deployed\n")]).unwrap();
-        assert_eq!(std::fs::metadata(&img).unwrap().len(), 10 << 20);
-        let parts = partitions(&img).unwrap();
-        assert_eq!(
-            parts,
-            vec![Partition {
-                start: 2048,
-                size: 16384,
-                name: Some("root".into())
-            }]
-        );
-        assert_eq!(
-            filesystem_at(&img, 1 << 20).unwrap().as_deref(),
-            Some("ext4")
-        );
-        let sigs = signatures(&img).unwrap();
-        assert!(sigs.iter().any(|s| s.ends_with("gpt")), "{sigs:?}");
-        let again = dir.path().join("again.raw");
-        whole_disk_image(&again, "img-root", 8, &[("etc/hostname", "deployed\n")]).unwrap();
-        assert_eq!(
-            sha256(&img).unwrap(),
-            sha256(&again).unwrap(),
-            "not reproducible"
-        );
-    }
-}
