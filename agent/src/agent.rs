@@ -218,7 +218,9 @@ fn run_with(
         crate::ntp::sync(&cfg.root, servers);
     }
 
-    let session = lookup_phase(&cfg, &token, &timing)?;
+    // IPA posts the inventory before lookup; the answer names the node.
+    let inspected = crate::inspect::run(&cfg, timing.as_ref());
+    let session = lookup_phase(&cfg, &token, &timing, inspected.as_deref())?;
     if rescued {
         log::info!(
             "{} exists: this node was rescued; not serving the API nor heartbeating",
@@ -245,6 +247,7 @@ fn lookup_phase(
     cfg: &Config,
     token: &RwLock<Option<String>>,
     timing: &Arc<dyn Timing>,
+    node_uuid: Option<&str>,
 ) -> Result<Option<Session>, AgentError> {
     if cfg.api_urls.is_empty() {
         log::info!(
@@ -271,7 +274,7 @@ fn lookup_phase(
         );
         timing.sleep(cfg.hardware_initialization_delay);
     }
-    let content = client.lookup(&macs, None, cfg.lookup_timeout, cfg.lookup_interval)?;
+    let content = client.lookup(&macs, node_uuid, cfg.lookup_timeout, cfg.lookup_interval)?;
     let lookup_token = content["config"]
         .get("agent_token")
         .and_then(|v| v.as_str());

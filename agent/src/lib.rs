@@ -13,6 +13,7 @@ pub mod extensions;
 pub mod fsutil;
 pub mod hardware;
 pub mod heartbeat;
+pub mod inspect;
 pub mod ironic;
 pub mod logging;
 pub mod net;
