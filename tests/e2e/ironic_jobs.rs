@@ -202,7 +202,7 @@ fn make_image(dir: &Path, tag: &str) -> PathBuf {
 /// bytes between its primary GPT and its old backup GPT (the agent rewrites
 /// both GPT areas: the backup moves to the disk's end and the configdrive
 /// partition is added), the image's partition unchanged, and a partition
-/// at the disk's end (64 MiB plus alignment at most) holding an ISO
+/// at the disk's end (at most 64 MiB) holding an ISO
 /// labelled `config-2` whose `meta_data.json` names the node and
 /// `hostname`.
 fn check_deployed(rig: &Rig, job: &str, image: &Path, hostname: &str) {
@@ -227,12 +227,11 @@ fn check_deployed(rig: &Rig, job: &str, image: &Path, hostname: &str) {
         .iter()
         .find(|p| p.start * SECTOR >= len - 33 * SECTOR)
         .unwrap_or_else(|| panic!("[{job}] no partition after the image: {parts:?}"));
-    // At the end of the disk (before the backup GPT), room for a 64 MiB
-    // configdrive plus at most 1 MiB of alignment.
+    // At the end of the disk (before the backup GPT), at most 64 MiB.
     let end = (cd.start + cd.size) * SECTOR;
     assert!(
         (DISK_BYTES - (1 << 20)..=DISK_BYTES - 33 * SECTOR).contains(&end)
-            && cd.size * SECTOR <= 65 << 20,
+            && cd.size * SECTOR <= 64 << 20,
         "[{job}] configdrive partition {cd:?} on a disk of {DISK_BYTES} bytes"
     );
     let iso = rig.dir.join(format!("{job}-configdrive.iso"));

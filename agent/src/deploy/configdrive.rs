@@ -12,7 +12,8 @@ use super::target::Target;
 use base64::Engine;
 use std::io::Read;
 
-/// The largest configdrive accepted, and the partition made for it.
+/// The largest configdrive accepted, and the largest partition made for it
+/// (its start is aligned up, so it may be up to 1 MiB smaller).
 pub const MAX: u64 = 64 << 20;
 /// Partitions start on 1 MiB boundaries, as sgdisk and parted align them.
 const ALIGN: u64 = 1 << 20;
@@ -92,7 +93,7 @@ fn check_iso(iso: &[u8]) -> Result<(), DeployError> {
 /// Adds the configdrive partition at the end of `t` and writes `iso` into
 /// it; returns the partition's byte offset.
 pub fn write(t: &Target, iso: &[u8]) -> Result<u64, DeployError> {
-    let start = if let Some(mut g) = Gpt::read(t)? {
+    let (start, len) = if let Some(mut g) = Gpt::read(t)? {
         g.move_backup_to_end(t)?;
         gpt_partition(t, &mut g)?
     } else if mbr::read(t)?.is_some() {
@@ -102,11 +103,16 @@ pub fn write(t: &Target, iso: &[u8]) -> Result<u64, DeployError> {
             "the image has neither a GPT nor a DOS partition table; there is no place for the configdrive partition".into(),
         ));
     };
+    let size = iso.len() as u64;
+    if size > len {
+        return Err(DeployError::Configdrive(format!(
+            "the configdrive ({size} bytes) does not fit the {len}-byte partition at the end of the disk"
+        )));
+    }
     t.write_at(start, iso)?;
-    t.zero(
-        start + iso.len() as u64,
-        MAX.saturating_sub(iso.len() as u64).min(ALIGN),
-    )?;
+    // Stale bytes right after the ISO would confuse blkid; never past the
+    // partition (the GPT backup follows it).
+    t.zero(start + size, (len - size).min(ALIGN))?;
     log::info!(
         "configdrive ({} bytes) written at byte {start} of {}",
         iso.len(),
@@ -115,19 +121,27 @@ pub fn write(t: &Target, iso: &[u8]) -> Result<u64, DeployError> {
     Ok(start)
 }
 
-fn gpt_partition(t: &Target, g: &mut Gpt) -> Result<u64, DeployError> {
+/// Where a partition ending before byte `end` starts: `MAX` before it,
+/// aligned up, so it is at most `MAX` long.
+fn aligned_start(end: u64) -> u64 {
+    end.saturating_sub(MAX).div_ceil(ALIGN) * ALIGN
+}
+
+/// Adds the GPT partition; returns its byte offset and length.
+fn gpt_partition(t: &Target, g: &mut Gpt) -> Result<(u64, u64), DeployError> {
     let s = g.sector;
     let last = g.last_usable();
-    let first = ((last + 1) * s).saturating_sub(MAX) / ALIGN * ALIGN / s;
+    let first = aligned_start((last + 1) * s) / s;
     check_room(
         first,
         g.partitions().iter().map(|p| p.1 + 1).max().unwrap_or(34),
     )?;
     g.add_partition(t, first, last, LINUX_FS_TYPE)?;
-    Ok(first * s)
+    Ok((first * s, (last + 1 - first) * s))
 }
 
-fn mbr_partition(t: &Target) -> Result<u64, DeployError> {
+/// Adds the DOS partition; returns its byte offset and length.
+fn mbr_partition(t: &Target) -> Result<(u64, u64), DeployError> {
     let entries = mbr::read(t)?.unwrap_or(
         [mbr::Entry {
             kind: 0,
@@ -138,7 +152,7 @@ fn mbr_partition(t: &Target) -> Result<u64, DeployError> {
     // A DOS table addresses 2^32 sectors: on a bigger disk the partition
     // goes just below that limit, as IPA does.
     let end = (t.size() / 512).min(u32::MAX as u64);
-    let first = (end * 512).saturating_sub(MAX) / ALIGN * ALIGN / 512;
+    let first = aligned_start(end * 512) / 512;
     let used = entries
         .iter()
         .filter(|e| e.kind != 0)
@@ -147,7 +161,7 @@ fn mbr_partition(t: &Target) -> Result<u64, DeployError> {
         .unwrap_or(1);
     check_room(first, used)?;
     mbr::add_partition(t, first, end - first, mbr::FAT32_LBA)?;
-    Ok(first * 512)
+    Ok((first * 512, (end - first) * 512))
 }
 
 fn check_room(first: u64, first_free: u64) -> Result<(), DeployError> {
