@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::peer::{Peer, PeerError, Running, io_err};
+use crate::peer::{self, Peer, PeerError, Running, io_err};
 use crate::venv;
 
 /// Glance, pinned, and the WSGI server it needs.
@@ -19,7 +19,6 @@ const GLANCE: Peer = Peer {
     venv: "venv-glance",
     requirements: &["glance==33.0.0", "gunicorn"],
 };
-const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Why Glance could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +76,7 @@ impl Glance {
         server.wait_ready(
             "glance",
             &images,
-            START_TIMEOUT,
+            peer::START_TIMEOUT,
             || probe.get(&images).call().is_ok_and(|r| r.status() == 200),
             || (log.clone(), venv::file_tail(&log, 40)),
         )?;

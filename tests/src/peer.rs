@@ -56,6 +56,11 @@ pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PeerError + '_ {
     }
 }
 
+/// How long a service may take to answer after its process started: Ironic
+/// takes about 7 s and Glance 4-5 s on a loaded 2-core machine; the margin
+/// covers tests running in parallel.
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// What a peer is: its name in messages and state directories, and its venv.
 pub struct Peer {
     pub service: &'static str,

@@ -25,7 +25,7 @@ pub use client::IronicClient;
 pub use config::IronicConfig;
 pub use node::{FAILURE_STATES, Node};
 
-use crate::peer::{Peer, PeerError, Running};
+use crate::peer::{self, Peer, PeerError, Running};
 use crate::venv::{self, Venv};
 
 /// The Ironic release every test runs against.
@@ -40,10 +40,6 @@ const IRONIC: Peer = Peer {
     venv: IRONIC_VENV,
     requirements: &[IRONIC_REQUIREMENT],
 };
-
-/// How long the API may take to answer after the process started. It takes
-/// about 7 s on a loaded 2-core machine; the margin covers parallel tests.
-const API_START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Why Ironic could not be started or did not do what a test asked.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +140,7 @@ impl Ironic {
         server.wait_ready(
             "ironic",
             client.base(),
-            API_START_TIMEOUT,
+            peer::START_TIMEOUT,
             || client.is_up(),
             tail,
         )?;
