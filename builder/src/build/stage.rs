@@ -14,7 +14,7 @@ use super::budget::{Owner, Owners};
 use super::fetch::Inputs;
 use super::{BuildError, BuildOptions, io_err, plan::Plan, scrub};
 use crate::debian::deb;
-use crate::manifest::FirmwareRecord;
+use crate::manifest::{FirmwareRecord, FirmwareStatus};
 use crate::report::Reporter;
 use crate::stage::Tree;
 use crate::stage::elf;
@@ -77,7 +77,7 @@ pub fn stage(
     let libs = elf::library_closure(&mut tree, Some(pool.root()))?;
     let installed: Vec<&FirmwareRecord> = firmware
         .iter()
-        .filter(|r| r.status == "installed")
+        .filter(|r| r.status == FirmwareStatus::Installed)
         .collect();
     st.done(format!(
         "{} modules, {} firmware files ({}), {} libraries from dependencies",
