@@ -309,61 +309,56 @@ mod tests {
 
     #[test]
     fn aliases_parse_into_ids_vendors_and_classes() {
-        assert_eq!(
-            parse("pci:v00008086d000010D3sv*sd*bc*sc*i*"),
-            Some(Match::PciId("8086:10d3".into()))
-        );
-        assert_eq!(
-            parse("pci:v00001AF4d*sv*sd*bc*sc*i*"),
-            Some(Match::PciVendor("1af4:*".into()))
-        );
-        assert_eq!(
-            parse("pci:v*d*sv*sd*bc0Csc03i30*"),
-            Some(Match::PciClass("0c:03:30".into()))
-        );
-        assert_eq!(
-            parse("pci:v*d*sv*sd*bc01sc06i01*"),
-            Some(Match::PciClass("01:06:01".into()))
-        );
-        assert_eq!(
-            parse("usb:v*p*d*dc*dsc*dp*ic08isc06ip50in*"),
-            Some(Match::UsbInterface("08/06/50".into()))
-        );
-        assert_eq!(
-            parse("usb:v0BC2p2101d*dc*dsc*dp*ic*isc*ip*in*"),
-            Some(Match::UsbId("0bc2:2101".into()))
-        );
-        assert_eq!(
-            parse("pci:v00008086d*sv*sd*bc01sc06i01*"),
-            Some(Match::PciVendor("8086:*/01:06:01".into()))
-        );
+        use Match::*;
+        /// A modalias, the kind of match it gives and that match's value.
+        type Case = (&'static str, fn(String) -> Match, &'static str);
+        let cases: [Case; 7] = [
+            ("pci:v00008086d000010D3sv*sd*bc*sc*i*", PciId, "8086:10d3"),
+            ("pci:v00001AF4d*sv*sd*bc*sc*i*", PciVendor, "1af4:*"),
+            ("pci:v*d*sv*sd*bc0Csc03i30*", PciClass, "0c:03:30"),
+            ("pci:v*d*sv*sd*bc01sc06i01*", PciClass, "01:06:01"),
+            (
+                "usb:v*p*d*dc*dsc*dp*ic08isc06ip50in*",
+                UsbInterface,
+                "08/06/50",
+            ),
+            (
+                "usb:v0BC2p2101d*dc*dsc*dp*ic*isc*ip*in*",
+                UsbId,
+                "0bc2:2101",
+            ),
+            (
+                "pci:v00008086d*sv*sd*bc01sc06i01*",
+                PciVendor,
+                "8086:*/01:06:01",
+            ),
+        ];
+        for (alias, kind, want) in cases {
+            assert_eq!(parse(alias), Some(kind(want.into())), "{alias}");
+        }
         assert_eq!(parse("fs-ext4"), None);
         assert_eq!(parse("pci:v*d*sv*sd*bc*sc*i*"), None);
     }
 
     #[test]
     fn classes_come_from_the_tree_path() {
-        assert_eq!(
-            Class::of_path("kernel/drivers/scsi/hpsa.ko"),
-            Class::Storage
-        );
-        assert_eq!(
-            Class::of_path("kernel/drivers/usb/storage/uas.ko.xz"),
-            Class::Storage
-        );
-        assert_eq!(
-            Class::of_path("kernel/drivers/usb/host/xhci-pci.ko"),
-            Class::Usb
-        );
-        assert_eq!(
-            Class::of_path("kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko"),
-            Class::Network
-        );
-        assert_eq!(
-            Class::of_path("kernel/drivers/net/wireless/intel/iwlwifi/iwlwifi.ko"),
-            Class::Other
-        );
-        assert_eq!(Class::of_path("kernel/sound/x.ko"), Class::Other);
+        let cases = [
+            ("kernel/drivers/scsi/hpsa.ko", Class::Storage),
+            ("kernel/drivers/usb/storage/uas.ko.xz", Class::Storage),
+            ("kernel/drivers/usb/host/xhci-pci.ko", Class::Usb),
+            (
+                "kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko",
+                Class::Network,
+            ),
+            (
+                "kernel/drivers/net/wireless/intel/iwlwifi/iwlwifi.ko",
+                Class::Other,
+            ),
+            ("kernel/sound/x.ko", Class::Other),
+        ];
+        for (path, want) in cases {
+            assert_eq!(Class::of_path(path), want, "{path}");
+        }
     }
 
     #[test]

@@ -105,6 +105,19 @@ pub struct Manifest {
     pub firmware: Vec<FirmwareRecord>,
 }
 
+/// What became of one firmware file a module names (`"status"` in the
+/// manifest, lowercase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirmwareStatus {
+    /// Copied into the image from its package.
+    Installed,
+    /// No package of the allowed components has it: a warning, not a failure.
+    Missing,
+    /// Only a component the profile does not allow has it.
+    Excluded,
+}
+
 /// One firmware file a module of the image names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirmwareRecord {
@@ -112,10 +125,8 @@ pub struct FirmwareRecord {
     pub file: String,
     /// The modules naming it, sorted.
     pub modules: Vec<String>,
-    /// `installed`, `missing` (no package of the allowed components has it;
-    /// a warning, not a failure) or `excluded` (only a component the
-    /// profile does not allow has it).
-    pub status: String,
+    /// Whether it went into the image, and if not, why.
+    pub status: FirmwareStatus,
     /// The image path written (with `.xz`/`.zst` when the package ships it
     /// compressed), for an installed file.
     #[serde(default, skip_serializing_if = "Option::is_none")]

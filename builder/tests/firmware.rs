@@ -184,16 +184,11 @@ fn pci_ids(lines: impl Iterator<Item = String>) -> BTreeSet<String> {
 #[test]
 fn inspect_hardware_counts_the_images_pci_ids() {
     let b = tinyipa();
-    let out = Command::new(env!("CARGO_BIN_EXE_ipa-build"))
-        .args(["inspect", "--hardware", "--json", "--cache"])
-        .arg(workspace().join("target/test-cache"))
-        .arg(&b.out)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run::checked(
+        Command::new(env!("CARGO_BIN_EXE_ipa-build"))
+            .args(["inspect", "--hardware", "--json", "--cache"])
+            .arg(workspace().join("target/test-cache"))
+            .arg(&b.out),
     );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 

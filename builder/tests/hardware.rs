@@ -16,42 +16,67 @@ fn element_in(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     el
 }
 
-fn element_err(yaml: &str) -> (String, PathBuf, tempfile::TempDir) {
+/// Loads `yaml` as the element `drivers` in a fresh temporary directory
+/// (kept alive by the returned guard); also returns its element.yaml path.
+fn element_load(
+    yaml: &str,
+) -> (
+    Result<element::Element, ConfigError>,
+    PathBuf,
+    tempfile::TempDir,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let el = element_in(tmp.path(), "drivers", yaml);
-    let e: ConfigError = element::load("drivers", &el).expect_err("the element should fail");
+    (element::load("drivers", &el), el.join("element.yaml"), tmp)
+}
+
+fn element_err(yaml: &str) -> (String, PathBuf, tempfile::TempDir) {
+    let (e, file, tmp) = element_load(yaml);
+    let e: ConfigError = e.expect_err("the element should fail");
     assert_eq!(e.kind(), ErrorKind::InvalidValue);
-    (e.to_string(), el.join("element.yaml"), tmp)
+    (e.to_string(), file, tmp)
 }
 
 #[test]
 fn element_patterns_load_next_to_names() {
-    let tmp = tempfile::tempdir().unwrap();
-    let el = element_in(
-        tmp.path(),
-        "drivers",
-        "description: d\nmodules:\n  - e1000e\n  - kernel/drivers/scsi/megaraid/**\n",
+    let (e, _, _tmp) =
+        element_load("description: d\nmodules:\n  - e1000e\n  - kernel/drivers/scsi/megaraid/**\n");
+    assert_eq!(
+        e.unwrap().modules,
+        ["e1000e", "kernel/drivers/scsi/megaraid/**"]
     );
-    let e = element::load("drivers", &el).unwrap();
-    assert_eq!(e.modules, ["e1000e", "kernel/drivers/scsi/megaraid/**"]);
+}
+
+/// Loads `yaml` as an element that must fail, and checks that the message
+/// points at `line:column` of its element.yaml, names `field` and says `says`.
+fn assert_pattern_err(yaml: &str, line_col: &str, field: &str, says: &str) {
+    let (msg, file, _tmp) = element_err(yaml);
+    assert!(
+        msg.contains(&format!("{}:{line_col}", file.display())),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("`{field}`")), "{msg}");
+    assert!(msg.contains(says), "{msg}");
 }
 
 #[test]
 fn a_pattern_outside_the_kernel_tree_names_file_line_and_field() {
-    let (msg, file, _tmp) =
-        element_err("description: d\nmodules:\n  - e1000e\n  - drivers/scsi/megaraid/**\n");
-    assert!(msg.contains(&format!("{}:4:5", file.display())), "{msg}");
-    assert!(msg.contains("`modules[1]`"), "{msg}");
-    assert!(msg.contains("must start with `kernel/`"), "{msg}");
+    assert_pattern_err(
+        "description: d\nmodules:\n  - e1000e\n  - drivers/scsi/megaraid/**\n",
+        "4:5",
+        "modules[1]",
+        "must start with `kernel/`",
+    );
 }
 
 #[test]
 fn an_absolute_pattern_is_explained() {
-    let (msg, file, _tmp) =
-        element_err("description: d\nmodules: [/lib/modules/6.12.0/kernel/drivers/scsi/**]\n");
-    assert!(msg.contains(&format!("{}:2:11", file.display())), "{msg}");
-    assert!(msg.contains("`modules[0]`"), "{msg}");
-    assert!(msg.contains("relative to /lib/modules/<version>/"), "{msg}");
+    assert_pattern_err(
+        "description: d\nmodules: [/lib/modules/6.12.0/kernel/drivers/scsi/**]\n",
+        "2:11",
+        "modules[0]",
+        "relative to /lib/modules/<version>/",
+    );
 }
 
 #[test]
@@ -62,29 +87,36 @@ fn a_pattern_that_does_not_compile_or_climbs_is_refused() {
     assert!(msg.contains("`..`"), "{msg}");
 }
 
+/// Writes `yaml` as `dir/NAME.yaml` and loads it as a profile.
+fn load_profile(
+    dir: &Path,
+    name: &str,
+    yaml: &str,
+) -> (Result<profile::Profile, ConfigError>, PathBuf) {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    (profile::load(file.to_str().unwrap(), &[]), file)
+}
+
 #[test]
 fn profile_kernel_modules_take_patterns_too() {
     let tmp = tempfile::tempdir().unwrap();
-    let ok = tmp.path().join("ok.yaml");
-    std::fs::write(
-        &ok,
+    let (ok, _) = load_profile(
+        tmp.path(),
+        "ok",
         "description: d\ninit: busybox\nelements: []\nkernel:\n  modules: [virtio_net, \"kernel/drivers/net/ethernet/intel/**\"]\n",
-    )
-    .unwrap();
-    let p = profile::load(ok.to_str().unwrap(), &[]).unwrap();
+    );
     assert_eq!(
-        p.kernel.modules,
+        ok.unwrap().kernel.modules,
         ["virtio_net", "kernel/drivers/net/ethernet/intel/**"]
     );
 
-    let bad = tmp.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
+    let (e, bad) = load_profile(
+        tmp.path(),
+        "bad",
         "description: d\ninit: busybox\nelements: []\nkernel:\n  modules:\n    - virtio_net\n    - kernel/drivers/net/./intel/**\n",
-    )
-    .unwrap();
-    let e = profile::load(bad.to_str().unwrap(), &[]).unwrap_err();
-    let msg = e.to_string();
+    );
+    let msg = e.unwrap_err().to_string();
     assert!(msg.contains(&format!("{}:7:7", bad.display())), "{msg}");
     assert!(msg.contains("kernel.modules"), "{msg}");
     assert!(msg.contains("`.`"), "{msg}");

@@ -14,32 +14,66 @@ use crate::manifest::{Artifact, ArtifactKind};
 use crate::report::human_bytes;
 use crate::stage::Tree;
 
+/// Who put a file in the tree. Typed, so that [`super::plan::Plan::element_of`]
+/// matches on the variant instead of parsing the report's label back.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owner {
+    /// A Debian package unpacked whole into the image.
+    Package(String),
+    /// An element's own files, directories, links and devices.
+    Element(String),
+    /// The agent binary.
+    Agent,
+    /// The kernel's module tree.
+    KernelModules,
+    /// Firmware files the modules name.
+    Firmware,
+    /// Libraries copied from the dependency pool for the image's binaries.
+    SharedLibraries,
+    /// Anything no package, element or stage step claimed (what hooks write, for one).
+    Other,
+}
+
+impl std::fmt::Display for Owner {
+    /// The label the size report and the manifest's `contents` show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Package(name) => write!(f, "package {name}"),
+            Owner::Element(name) => write!(f, "element {name}"),
+            Owner::Agent => f.write_str("agent"),
+            Owner::KernelModules => f.write_str("kernel modules"),
+            Owner::Firmware => f.write_str("firmware"),
+            Owner::SharedLibraries => f.write_str("shared libraries"),
+            Owner::Other => f.write_str("other files"),
+        }
+    }
+}
+
 /// Which package, element or part of the build put each file in the tree,
 /// so an over-budget build can name its largest contributors.
 #[derive(Default)]
 pub struct Owners {
-    exact: BTreeMap<PathBuf, String>,
-    prefixes: Vec<(PathBuf, String)>,
+    exact: BTreeMap<PathBuf, Owner>,
+    prefixes: Vec<(PathBuf, Owner)>,
 }
 
 impl Owners {
     /// `owner` wrote these image paths (absolute or relative to `/`).
-    pub fn add(&mut self, owner: &str, paths: Vec<PathBuf>) {
+    pub fn add(&mut self, owner: Owner, paths: Vec<PathBuf>) {
         for p in paths {
             self.exact.insert(
                 Path::new("/").join(p.strip_prefix("/").unwrap_or(&p)),
-                owner.to_string(),
+                owner.clone(),
             );
         }
     }
 
     /// `owner` wrote everything under `prefix` that nobody else claimed.
-    pub fn add_prefix(&mut self, owner: &str, prefix: String) {
-        self.prefixes
-            .push((PathBuf::from(prefix), owner.to_string()));
+    pub fn add_prefix(&mut self, owner: Owner, prefix: String) {
+        self.prefixes.push((PathBuf::from(prefix), owner));
     }
 
-    fn owner(&self, image: &Path) -> String {
+    fn owner(&self, image: &Path) -> Owner {
         if let Some(o) = self.exact.get(image) {
             return o.clone();
         }
@@ -47,7 +81,7 @@ impl Owners {
             .iter()
             .find(|(p, _)| image.starts_with(p))
             .map(|(_, o)| o.clone())
-            .unwrap_or_else(|| "other files".into())
+            .unwrap_or(Owner::Other)
     }
 }
 
@@ -95,7 +129,7 @@ pub fn check(
 
 /// What one owner put in the tree.
 pub struct Contribution {
-    pub owner: String,
+    pub owner: Owner,
     pub files: u64,
     pub bytes: u64,
 }
@@ -103,7 +137,7 @@ pub struct Contribution {
 /// Uncompressed bytes and files in the tree per owner, largest first (ties
 /// by name, so the order is reproducible).
 pub fn contributors(tree: &Tree, owners: &Owners) -> Vec<Contribution> {
-    let mut sizes: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut sizes: BTreeMap<Owner, (u64, u64)> = BTreeMap::new();
     let walk = walkdir::WalkDir::new(tree.root()).min_depth(1);
     for entry in walk.into_iter().flatten() {
         if entry.file_type().is_file() {
@@ -127,6 +161,7 @@ pub fn contributors(tree: &Tree, owners: &Owners) -> Vec<Contribution> {
             bytes,
         })
         .collect();
-    ranked.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.owner.cmp(&b.owner)));
+    // Ties by the label, as shown.
+    ranked.sort_by_cached_key(|c| (std::cmp::Reverse(c.bytes), c.owner.to_string()));
     ranked
 }

@@ -285,7 +285,7 @@ fn contents(plan: &Plan, staged: &Staged) -> Vec<ContentRecord> {
         .into_iter()
         .map(|c| ContentRecord {
             element: plan.element_of(&c.owner),
-            owner: c.owner,
+            owner: c.owner.to_string(),
             files: c.files,
             bytes: c.bytes,
         })

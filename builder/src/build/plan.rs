@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use super::budget::Owner;
 use super::{BuildError, BuildOptions, iso};
 use crate::config::element::{self, Element};
 use crate::config::profile::{self, Dependencies, Format, InitStyle, Profile};
@@ -135,18 +136,19 @@ impl Plan {
     /// `profile` for packages only the profile names; the agent belongs to
     /// the element that places it. `None` for shared parts (kernel modules,
     /// shared libraries, other files).
-    pub fn element_of(&self, owner: &str) -> Option<String> {
-        if let Some(name) = owner.strip_prefix("element ") {
-            return Some(name.to_string());
-        }
-        if owner == "agent" {
-            return self
-                .elements
-                .iter()
-                .rfind(|e| e.agent.is_some())
-                .map(|e| e.name.clone());
-        }
-        let package = owner.strip_prefix("package ")?;
+    pub fn element_of(&self, owner: &Owner) -> Option<String> {
+        let package = match owner {
+            Owner::Element(name) => return Some(name.clone()),
+            Owner::Agent => {
+                return self
+                    .elements
+                    .iter()
+                    .rfind(|e| e.agent.is_some())
+                    .map(|e| e.name.clone());
+            }
+            Owner::Package(package) => package,
+            _ => return None,
+        };
         self.elements
             .iter()
             .find(|e| e.packages.iter().any(|p| p == package))

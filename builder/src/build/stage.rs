@@ -10,11 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::budget::Owners;
+use super::budget::{Owner, Owners};
 use super::fetch::Inputs;
 use super::{BuildError, BuildOptions, io_err, plan::Plan, scrub};
 use crate::debian::deb;
-use crate::manifest::FirmwareRecord;
+use crate::manifest::{FirmwareRecord, FirmwareStatus};
 use crate::report::Reporter;
 use crate::stage::Tree;
 use crate::stage::elf;
@@ -53,13 +53,13 @@ pub fn stage(
     let kernel = modules::find_kernel(kernel_tree.root(), plan.arch.kernel_image)?;
     let mods = modules::install_modules(&kernel, &plan.modules, &mut tree)?;
     for dir in ["/lib/modules", "/usr/lib/modules"] {
-        owners.add_prefix("kernel modules", format!("{dir}/{}", kernel.version));
+        owners.add_prefix(Owner::KernelModules, format!("{dir}/{}", kernel.version));
     }
     let firmware = match &inputs.firmware {
         Some(supply) => {
             let (records, written) =
                 super::firmware::install(supply, &mods, &mut tree, work.path(), reporter)?;
-            owners.add("firmware", written);
+            owners.add(Owner::Firmware, written);
             records
         }
         None => Vec::new(),
@@ -67,17 +67,17 @@ pub fn stage(
 
     for el in &plan.elements {
         let written = files::place_element(&mut tree, el)?;
-        owners.add(&format!("element {}", el.name), written);
+        owners.add(Owner::Element(el.name.clone()), written);
     }
     if let (Some(dest), Some(agent)) = (&plan.agent_path, &inputs.agent) {
         files::install_file(&mut tree, &agent.bin, dest, 0o755, 0, 0)
             .map_err(io_err("installing the agent at", dest))?;
-        owners.add("agent", vec![dest.clone()]);
+        owners.add(Owner::Agent, vec![dest.clone()]);
     }
     let libs = elf::library_closure(&mut tree, Some(pool.root()))?;
     let installed: Vec<&FirmwareRecord> = firmware
         .iter()
-        .filter(|r| r.status == "installed")
+        .filter(|r| r.status == FirmwareStatus::Installed)
         .collect();
     st.done(format!(
         "{} modules, {} firmware files ({}), {} libraries from dependencies",
@@ -86,7 +86,7 @@ pub fn stage(
         crate::report::human_bytes(installed.iter().map(|r| r.size).sum()),
         libs.len()
     ));
-    owners.add("shared libraries", libs);
+    owners.add(Owner::SharedLibraries, libs);
     Ok(Staged {
         work,
         tree,
@@ -111,7 +111,7 @@ fn unpack_packages(
     for (pkg, deb_file) in &inputs.packages {
         if plan.installs_whole(&pkg.name) {
             let written = deb::unpack(deb_file, tree, &keep)?;
-            owners.add(&format!("package {}", pkg.name), written);
+            owners.add(Owner::Package(pkg.name.clone()), written);
         } else {
             deb::unpack(deb_file, pool, &|_| true)?;
         }

@@ -20,7 +20,7 @@ use crate::debian::deb;
 use crate::hardware::{self, Class, ClassCoverage, Coverage, ModuleTable};
 use crate::initramfs::iso;
 use crate::initramfs::read as input;
-use crate::manifest::Manifest;
+use crate::manifest::{FirmwareStatus, Manifest};
 use crate::stage::Tree;
 use crate::stage::modules::{self, Kernel};
 
@@ -312,7 +312,7 @@ pub fn render_firmware(s: &mut String, firmware: &[crate::manifest::FirmwareReco
     }
     let installed: Vec<_> = firmware
         .iter()
-        .filter(|r| r.status == "installed")
+        .filter(|r| r.status == FirmwareStatus::Installed)
         .collect();
     let nonfree = installed
         .iter()
@@ -334,7 +334,7 @@ pub fn render_firmware(s: &mut String, firmware: &[crate::manifest::FirmwareReco
         let _ = writeln!(
             s,
             "    {:>10}  {}  {from}  for {}",
-            if r.status == "installed" {
+            if r.status == FirmwareStatus::Installed {
                 human_bytes(r.size)
             } else {
                 "-".to_string()

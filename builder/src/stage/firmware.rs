@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::debian::Package;
 use crate::debian::contents::FirmwareIndex;
-use crate::manifest::FirmwareRecord;
+use crate::manifest::{FirmwareRecord, FirmwareStatus};
 use crate::stage::Tree;
 use crate::stage::files;
 use crate::stage::tree::Last;
@@ -73,7 +73,7 @@ impl FirmwarePlan {
                     let r = FirmwareRecord {
                         file: file.to_string(),
                         modules,
-                        status: "installed".into(),
+                        status: FirmwareStatus::Installed,
                         path: Some(format!("/usr/lib/firmware/{}", src.shipped)),
                         package: Some(src.package.name.clone()),
                         version: Some(src.package.version.clone()),
@@ -86,7 +86,7 @@ impl FirmwarePlan {
                 None => FirmwareRecord {
                     file: file.to_string(),
                     modules,
-                    status: "missing".into(),
+                    status: FirmwareStatus::Missing,
                     path: None,
                     package: None,
                     version: None,
@@ -101,7 +101,9 @@ impl FirmwarePlan {
 
     /// The records with no package.
     pub fn missing(&self) -> impl Iterator<Item = &FirmwareRecord> {
-        self.records.iter().filter(|r| r.status == "missing")
+        self.records
+            .iter()
+            .filter(|r| r.status == FirmwareStatus::Missing)
     }
 
     /// Copies every file with a package from `unpacked` (package name → a

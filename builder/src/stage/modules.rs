@@ -470,32 +470,7 @@ pub fn install_modules(
 
     // Closure over depends= and softdep=.
     let mut infos: BTreeMap<String, ModInfo> = BTreeMap::new();
-    let mut queue: VecDeque<String> = VecDeque::new();
-    for w in wanted {
-        if w.contains('/') {
-            let matched = index.matching(w)?;
-            if matched.is_empty() {
-                return Err(ModulesError::NoMatch {
-                    pattern: w.clone(),
-                    version: kernel.version.clone(),
-                });
-            }
-            queue.extend(matched);
-            continue;
-        }
-        let name = canonical(w);
-        if index.modules.contains_key(&name) {
-            queue.push_back(name);
-        } else if index.builtin.contains(&name) {
-            report.builtin.push(name);
-        } else {
-            return Err(ModulesError::Unknown {
-                suggestions: index.suggestions(&name),
-                name: w.clone(),
-                version: kernel.version.clone(),
-            });
-        }
-    }
+    let mut queue = seed(kernel, &index, wanted, &mut report)?;
     let mut aliases: Option<BTreeMap<String, Vec<String>>> = None;
     while let Some(name) = queue.pop_front() {
         if infos.contains_key(&name) {
@@ -538,7 +513,68 @@ pub fn install_modules(
         infos.insert(name, info);
     }
 
-    // Copy the files.
+    let dest = copy_modules(kernel, &index, &infos, tree, &mut report)?;
+    write_index_files(kernel, &index, &infos, &dest)?;
+    report.installed = infos.keys().cloned().collect();
+    for (name, info) in &infos {
+        let files: Vec<String> = info.values("firmware").map(str::to_string).collect();
+        if !files.is_empty() {
+            report.firmware.insert(name.clone(), files);
+        }
+    }
+    report.builtin.sort();
+    report.builtin.dedup();
+    report.missing_softdeps.sort();
+    Ok(report)
+}
+
+/// The queue [`install_modules`] starts its closure from: `wanted`'s
+/// module names and the modules its path patterns match. Built-in names
+/// go to `report.builtin`; an unknown name or an empty pattern is an error.
+fn seed(
+    kernel: &Kernel,
+    index: &Index,
+    wanted: &[String],
+    report: &mut ModulesReport,
+) -> Result<VecDeque<String>, ModulesError> {
+    let mut queue: VecDeque<String> = VecDeque::new();
+    for w in wanted {
+        if w.contains('/') {
+            let matched = index.matching(w)?;
+            if matched.is_empty() {
+                return Err(ModulesError::NoMatch {
+                    pattern: w.clone(),
+                    version: kernel.version.clone(),
+                });
+            }
+            queue.extend(matched);
+            continue;
+        }
+        let name = canonical(w);
+        if index.modules.contains_key(&name) {
+            queue.push_back(name);
+        } else if index.builtin.contains(&name) {
+            report.builtin.push(name);
+        } else {
+            return Err(ModulesError::Unknown {
+                suggestions: index.suggestions(&name),
+                name: w.clone(),
+                version: kernel.version.clone(),
+            });
+        }
+    }
+    Ok(queue)
+}
+
+/// Copies the module files of `infos` and the kernel's own index inputs
+/// into the tree; returns the tree's `lib/modules/<version>` on the host.
+fn copy_modules(
+    kernel: &Kernel,
+    index: &Index,
+    infos: &BTreeMap<String, ModInfo>,
+    tree: &mut Tree,
+    report: &mut ModulesReport,
+) -> Result<PathBuf, ModulesError> {
     let dest = tree
         .host_path(&Path::new("/lib/modules").join(&kernel.version))
         .map_err(io_err(Path::new("/lib/modules")))?;
@@ -563,18 +599,7 @@ pub fn install_modules(
         }
     }
 
-    write_index_files(kernel, &index, &infos, &dest)?;
-    report.installed = infos.keys().cloned().collect();
-    for (name, info) in &infos {
-        let files: Vec<String> = info.values("firmware").map(str::to_string).collect();
-        if !files.is_empty() {
-            report.firmware.insert(name.clone(), files);
-        }
-    }
-    report.builtin.sort();
-    report.builtin.dedup();
-    report.missing_softdeps.sort();
-    Ok(report)
+    Ok(dest)
 }
 
 /// Every module of a kernel with its path and device aliases, and the
