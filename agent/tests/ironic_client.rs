@@ -280,6 +280,30 @@ fn case_31_lookup_outcomes() {
     assert_eq!(pauses, [5.0, 10.0, 30.0, 30.0]);
 }
 
+/// While Ironic cannot be reached at all (the network is not up yet),
+/// lookups go out every 0.25 s for the first 10 s, then follow the spec's
+/// back-off; an answer from Ironic in those seconds (case 31) does not.
+#[test]
+fn lookup_retries_quickly_while_ironic_is_unreachable() {
+    let (c, t) = client(vec![common::dead_url()], Some((1, 99)), None);
+    let e = c.lookup(&[], None, 20.0, 1.0).unwrap_err();
+    assert!(matches!(e, IronicError::LookupTimeout(_)), "{e}");
+    let sleeps = t.sleeps.lock().unwrap().clone();
+    let quick = sleeps
+        .iter()
+        .take_while(|s| **s == ipa_agent::ironic::QUICK_RETRY)
+        .count();
+    assert_eq!(
+        quick as f64 * ipa_agent::ironic::QUICK_RETRY,
+        ipa_agent::ironic::QUICK_WINDOW,
+        "{sleeps:?}"
+    );
+    // Then the spec's draws, uniform(1, max(1, 2^(n-1))) starting at n = 2
+    // (the fake takes the low end), until the 20 s are used up.
+    assert!(sleeps[quick..].len() >= 2, "{sleeps:?}");
+    assert!(sleeps[quick..].iter().all(|s| *s == 1.0), "{sleeps:?}");
+}
+
 #[test]
 fn case_32_lookup_token_rules() {
     use ipa_agent::agent::adopt_lookup_token;

@@ -13,9 +13,11 @@
 //! - [`ironic`]: an all-in-one Ironic and a typed client for what tests need.
 //! - [`agent`]: building and running `ipa-agent` against a fake root.
 //! - [`qemu`]: a VM booting a built ramdisk, its serial console in a file.
+//! - [`image`]: a profile of this workspace built for a test.
 
 pub mod agent;
 pub mod glance;
+pub mod image;
 pub mod ironic;
 pub mod net;
 pub mod paths;
