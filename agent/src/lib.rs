@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod extensions;
 pub mod fsutil;
+pub mod hardware;
 pub mod heartbeat;
 pub mod ironic;
 pub mod logging;

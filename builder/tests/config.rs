@@ -62,14 +62,18 @@ fn golden(e: &ConfigError, name: &str) {
 
 /// A test named NAME: the error EXPR (of kind KIND, when given) renders as
 /// the golden text `fixtures/config/expected/NAME.txt`.
-macro_rules! golden_test {
-    ($name:ident, $err:expr $(, $kind:ident)?) => {
-        #[test]
-        fn $name() {
-            let e = $err;
-            $(assert_eq!(e.kind(), ErrorKind::$kind);)?
-            golden(&e, stringify!($name));
-        }
+/// Declares one golden-message test per row: `name: error => Kind,` (the
+/// kind is optional). A table, so that adding a case is one line.
+macro_rules! golden_tests {
+    ($($name:ident: $err:expr $(=> $kind:ident)?),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let e = $err;
+                $(assert_eq!(e.kind(), ErrorKind::$kind);)?
+                golden(&e, stringify!($name));
+            }
+        )*
     };
 }
 
@@ -195,12 +199,10 @@ fn three_level_chain_through_a_relative_path() {
 
 #[test]
 fn earlier_profile_dir_wins() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("minimal.yaml"),
+    let tmp = temp_profiles(&[(
+        "minimal.yaml",
         "description: My own minimal\ninit: systemd\n",
-    )
-    .unwrap();
+    )]);
     let dirs = vec![
         tmp.path().to_path_buf(),
         PathBuf::from(FIX).join("profiles"),
@@ -252,12 +254,10 @@ fn elements_resolve_in_dependency_order() {
 
 #[test]
 fn dependencies_come_first_even_when_listed_later() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("p.yaml"),
+    let tmp = temp_profiles(&[(
+        "p.yaml",
         "description: order test\ninit: busybox\nelements: [rescue, kernel]\n",
-    )
-    .unwrap();
+    )]);
     let p = profile::load("p", &[tmp.path().to_path_buf()]).unwrap();
     let els = element::resolve(&p, &element_dirs()).unwrap();
     let names: Vec<&str> = els.iter().map(|e| e.name.as_str()).collect();
@@ -351,45 +351,44 @@ fn first_element_dir_wins() {
 // ---------------------------------------------------------------------------
 // Golden error messages.
 
-golden_test!(profile_key_typo, load_err("key-typo"), UnknownKey);
-
-golden_test!(element_key_typo, element_err("key-typo"), UnknownKey);
-
-golden_test!(
-    unknown_element_with_suggestion,
-    resolve_err("unknown-element"),
-    NotFound
-);
-
-golden_test!(
-    element_dependency_cycle,
-    resolve_err("element-cycle"),
-    Cycle
-);
-
-golden_test!(extends_cycle, load_err("loop-a"), Cycle);
-
-golden_test!(extends_missing, load_err("extends-missing"), NotFound);
-
-golden_test!(duplicate_key, load_err("duplicate"), DuplicateKey);
-
-golden_test!(bad_enum_value, load_err("bad-enum"), InvalidValue);
-
-golden_test!(
-    unknown_debian_release_names_the_nearest,
-    load_err("bad-release"),
-    InvalidValue
-);
+golden_tests! {
+    profile_key_typo: load_err("key-typo") => UnknownKey,
+    element_key_typo: element_err("key-typo") => UnknownKey,
+    unknown_element_with_suggestion: resolve_err("unknown-element") => NotFound,
+    element_dependency_cycle: resolve_err("element-cycle") => Cycle,
+    extends_cycle: load_err("loop-a") => Cycle,
+    extends_missing: load_err("extends-missing") => NotFound,
+    duplicate_key: load_err("duplicate") => DuplicateKey,
+    bad_enum_value: load_err("bad-enum") => InvalidValue,
+    unknown_debian_release_names_the_nearest: load_err("bad-release") => InvalidValue,
+    unquoted_mode: element_err("unquoted-mode") => InvalidValue,
+    bad_size: load_err("size") => InvalidValue,
+    level_out_of_range: load_err("level"),
+    level_out_of_range_for_inherited_compression: load_err("level-inherited"),
+    files_entry_without_file: element_err("missing-file") => NotFound,
+    relative_path_in_element: element_err("relative-path"),
+    relative_path_in_profile: load_err("relative"),
+    fifo_with_numbers: element_err("bad-device"),
+    missing_init: load_err("no-init"),
+    element_init_mismatch: resolve_err("wrong-init") => Conflict,
+    unknown_profile_name: load_err("chlid"),
+    missing_dependency_names_the_chain: resolve_err("missing-dependency") => NotFound,
+    element_without_description: element_err("no-description") => MissingField,
+    bad_format_in_a_list: load_err("bad-format"),
+    empty_audit_reason: load_err("empty-reason"),
+    top_level_key_typo: load_err("top-typo"),
+    scalar_where_a_list_belongs: load_err("not-a-list") => Syntax,
+}
 
 #[test]
 fn debian_release_is_inherited_and_defaults_to_the_hosts_suites() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("parent.yaml"),
-        "description: p\ninit: busybox\ndebian:\n  release: trixie\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("child.yaml"), "extends: parent\n").unwrap();
+    let dir = temp_profiles(&[
+        (
+            "parent.yaml",
+            "description: p\ninit: busybox\ndebian:\n  release: trixie\n",
+        ),
+        ("child.yaml", "extends: parent\n"),
+    ]);
     let dirs = [dir.path().to_path_buf()];
     let child = profile::load("child", &dirs).unwrap();
     assert_eq!(child.debian.release.as_deref(), Some("trixie"));
@@ -399,38 +398,6 @@ fn debian_release_is_inherited_and_defaults_to_the_hosts_suites() {
         "no release: the host's suites"
     );
 }
-
-golden_test!(unquoted_mode, element_err("unquoted-mode"), InvalidValue);
-
-golden_test!(bad_size, load_err("size"), InvalidValue);
-
-golden_test!(level_out_of_range, load_err("level"));
-
-#[test]
-fn level_out_of_range_for_inherited_compression() {
-    golden(
-        &load_err("level-inherited"),
-        "level_out_of_range_for_inherited_compression",
-    );
-}
-
-golden_test!(
-    files_entry_without_file,
-    element_err("missing-file"),
-    NotFound
-);
-
-golden_test!(relative_path_in_element, element_err("relative-path"));
-
-golden_test!(relative_path_in_profile, load_err("relative"));
-
-golden_test!(fifo_with_numbers, element_err("bad-device"));
-
-golden_test!(missing_init, load_err("no-init"));
-
-golden_test!(element_init_mismatch, resolve_err("wrong-init"), Conflict);
-
-golden_test!(unknown_profile_name, load_err("chlid"));
 
 // ---------------------------------------------------------------------------
 // The repository's own profiles and elements.
@@ -487,17 +454,21 @@ mod properties {
         "[a-z][a-z0-9-]{1,10}"
     }
 
-    fn spec() -> impl Strategy<Value = Spec> {
-        let compression = prop_oneof![
+    fn compression_and_level() -> impl Strategy<Value = (Compression, Option<u32>)> {
+        prop_oneof![
             Just(Compression::Zstd),
             Just(Compression::Gzip),
             Just(Compression::Xz)
-        ];
-        let comp_level = compression.prop_flat_map(|c| {
+        ]
+        .prop_flat_map(|c| {
             let r = c.levels();
             (Just(c), proptest::option::of(*r.start()..=*r.end()))
-        });
-        let budget = proptest::option::of((
+        })
+    }
+
+    /// A size budget as (number, unit as written, bytes it means).
+    fn budget() -> impl Strategy<Value = Option<(u64, &'static str, u64)>> {
+        proptest::option::of((
             1u64..5000,
             prop_oneof![
                 Just(("", 1u64)),
@@ -506,51 +477,28 @@ mod properties {
                 Just(("KB", 1000))
             ],
         ))
-        .prop_map(|b| b.map(|(n, (u, m))| (n, u, n * m)));
-        (
-            "[A-Za-z][A-Za-z0-9 ,.()-]{0,40}[A-Za-z0-9.)]",
-            prop_oneof![Just(InitStyle::Busybox), Just(InitStyle::Systemd)],
-            proptest::collection::vec(name(), 0..5),
-            proptest::collection::vec(name(), 0..5),
-            proptest::collection::vec("[a-z][a-z0-9_]{1,10}", 0..4),
-            proptest::option::of("[a-z]{1,8}=[a-z0-9,]{1,10}"),
-            comp_level,
-            proptest::sample::subsequence(
+        .prop_map(|b| b.map(|(n, (u, m))| (n, u, n * m)))
+    }
+
+    prop_compose! {
+        fn spec()(
+            description in "[A-Za-z][A-Za-z0-9 ,.()-]{0,40}[A-Za-z0-9.)]",
+            init in prop_oneof![Just(InitStyle::Busybox), Just(InitStyle::Systemd)],
+            elements in proptest::collection::vec(name(), 0..5),
+            packages in proptest::collection::vec(name(), 0..5),
+            modules in proptest::collection::vec("[a-z][a-z0-9_]{1,10}", 0..4),
+            cmdline in proptest::option::of("[a-z]{1,8}=[a-z0-9,]{1,10}"),
+            (compression, level) in compression_and_level(),
+            formats in proptest::sample::subsequence(
                 vec![Format::Kernel, Format::Initramfs, Format::Iso],
                 1..=3,
             ),
-            budget,
-            proptest::option::of("[A-Z][A-Z0-9_]{0,31}"),
-            any::<bool>(),
-        )
-            .prop_map(
-                |(
-                    description,
-                    init,
-                    elements,
-                    packages,
-                    modules,
-                    cmdline,
-                    (compression, level),
-                    formats,
-                    budget,
-                    label,
-                    libraries,
-                )| Spec {
-                    description,
-                    init,
-                    elements,
-                    packages,
-                    modules,
-                    cmdline,
-                    compression,
-                    level,
-                    formats,
-                    budget,
-                    label,
-                    libraries,
-                },
-            )
+            budget in budget(),
+            label in proptest::option::of("[A-Z][A-Z0-9_]{0,31}"),
+            libraries in any::<bool>(),
+        ) -> Spec {
+            Spec { description, init, elements, packages, modules, cmdline, compression, level, formats, budget, label, libraries }
+        }
     }
 
     fn word<T: serde::Serialize>(v: T) -> String {
@@ -716,26 +664,6 @@ mod properties {
         }
     }
 }
-
-golden_test!(
-    missing_dependency_names_the_chain,
-    resolve_err("missing-dependency"),
-    NotFound
-);
-
-golden_test!(
-    element_without_description,
-    element_err("no-description"),
-    MissingField
-);
-
-golden_test!(bad_format_in_a_list, load_err("bad-format"));
-
-golden_test!(empty_audit_reason, load_err("empty-reason"));
-
-golden_test!(top_level_key_typo, load_err("top-typo"));
-
-golden_test!(scalar_where_a_list_belongs, load_err("not-a-list"), Syntax);
 
 // ---------------------------------------------------------------------------
 // Command-line overrides and audit rule names are checked at load time.

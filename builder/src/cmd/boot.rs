@@ -352,7 +352,8 @@ fn shell_quote(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn args(extra: &[&str]) -> Args {
+    /// Parses `ipa-build boot` arguments written as one whitespace-separated line.
+    fn args(line: &str) -> Args {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Cli {
@@ -360,7 +361,7 @@ mod tests {
             boot: Args,
         }
         let mut argv = vec!["boot"];
-        argv.extend(extra);
+        argv.extend(line.split_whitespace());
         Cli::try_parse_from(argv).unwrap().boot
     }
 
@@ -390,15 +391,7 @@ mod tests {
             dir.path(),
             &[("kernel", "t.kernel"), ("initramfs", "t.initramfs")],
         );
-        let a = args(&[
-            "out/t",
-            "--append",
-            "ipa-debug=1",
-            "--forward",
-            "2222:22",
-            "--forward",
-            "9999:9999",
-        ]);
+        let a = args("out/t --append ipa-debug=1 --forward 2222:22 --forward 9999:9999");
         let argv = qemu_args(&a, &build, dir.path(), Accel::Tcg, Path::new("v")).unwrap();
         let joined = argv.join(" ");
         assert!(joined.contains("-accel tcg"), "{joined}");
@@ -418,15 +411,7 @@ mod tests {
     fn uefi_iso_boot_uses_ovmf_and_refuses_append() {
         let dir = tempfile::tempdir().unwrap();
         let build = build_dir(dir.path(), &[("iso", "t.iso")]);
-        let a = args(&[
-            "d",
-            "--iso",
-            "--uefi",
-            "--nics",
-            "1",
-            "--mac",
-            "52:54:00:AA:BB:CC",
-        ]);
+        let a = args("d --iso --uefi --nics 1 --mac 52:54:00:AA:BB:CC");
         let argv = qemu_args(&a, &build, dir.path(), Accel::Kvm, Path::new("/x/vars")).unwrap();
         let joined = argv.join(" ");
         assert!(joined.contains("-accel kvm -cpu host"));
@@ -436,7 +421,7 @@ mod tests {
         assert!(joined.contains("mac=52:54:00:aa:bb:cc"));
         assert!(!joined.contains("n1"));
 
-        let a = args(&["d", "--iso", "--append", "x=1"]);
+        let a = args("d --iso --append x=1");
         let err = qemu_args(&a, &build, dir.path(), Accel::Tcg, Path::new("v")).unwrap_err();
         assert!(matches!(err, BootError::AppendWithIso));
     }
@@ -445,21 +430,15 @@ mod tests {
     fn missing_artifacts_and_bad_values_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let build = build_dir(dir.path(), &[("iso", "t.iso")]);
-        let err = qemu_args(
-            &args(&["d"]),
-            &build,
-            dir.path(),
-            Accel::Tcg,
-            Path::new("v"),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = qemu_args(&args("d"), &build, dir.path(), Accel::Tcg, Path::new("v"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no kernel artifact") && err.contains("lists iso"),
             "{err}"
         );
         let err = qemu_args(
-            &args(&["d", "--iso", "--mac", "nope"]),
+            &args("d --iso --mac nope"),
             &build,
             dir.path(),
             Accel::Tcg,

@@ -1,0 +1,7 @@
+//! What the agent knows about the machine it runs on, read from `--root`
+//! (sysfs, `/dev`, `/proc`), so tests can hand it a fake tree.
+//!
+//! `disks` enumerates the block devices deploy, cleaning and inspection act
+//! on; each device kind gets its own module here.
+
+pub mod disks;
