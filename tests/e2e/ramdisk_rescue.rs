@@ -3,8 +3,9 @@
 //! Ironic 39, `rescue` the node with a password, then `ssh rescue@node` with
 //! that password.
 //!
-//! The VM has two NICs (virtio-net and e1000), each on its own user-mode
-//! network; the first has the MAC of the node's Ironic port. The guest
+//! The VM has two NICs as servers have them, not virtio: an Intel 82574
+//! (e1000e) and a Realtek RTL8139, each on its own user-mode network; the
+//! first has the MAC of the node's Ironic port. The guest
 //! reaches Ironic on the host as `10.0.2.2`; Ironic reaches the agent through
 //! a port forward, so the agent advertises `127.0.0.1:<forwarded port>` (its
 //! auto-TLS certificate is for that address). SSH goes through a second
@@ -13,8 +14,9 @@
 //! Then the rescuer repairs the tenant's machine, as `rescue` with `sudo -n`:
 //! the VM also has the tenant's disks, prepared on the host without root or
 //! loop mounts (see [`TenantDisks`]): an ext4 root marked as needing a check
-//! (on virtio-scsi), an XFS data disk (AHCI), two blank disks (virtio-blk)
-//! and a FAT USB stick (usb-storage behind xHCI). Over SSH: fsck and mount
+//! (on virtio-scsi), an XFS data disk (AHCI), two blank disks (virtio-blk
+//! and a MegaRAID SAS controller, megasas-gen2) and a FAT USB stick
+//! (usb-storage behind xHCI). Over SSH: fsck and mount
 //! the ext4, read a file, replace root's hash in the tenant's /etc/shadow;
 //! `xfs_repair -n` the XFS and read its file; RAID1 + LVM + LUKS2 + ext4 on
 //! the blank disks, written, read and torn down; the data file copied to the
@@ -213,7 +215,7 @@ impl TenantDisks {
 
     fn attach(&self, vm: Qemu) -> Qemu {
         vm.disk(&self.blank[0], Controller::VirtioBlk)
-            .disk(&self.blank[1], Controller::VirtioBlk)
+            .disk(&self.blank[1], Controller::Megasas)
             .disk(&self.ext4, Controller::VirtioScsi)
             .disk(&self.xfs, Controller::Ahci)
             .disk(&self.usb, Controller::Usb)
@@ -326,7 +328,10 @@ fn repair_tenant_machine(profile: &str, vm: &Vm, port: u16, password: &str) {
 
     let out = step(
         "RAID1 + LVM + LUKS2 + ext4",
-        "mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 --assume-clean /dev/vda /dev/vdb\n\
+        "second=''\nfor d in /sys/block/sd*; do if [ \"$(cat $d/size)\" = 196608 ]; then second=/dev/${d##*/}; fi; done\n\
+         [ -n \"$second\" ] || { echo 'no 96 MiB SCSI disk (the MegaRAID one)'; exit 1; }\n\
+         echo \"SCSI hosts: $(cat /sys/class/scsi_host/*/proc_name | tr '\\n' ' ')\"\n\
+         mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 --assume-clean /dev/vda \"$second\"\n\
          pvcreate -y /dev/md0\nvgcreate rescuevg /dev/md0\nlvcreate -y -n secure -l 100%FREE rescuevg\n\
          printf 'rescue-luks-key' > /tmp/luks.key\n\
          cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --iter-time 100 --key-file /tmp/luks.key /dev/mapper/rescuevg-secure\n\
@@ -341,6 +346,8 @@ fn repair_tenant_machine(profile: &str, vm: &Vm, port: u16, password: &str) {
         out.contains("read back: layered data") && out.contains("stack torn down"),
         "{out}"
     );
+    // One half of the mirror sits behind the MegaRAID controller.
+    assert!(out.contains("megaraid_sas"), "{out}");
 
     step(
         "copy to USB stick",
@@ -467,7 +474,7 @@ fn rescue_through_ramdisk(profile: &str) {
     // NICs as on servers, not only virtio: the PXE NIC (the node's port)
     // is an Intel 82574 (e1000e).
     .nic("e1000e", MAC)
-    .nic("virtio-net-pci", SECOND_MAC)
+    .nic("rtl8139", SECOND_MAC)
     .hostfwd(agent_fwd, AGENT_PORT)
     .hostfwd(ssh_fwd, 22);
     let mut vm = disks
