@@ -145,6 +145,16 @@ fn wait_for_macs(cfg: &Config, timing: &dyn Timing) -> Vec<String> {
     Vec::new()
 }
 
+/// Puts the PXE NIC's MAC (`BOOTIF=`) first in the lookup's addresses:
+/// the port Ironic knows the node by, whatever the interface order.
+fn bootif_first(mut macs: Vec<String>, bootif: Option<&str>) -> Vec<String> {
+    if let Some(pos) = bootif.and_then(|b| macs.iter().position(|m| m == b)) {
+        let mac = macs.remove(pos);
+        macs.insert(0, mac);
+    }
+    macs
+}
+
 /// The address to advertise: `ipa-advertise-host`, or the source address
 /// of the route towards Ironic, taken from `urls` in order (the client's
 /// list puts the URL that answered the lookup first), derived now, after
@@ -293,7 +303,7 @@ fn lookup_phase(
         },
         timing.clone(),
     );
-    let macs = wait_for_macs(cfg, timing.as_ref());
+    let macs = bootif_first(wait_for_macs(cfg, timing.as_ref()), cfg.bootif.as_deref());
     if cfg.hardware_initialization_delay > 0.0 {
         log::info!(
             "waiting {} s (ipa-hardware-initialization-delay)",
@@ -552,6 +562,22 @@ mod tests {
             ["52:54:00:12:34:56"]
         );
         assert!(clock.sleeps.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_pxe_nic_goes_first() {
+        let macs = || {
+            vec![
+                "aa:00:00:00:00:01".to_string(),
+                "aa:00:00:00:00:02".to_string(),
+            ]
+        };
+        assert_eq!(
+            bootif_first(macs(), Some("aa:00:00:00:00:02")),
+            ["aa:00:00:00:00:02", "aa:00:00:00:00:01"]
+        );
+        assert_eq!(bootif_first(macs(), Some("bb:00:00:00:00:09")), macs());
+        assert_eq!(bootif_first(macs(), None), macs());
     }
 
     #[test]
