@@ -303,7 +303,7 @@ fn lookup_phase(
         },
         timing.clone(),
     );
-    let macs = bootif_first(wait_for_macs(cfg, timing.as_ref()), cfg.bootif.as_deref());
+    let first = bootif_first(wait_for_macs(cfg, timing.as_ref()), cfg.bootif.as_deref());
     if cfg.hardware_initialization_delay > 0.0 {
         log::info!(
             "waiting {} s (ipa-hardware-initialization-delay)",
@@ -311,7 +311,13 @@ fn lookup_phase(
         );
         timing.sleep(cfg.hardware_initialization_delay);
     }
-    let content = client.lookup(&macs, None, cfg.lookup_timeout, cfg.lookup_interval)?;
+    // Read again before each attempt: NICs keep appearing while drivers
+    // load (hotplug), and the node's port may not be the first one.
+    let addresses = || {
+        let now = bootif_first(crate::net::mac_addresses(&cfg.root), cfg.bootif.as_deref());
+        if now.is_empty() { first.clone() } else { now }
+    };
+    let content = client.lookup_with(&addresses, None, cfg.lookup_timeout, cfg.lookup_interval)?;
     let lookup_token = content["config"]
         .get("agent_token")
         .and_then(|v| v.as_str());

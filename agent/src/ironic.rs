@@ -9,6 +9,7 @@
 
 use crate::timing::Timing;
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Fallback when discovery fails (not cached).
@@ -88,6 +89,9 @@ pub struct IronicClient {
     cached_version: Mutex<Option<(u32, u32)>>,
     timing: Arc<dyn Timing>,
     insecure: bool,
+    /// Set while lookup retries quickly and has said why once: failed
+    /// requests are then logged at debug level, not four warnings a second.
+    quiet_failures: AtomicBool,
     /// Reported as `agent_version`.
     pub agent_version: String,
 }
@@ -140,6 +144,7 @@ impl IronicClient {
             request_id: cfg.request_id.clone(),
             version_override: cfg.version_override,
             cached_version: Mutex::new(None),
+            quiet_failures: AtomicBool::new(false),
             timing,
             insecure: cfg.insecure,
             agent_version: crate::AGENT_VERSION.to_string(),
@@ -175,7 +180,16 @@ impl IronicClient {
                     return Ok(ok);
                 }
                 Err(msg) => {
-                    log::warn!("request {method} {base}{} failed: {msg}", strip_query(path));
+                    let level = if self.quiet_failures.load(Ordering::Relaxed) {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
+                        "request {method} {base}{} failed: {msg}",
+                        strip_query(path)
+                    );
                     last = IronicError::Transport {
                         url: base.clone(),
                         msg,
@@ -387,7 +401,22 @@ impl IronicClient {
         timeout: f64,
         interval: f64,
     ) -> Result<Value, IronicError> {
+        self.lookup_with(&|| macs.to_vec(), node_uuid, timeout, interval)
+    }
+
+    /// [`IronicClient::lookup`] with the addresses asked for again before
+    /// every attempt: a NIC whose driver loads after the agent started (the
+    /// node's PXE port among them) joins the next attempt instead of the
+    /// lookup asking for the wrong ports until it times out.
+    pub fn lookup_with(
+        &self,
+        addresses: &dyn Fn() -> Vec<String>,
+        node_uuid: Option<&str>,
+        timeout: f64,
+        interval: f64,
+    ) -> Result<Value, IronicError> {
         let start = self.timing.now();
+        let mut macs = addresses();
         let mut conflicts = 0usize;
         let mut attempt: u32 = 1;
         // Attempts that count for the back-off (the first, and every one
@@ -402,8 +431,9 @@ impl IronicClient {
                     self.urls().join(",")
                 );
             }
-            let quick = match self.try_lookup(macs, node_uuid) {
+            let quick = match self.try_lookup(&macs, node_uuid) {
                 Ok(content) => {
+                    self.quiet_failures.store(false, Ordering::Relaxed);
                     log::info!(
                         "lookup succeeded (attempt {attempt}): node {}, heartbeat_timeout {}",
                         content["node"]["uuid"].as_str().unwrap_or_default(),
@@ -434,9 +464,23 @@ impl IronicClient {
                 }
             };
             if self.timing.now() - start >= timeout {
+                self.quiet_failures.store(false, Ordering::Relaxed);
                 return Err(IronicError::LookupTimeout(timeout));
             }
             attempt += 1;
+            // New interfaces since this attempt: try them at once.
+            let now = addresses();
+            if now != macs {
+                log::info!(
+                    "network interfaces changed: addresses now {}",
+                    now.join(",")
+                );
+                macs = now;
+                quiet = false;
+                self.quiet_failures.store(false, Ordering::Relaxed);
+                continue;
+            }
+            self.quiet_failures.store(quick, Ordering::Relaxed);
             if quick {
                 self.timing.sleep(QUICK_RETRY);
                 continue;

@@ -363,3 +363,32 @@ fn case_33_heartbeat_timer() {
     assert_eq!(timer.next(5.5, false), heartbeat::Next::Wait(5.0));
     let _ = FORCE;
 }
+
+/// The addresses are asked for again before each attempt: a NIC that shows
+/// up after the agent started (the node's port, here) joins the lookup.
+#[test]
+fn lookup_asks_for_the_addresses_again_on_each_attempt() {
+    let s = FakeServer::start(|req| {
+        if req.path.contains("52%3A54%3A00%3A12%3A34%3A56") {
+            (200, lookup_ok())
+        } else {
+            (404, "{}".into())
+        }
+    });
+    let (c, t) = client(vec![s.url.clone()], Some((1, 99)), None);
+    let calls = Mutex::new(0);
+    let addresses = || {
+        let mut n = calls.lock().unwrap();
+        *n += 1;
+        let mut macs = vec!["52:54:00:12:35:01".to_string()];
+        if *n > 2 {
+            macs.push("52:54:00:12:34:56".to_string());
+        }
+        macs
+    };
+    c.lookup_with(&addresses, None, 60.0, 1.0).unwrap();
+    // Asked before attempt 1 and after each failure: the third list has
+    // the node's port, tried at once, without a back-off wait.
+    assert_eq!(*calls.lock().unwrap(), 3);
+    assert_eq!(*t.sleeps.lock().unwrap(), [1.0]);
+}
