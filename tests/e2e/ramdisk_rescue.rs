@@ -35,6 +35,7 @@ use ipa_build::build::BuildSummary;
 use ipa_e2e::image;
 use ipa_e2e::ironic::{Ironic, Node};
 use ipa_e2e::net::free_port;
+use ipa_e2e::paths::workspace_root;
 use ipa_e2e::qemu::{self, Boot, Controller, Qemu, Vm};
 
 /// The first NIC's MAC, which the node's Ironic port names.
@@ -460,10 +461,12 @@ fn rescue_through_ramdisk(profile: &str) {
 
     let agent_fwd = free_port().unwrap();
     let ssh_fwd = free_port().unwrap();
+    // BOOTIF as PXELINUX and Ironic's iPXE give it: the node's port.
     let append = format!(
-        "{} ipa-api-url=http://10.0.2.2:{} ipa-advertise-host=127.0.0.1 ipa-advertise-port={agent_fwd} console=ttyS0",
+        "{} ipa-api-url=http://10.0.2.2:{} ipa-advertise-host=127.0.0.1 ipa-advertise-port={agent_fwd} BOOTIF=01-{} console=ttyS0",
         summary.cmdline,
-        ironic.port()
+        ironic.port(),
+        MAC.replace(':', "-")
     );
     let vm = Qemu::new(Boot::Kernel {
         kernel,
@@ -636,6 +639,11 @@ fn rescue_through_ramdisk(profile: &str) {
         "[{profile}] SSH login {:.1} s after the node reached rescue",
         logged_in.saturating_sub(rescued).as_secs_f64()
     );
+    // The console, kept for reading the timings (and a failure) later.
+    let logs = workspace_root().join("target/test-data/ramdisk_rescue");
+    if std::fs::create_dir_all(&logs).is_ok() {
+        let _ = std::fs::write(logs.join(format!("{profile}.serial.log")), vm.serial());
+    }
     eprintln!(
         "[{profile}] from QEMU start: first heartbeat {}, rescue {}, finisher done {}, ssh login {}",
         secs(heartbeat),
