@@ -9,8 +9,8 @@
 # the kernel part; coreos: at most 3/4). Under TCG (KVM is not trusted
 # here), no real Ironic: for the split, a stand-in on 127.0.0.1 answers the
 # version document, lookup and heartbeats (bench-only; the real-Ironic
-# figures come from tests/e2e/ramdisk_rescue.rs), and the VM has an Intel
-# e1000e and a virtio NIC.
+# figures come from tests/e2e/ramdisk_rescue.rs); the VM has a virtio NIC
+# (the PXE one), an RTL8139 and a MegaRAID controller.
 #
 #   builder/benches/boot.sh [PROFILE...]
 #
@@ -72,7 +72,7 @@ boot() {
 # the agent makes its TLS certificate as with real Ironic), a lookup that
 # finds the node, and heartbeats, each of which appends a line to $2.
 ironic_stand_in() {
-    python3 - "$1" "$2" <<'PY' &
+    python3 - "$1" "$2" >/dev/null 2>&1 <<'PY' &
 import http.server, json, sys
 port, beats = int(sys.argv[1]), sys.argv[2]
 NODE = "9a1bde66-5d43-4a5f-9d5a-2d0f4a6f3b11"
@@ -121,9 +121,10 @@ split() {
     qemu-system-x86_64 -accel tcg -machine pc -m 768 -display none -no-reboot \
         -monitor none -serial "file:$log" \
         -kernel "$kernel" -initrd "$initramfs" \
-        -append "$cmdline ipa-api-url=http://10.0.2.2:$port" \
-        -netdev user,id=n0 -device e1000e,netdev=n0,romfile=,mac=52:54:00:12:34:56 \
-        -netdev user,id=n1,net=10.0.3.0/24 -device virtio-net-pci,netdev=n1,romfile=,mac=52:54:00:12:35:01 \
+        -append "$cmdline ipa-api-url=http://10.0.2.2:$port BOOTIF=01-52-54-00-12-34-56" \
+        -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:12:34:56 \
+        -netdev user,id=n1,net=10.0.3.0/24 -device rtl8139,netdev=n1,romfile=,mac=52:54:00:12:35:01 \
+        -device megasas-gen2,id=m0 \
         >/dev/null 2>&1 &
     pid=$!
     k=fail u=fail
