@@ -16,7 +16,8 @@
 #
 # Environment: OUT (build outputs, default target/bench/boot), IPA_BUILD_CACHE
 # (download cache, default target/test-cache), TIMEOUT (seconds per boot,
-# default 120), RUNS (split boots per profile, default 3; the median is shown).
+# default 120), RUNS (split boots per profile, default 3; the median is shown),
+# IPA_BUILD (an ipa-build binary to build with instead of `cargo run --release`).
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -155,8 +156,12 @@ printf '%-10s %12s %12s %10s %10s %9s %10s %7s %7s\n' \
     profile kernel initramfs min-RAM to-agent boot:kern userspace ratio target
 for profile in "$@"; do
     dir=$out/$profile
-    (cd "$root" && cargo run -q --release -p ipa-build -- --profile "$profile" \
-        --output "$dir" --cache "$cache" -q) >&2
+    if [ -n "${IPA_BUILD:-}" ]; then
+        (cd "$root" && "$IPA_BUILD" --profile "$profile" --output "$dir" --cache "$cache" -q) >&2
+    else
+        (cd "$root" && cargo run -q --release -p ipa-build -- --profile "$profile" \
+            --output "$dir" --cache "$cache" -q) >&2
+    fi
     kernel=$(ls "$dir"/*.kernel | head -n1)
     initramfs=$(ls "$dir"/*.initramfs | head -n1)
     ksize=$(stat -c %s "$kernel")
