@@ -258,7 +258,9 @@ fn run_with(
         let curve = cfg.tls_certificate_curve.clone();
         std::thread::spawn(move || crate::tls::new_key(&curve))
     });
-    let session = lookup_phase(&cfg, &token, &timing)?;
+    // IPA posts the inventory before lookup; the answer names the node.
+    let inspected = crate::inspect::run(&cfg, timing.as_ref());
+    let session = lookup_phase(&cfg, &token, &timing, inspected.as_deref())?;
     if rescued {
         log::info!(
             "{} exists: this node was rescued; not serving the API nor heartbeating",
@@ -285,6 +287,7 @@ fn lookup_phase(
     cfg: &Config,
     token: &RwLock<Option<String>>,
     timing: &Arc<dyn Timing>,
+    node_uuid: Option<&str>,
 ) -> Result<Option<Session>, AgentError> {
     if cfg.api_urls.is_empty() {
         log::info!(
@@ -317,13 +320,19 @@ fn lookup_phase(
         let now = bootif_first(crate::net::mac_addresses(&cfg.root), cfg.bootif.as_deref());
         if now.is_empty() { first.clone() } else { now }
     };
-    let content = client.lookup_with(&addresses, None, cfg.lookup_timeout, cfg.lookup_interval)?;
+    let content = client.lookup_with(
+        &addresses,
+        node_uuid,
+        cfg.lookup_timeout,
+        cfg.lookup_interval,
+    )?;
     let lookup_token = content["config"]
         .get("agent_token")
         .and_then(|v| v.as_str());
     if !adopt_lookup_token(token, lookup_token) {
         sleep_forever();
     }
+    crate::deploy::settings::set_md5_allowed(&content["config"]);
     let node_uuid = content["node"]["uuid"]
         .as_str()
         .unwrap_or_default()

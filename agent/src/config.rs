@@ -62,6 +62,8 @@ pub struct Config {
     /// NTP servers to sync from before the certificate is made
     /// (`ipa-ntp-server`, comma-separated, `host[:port]`).
     pub ntp_server: Option<String>,
+    /// In-band inspection before lookup (`ipa-inspection-*`).
+    pub inspection: crate::inspect::Settings,
 }
 
 /// Reads `<root>/proc/cmdline` (missing file = empty command line) and
@@ -99,6 +101,8 @@ pub const LOOKUP_INTERVAL_RANGE: (f64, f64) = (0.1, 600.0);
 pub const IP_LOOKUP_TIMEOUT_RANGE: (f64, f64) = (0.0, 600.0);
 /// `ipa-ip-lookup-attempts`.
 pub const IP_LOOKUP_ATTEMPTS_RANGE: (u32, u32) = (1, 1000);
+/// `ipa-inspection-dhcp-wait-timeout`, seconds.
+pub const DHCP_WAIT_RANGE: (f64, f64) = (0.0, 3600.0);
 /// `ipa-hardware-initialization-delay`, seconds.
 pub const HARDWARE_DELAY_RANGE: (f64, f64) = (0.0, 3600.0);
 /// Ironic's `heartbeat_timeout` from lookup, seconds.
@@ -260,6 +264,35 @@ impl Reader<'_> {
         }
     }
 
+    /// `ipa-inspection-callback-url` (http(s) only; IPA's `mdns` is not
+    /// supported), `ipa-inspection-collectors` and the DHCP wait.
+    fn inspection(&mut self) -> crate::inspect::Settings {
+        let callback_url = match self.non_empty("ipa-inspection-callback-url") {
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u),
+            Some(u) => {
+                self.warn.push(format!(
+                    "ipa-inspection-callback-url={u:?} is not an http(s) URL (mDNS is not supported); inspection is off"
+                ));
+                None
+            }
+            None => None,
+        };
+        let collectors = self
+            .non_empty("ipa-inspection-collectors")
+            .unwrap_or_else(|| "default".into());
+        crate::inspect::Settings {
+            callback_url,
+            collectors: collectors
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect(),
+            dhcp_wait_timeout: self.f64("ipa-inspection-dhcp-wait-timeout", 60.0, DHCP_WAIT_RANGE),
+            dhcp_all_interfaces: self.bool("ipa-inspection-dhcp-all-interfaces", false),
+        }
+    }
+
     fn bootif(&mut self) -> Option<String> {
         let v = self.p.get("BOOTIF")?;
         let mac = normalize_bootif(v);
@@ -318,6 +351,7 @@ pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<
         ),
         bootif: r.bootif(),
         ntp_server: r.non_empty("ipa-ntp-server"),
+        inspection: r.inspection(),
     };
     (config, r.warn)
 }
@@ -388,6 +422,29 @@ mod tests {
         assert_eq!(c.listen_port, 9999);
         assert_eq!(c.bootif.as_deref(), Some("aa:bb:cc:dd:ee:ff"));
         assert_eq!(warn.len(), 3, "{warn:?}");
+    }
+
+    #[test]
+    fn inspection_parameters() {
+        let p = parse_kernel_params(
+            "ipa-inspection-callback-url=http://10.0.2.2:6385/v1/continue_inspection \
+             ipa-inspection-collectors=default,,logs,extra-hardware ipa-inspection-dhcp-wait-timeout=5",
+        );
+        let (c, warn) = from_params(PathBuf::from("/"), &p);
+        let i = &c.inspection;
+        assert_eq!(
+            i.callback_url.as_deref(),
+            Some("http://10.0.2.2:6385/v1/continue_inspection")
+        );
+        assert_eq!(i.collectors, vec!["default", "logs", "extra-hardware"]);
+        assert_eq!((i.dhcp_wait_timeout, i.dhcp_all_interfaces), (5.0, false));
+        assert!(warn.is_empty(), "{warn:?}");
+
+        let p = parse_kernel_params("ipa-inspection-callback-url=mdns");
+        let (c, warn) = from_params(PathBuf::from("/"), &p);
+        assert_eq!(c.inspection.callback_url, None);
+        assert_eq!(c.inspection.collectors, vec!["default"]);
+        assert!(warn[0].contains("mDNS is not supported"), "{warn:?}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cmd;
 pub mod config;
 pub mod debian;
+pub mod hardware;
 pub mod host;
 pub mod initramfs;
 pub mod manifest;

@@ -98,6 +98,38 @@ pub struct Manifest {
     /// manifests written before it existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contents: Vec<ContentRecord>,
+    /// Every firmware file the image's modules name: installed with its
+    /// package and component, or why not. Absent when the profile takes no
+    /// firmware (`kernel.firmware: none`) and in older manifests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firmware: Vec<FirmwareRecord>,
+}
+
+/// One firmware file a module of the image names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirmwareRecord {
+    /// The path under `/lib/firmware` the module names (`bnx2x/bnx2x-e2-7.13.21.0.fw`).
+    pub file: String,
+    /// The modules naming it, sorted.
+    pub modules: Vec<String>,
+    /// `installed`, `missing` (no package of the allowed components has it;
+    /// a warning, not a failure) or `excluded` (only a component the
+    /// profile does not allow has it).
+    pub status: String,
+    /// The image path written (with `.xz`/`.zst` when the package ships it
+    /// compressed), for an installed file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The archive component: `main` or `non-free-firmware`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// Bytes in the image (0 unless installed).
+    #[serde(default)]
+    pub size: u64,
 }
 
 /// Uncompressed bytes one part of the build put into the image.

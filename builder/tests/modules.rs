@@ -263,6 +263,56 @@ fn trixie_xz_modules_match_depmod() {
     check_against_depmod(&k, &wanted, staging.path());
 }
 
+/// A kernel-tree path pattern installs every module under it with their
+/// dependencies, on the `.ko` (bookworm) and `.ko.xz` (trixie) kernels
+/// alike; one that matches nothing is an error naming it.
+#[test]
+fn path_patterns_install_a_driver_family() {
+    for k in [
+        kernel(),
+        find_kernel(trixie_kernel_dir(), "vmlinuz").unwrap(),
+    ] {
+        let staging = tempfile::tempdir().unwrap();
+        let mut tree = Tree::new(staging.path());
+        let wanted = ["kernel/drivers/scsi/megaraid/**".to_string()];
+        let report = install_modules(&k, &wanted, &mut tree).unwrap();
+        // Every module of the directory, and what they need from elsewhere.
+        for m in ["megaraid_sas", "megaraid_mbox", "megaraid_mm", "scsi_mod"] {
+            let m = m.to_string();
+            assert!(
+                report.installed.contains(&m),
+                "{}: {m} missing from {:?}",
+                k.version,
+                report.installed
+            );
+        }
+        let dep = std::fs::read_to_string(
+            staging
+                .path()
+                .join("lib/modules")
+                .join(&k.version)
+                .join("modules.dep"),
+        )
+        .unwrap();
+        assert!(
+            dep.contains("kernel/drivers/scsi/megaraid/megaraid_sas.ko"),
+            "{dep}"
+        );
+        // `**/NAME.ko` names one module whatever its compression.
+        let one = ["kernel/drivers/net/**/e1000e.ko".to_string()];
+        let report = install_modules(&k, &one, &mut Tree::new(staging.path())).unwrap();
+        assert!(report.installed.contains(&"e1000e".to_string()));
+
+        let none = ["kernel/drivers/no-such-dir/**".to_string()];
+        let err = install_modules(&k, &none, &mut tree).unwrap_err();
+        assert!(matches!(err, ModulesError::NoMatch { .. }), "{err}");
+        assert!(
+            err.to_string().contains("kernel/drivers/no-such-dir/**"),
+            "{err}"
+        );
+    }
+}
+
 /// Our index files for the set installed under `staging` against `depmod -b`
 /// on a copy of the same modules: text and `.bin` files byte for byte, every
 /// lookup through `modprobe`, and a second install giving the same bytes.

@@ -18,13 +18,11 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ipa_build::build::BuildSummary;
-use ipa_e2e::image;
 use ipa_e2e::net::free_port;
 use ipa_e2e::qemu::{self, Boot, Controller, Qemu, Vm};
+use ipa_e2e::ramdisk::{Ramdisk, build_profile};
 use serde_json::json;
 
 const MAC: &str = "52:54:00:12:34:56";
@@ -42,10 +40,6 @@ struct Markers {
     stick_in: &'static str,
     /// ...and is gone again.
     stick_out: &'static str,
-}
-
-fn build(profile: &str, out: &Path) -> BuildSummary {
-    image::build_profile(profile, out).unwrap_or_else(|e| panic!("building {profile}: {e}"))
 }
 
 /// Reads the SSH server's banner through `port`: only a guest that holds
@@ -69,11 +63,11 @@ fn hotplug(profile: &str, m: Markers) {
     let started = Instant::now();
     qemu::ensure_installed().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let summary = build(profile, &scratch.path().join("out"));
-    let (kernel, initrd) = (
-        image::artifact(&summary, "kernel").unwrap(),
-        image::artifact(&summary, "initramfs").unwrap(),
-    );
+    let Ramdisk {
+        summary,
+        kernel,
+        initramfs: initrd,
+    } = build_profile(profile, &scratch.path().join("out")).unwrap();
     eprintln!(
         "[{profile}] built in {:.1} s",
         started.elapsed().as_secs_f64()

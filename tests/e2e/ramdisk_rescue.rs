@@ -31,12 +31,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ipa_build::build::BuildSummary;
-use ipa_e2e::image;
 use ipa_e2e::ironic::{Ironic, Node};
 use ipa_e2e::net::free_port;
 use ipa_e2e::paths::workspace_root;
 use ipa_e2e::qemu::{self, Boot, Controller, Qemu, Vm};
+use ipa_e2e::ramdisk::build_profile;
 
 /// The first NIC's MAC, which the node's Ironic port names.
 const MAC: &str = "52:54:00:12:34:56";
@@ -45,15 +44,6 @@ const SECOND_MAC: &str = "52:54:00:12:35:01";
 const AGENT_PORT: u16 = 9999;
 /// From QEMU's start to `rescue`, under TCG on a loaded 2-core machine.
 const RESCUE_TIMEOUT: Duration = Duration::from_secs(420);
-
-/// Builds `profile` into `out` with the shared test download cache.
-fn build_profile(profile: &str, out: &Path) -> BuildSummary {
-    image::build_profile(profile, out).unwrap_or_else(|e| panic!("building {profile}: {e}"))
-}
-
-fn artifact(summary: &BuildSummary, kind: &str) -> PathBuf {
-    image::artifact(summary, kind).unwrap_or_else(|| panic!("{} built no {kind}", summary.profile))
-}
 
 /// Every file path in the initramfs, read with the builder's own reader
 /// (any compression, concatenated segments).
@@ -440,9 +430,8 @@ fn rescue_through_ramdisk(profile: &str) {
     ensure_disk_tools();
     let scratch = tempfile::tempdir().unwrap();
     let disks = TenantDisks::create(&scratch.path().join("disks"));
-    let summary = build_profile(profile, &scratch.path().join("out"));
-    let kernel = artifact(&summary, "kernel");
-    let initramfs = artifact(&summary, "initramfs");
+    let ramdisk = build_profile(profile, &scratch.path().join("out")).unwrap();
+    let (summary, kernel, initramfs) = (ramdisk.summary, ramdisk.kernel, ramdisk.initramfs);
     eprintln!(
         "[{profile}] built in {:.1} s: initramfs {} bytes",
         started.elapsed().as_secs_f64(),

@@ -13,15 +13,21 @@
 //! - [`ironic`]: an all-in-one Ironic and a typed client for what tests need.
 //! - [`agent`]: building and running `ipa-agent` against a fake root.
 //! - [`qemu`]: a VM booting a built ramdisk, its serial console in a file.
-//! - [`image`]: a profile of this workspace built for a test.
+//! - [`ramdisk`]: a profile built into a kernel and initramfs.
+//! - [`image_server`]: images served at one URL to a VM and, through a
+//!   loopback proxy, to Ironic.
+//! - [`disk_images`]: whole-disk images made without root, and reading
+//!   disk files back.
 
 pub mod agent;
+pub mod disk_images;
 pub mod glance;
-pub mod image;
+pub mod image_server;
 pub mod ironic;
 pub mod net;
 pub mod paths;
 pub mod peer;
 pub mod process;
 pub mod qemu;
+pub mod ramdisk;
 pub mod venv;

@@ -1,6 +1,10 @@
-//! The extensions this agent ships: `rescue`, `system`, `standby`, `log`.
+//! The extensions this agent ships: `rescue`, `system`, `standby`, `log`,
+//! `deploy`, `clean`, `image`.
 //! Each module registers its commands into a [`Registry`].
 
+pub mod clean;
+pub mod deploy;
+pub mod image;
 pub mod logs;
 pub mod rescue;
 pub mod standby;
@@ -79,5 +83,10 @@ pub fn builtin_registry(ctx: &Ctx) -> Registry {
     system::register(&mut r, ctx);
     standby::register(&mut r, ctx);
     logs::register(&mut r, ctx);
+    let deployed = std::sync::Arc::new(crate::deploy::steps::DeployState::default());
+    deploy::register(&mut r, ctx, deployed.clone());
+    standby::register_partition_uuids(&mut r, deployed);
+    clean::register(&mut r, ctx);
+    image::register(&mut r, ctx);
     r
 }

@@ -1,10 +1,12 @@
-//! `standby.power_off` (async) and `standby.sync` (sync): the two standby
-//! commands that make sense without deploying an image.
+//! `standby.power_off` (async), `standby.sync` (sync) and
+//! `standby.get_partition_uuids` (sync, after `deploy.write_image`).
 
 use super::Ctx;
 use crate::commands::{Command, CommandError, Mode, Registry};
+use crate::deploy::steps::DeployState;
 use crate::fsutil::under;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Registers `standby.power_off` and `standby.sync`.
 pub fn register(r: &mut Registry, ctx: &Ctx) {
@@ -18,6 +20,17 @@ pub fn register(r: &mut Registry, ctx: &Ctx) {
         "standby",
         "sync",
         Command::new(Mode::Sync, &[], |_| run("sync", &[]).map(|()| None)),
+    );
+}
+
+/// Registers `standby.get_partition_uuids`: `{}` until an image was
+/// written, then IPA's `{"root uuid": <disk identifier>}` for a whole-disk
+/// image.
+pub fn register_partition_uuids(r: &mut Registry, state: Arc<DeployState>) {
+    r.register(
+        "standby",
+        "get_partition_uuids",
+        Command::new(Mode::Sync, &[], move |_| Ok(Some(state.partition_uuids()))),
     );
 }
 

@@ -308,16 +308,25 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
+    /// Writes `data` to `path`, creating the directories above it.
+    fn put(path: &Path, data: impl AsRef<[u8]>) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    }
+
+    /// Links `/sys/block/NAME` to the device directory `dir`.
+    fn link_block(root: &Path, name: &str, dir: &Path) {
+        fs::create_dir_all(root.join("sys/block")).unwrap();
+        symlink(dir, root.join("sys/block").join(name)).unwrap();
+    }
+
     /// A fake `/sys/block/NAME` with the given attribute files.
     fn disk(root: &Path, name: &str, attrs: &[(&str, &str)]) -> PathBuf {
         let dir = root.join("sys/devices/virtual/block").join(name);
         for (file, value) in attrs {
-            let p = dir.join(file);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, format!("{value}\n")).unwrap();
+            put(&dir.join(file), format!("{value}\n"));
         }
-        fs::create_dir_all(root.join("sys/block")).unwrap();
-        symlink(&dir, root.join("sys/block").join(name)).unwrap();
+        link_block(root, name, &dir);
         dir
     }
 
@@ -342,12 +351,10 @@ mod tests {
             ],
         );
         fs::create_dir_all(dir.join("device/scsi_device/0:0:1:0")).unwrap();
-        fs::create_dir_all(r.join("run/udev/data")).unwrap();
-        fs::write(
-            r.join("run/udev/data/b8:0"),
+        put(
+            &r.join("run/udev/data/b8:0"),
             "S:disk/by-id/x\nE:ID_SERIAL_SHORT=QM00001\nE:ID_WWN_WITH_EXTENSION=0x5000c500a1b2c3d4ff\nE:ID_WWN_VENDOR_EXTENSION=0xff\n",
-        )
-        .unwrap();
+        );
         fs::create_dir_all(r.join("dev/disk/by-path")).unwrap();
         symlink(
             "../../sda",
@@ -449,17 +456,14 @@ mod tests {
         fs::create_dir_all(vdb.join("vdb2")).unwrap();
         disk(r, "vdc", &[("size", "4096")]);
         disk(r, "vdd", &[("size", "4096"), ("removable", "1")]);
-        fs::create_dir_all(r.join("proc")).unwrap();
-        fs::write(
-            r.join("proc/mounts"),
+        put(
+            &r.join("proc/mounts"),
             "/dev/vdb2 / ext4 rw 0 0\nproc /proc proc rw 0 0\n",
-        )
-        .unwrap();
-        fs::create_dir_all(r.join("dev")).unwrap();
+        );
         let mut iso = vec![0u8; 40000];
         iso[32769..32774].copy_from_slice(b"CD001");
-        fs::write(r.join("dev/vdc"), iso).unwrap();
-        fs::write(r.join("dev/vdd"), vec![0u8; 40000]).unwrap();
+        put(&r.join("dev/vdc"), iso);
+        put(&r.join("dev/vdd"), vec![0u8; 40000]);
 
         let d = list(r).unwrap();
         assert!(d[0].read_only && !d[0].writable());
@@ -475,10 +479,8 @@ mod tests {
         let real = r.join(
             "sys/devices/pci0000:00/0000:00:14.0/usb2/2-1/host6/target6:0:0/6:0:0:0/block/sdc",
         );
-        fs::create_dir_all(&real).unwrap();
-        fs::write(real.join("size"), "4096").unwrap();
-        fs::create_dir_all(r.join("sys/block")).unwrap();
-        symlink(&real, r.join("sys/block/sdc")).unwrap();
+        put(&real.join("size"), "4096");
+        link_block(r, "sdc", &real);
         assert_eq!(list(r).unwrap()[0].tran.as_deref(), Some("usb"));
     }
 

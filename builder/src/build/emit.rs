@@ -275,6 +275,7 @@ fn manifest(r: &Record, artifacts: &[Artifact]) -> Result<Manifest, EmitError> {
         },
         artifacts: artifacts.to_vec(),
         contents: contents(plan, r.staged),
+        firmware: r.staged.firmware.clone(),
     })
 }
 

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use super::firmware::{self, FirmwareSupply};
 use super::{BuildError, BuildOptions, io_err, iso, plan::Plan};
 use crate::agent::{self, AgentError};
 use crate::cache::Cache;
@@ -34,6 +35,8 @@ pub struct Inputs {
     /// `--source-date-epoch`, or the newest signed index's `Date:`, so the
     /// same archive state gives the same bytes without the user choosing.
     pub source_date_epoch: u64,
+    /// Where firmware comes from, unless the profile takes none.
+    pub firmware: Option<FirmwareSupply>,
 }
 
 /// Stage 3.
@@ -77,19 +80,26 @@ pub fn fetch(opts: &BuildOptions, plan: &Plan, reporter: &Reporter) -> Result<In
     let packages = take(packages);
     let kernel = take(vec![kernel]).remove(0);
     let bootloaders = take(bootloaders);
+    let source_date_epoch = opts
+        .source_date_epoch
+        .unwrap_or_else(|| archive.newest_date());
+    let firmware = firmware::supply(plan.profile.kernel.firmware, archive, &cache, reporter)?;
     st.done(format!(
-        "{} packages, kernel {}",
+        "{} packages, kernel {}{}",
         packages.len(),
-        kernel.0.version
+        kernel.0.version,
+        match &firmware {
+            Some(f) => format!(", {} firmware files indexed", f.index.len()),
+            None => String::new(),
+        }
     ));
     Ok(Inputs {
         packages,
         kernel,
         bootloaders,
         agent,
-        source_date_epoch: opts
-            .source_date_epoch
-            .unwrap_or_else(|| archive.newest_date()),
+        source_date_epoch,
+        firmware,
     })
 }
 
@@ -112,6 +122,16 @@ fn archive_config(plan: &Plan, opts: &BuildOptions) -> Result<ArchiveConfig, Bui
     };
     if let Some(release) = &profile.debian.release {
         sources = debian::suites::for_release(&sources, release, opts.mirror.as_deref())?;
+    }
+    // Firmware from non-free-firmware needs that component of every Debian
+    // source; the host's sources say where the archive is, not which
+    // components an image may take.
+    for comp in profile.kernel.firmware.components() {
+        for s in sources.iter_mut().filter(|s| debian::suites::is_debian(s)) {
+            if !s.components.iter().any(|c| c == comp) {
+                s.components.push((*comp).to_string());
+            }
+        }
     }
     if let (Some(mirror), Some(first)) = (&opts.mirror, sources.first_mut()) {
         first.uri = mirror.trim_end_matches('/').to_string();

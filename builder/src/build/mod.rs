@@ -7,6 +7,7 @@ pub mod audit;
 pub mod budget;
 pub mod emit;
 pub mod fetch;
+pub mod firmware;
 pub mod hooks;
 pub mod iso;
 pub mod pack;
@@ -106,6 +107,8 @@ pub enum BuildError {
     Elf(#[from] ElfError),
     #[error("{0}")]
     Modules(#[from] ModulesError),
+    #[error("{0}")]
+    Firmware(#[from] crate::stage::firmware::FirmwareError),
     #[error("{0}")]
     Hook(#[from] HookError),
     #[error("{0}")]

@@ -88,7 +88,14 @@ impl Plan {
         }
         cmdline.extend(opts.append.iter().cloned());
         let mut seen = BTreeSet::new();
-        modules.retain(|m| seen.insert(m.replace('-', "_")));
+        // Names treat `-` and `_` alike; path patterns are kept as written.
+        modules.retain(|m| {
+            seen.insert(if m.contains('/') {
+                m.clone()
+            } else {
+                m.replace('-', "_")
+            })
+        });
         let mut exclude: Vec<String> = DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect();
         exclude.extend(profile.exclude.iter().cloned());
         let arch = Arch::from_debian(&profile.debian.arch)?;

@@ -14,6 +14,7 @@ use super::budget::Owners;
 use super::fetch::Inputs;
 use super::{BuildError, BuildOptions, io_err, plan::Plan, scrub};
 use crate::debian::deb;
+use crate::manifest::FirmwareRecord;
 use crate::report::Reporter;
 use crate::stage::Tree;
 use crate::stage::elf;
@@ -28,6 +29,8 @@ pub struct Staged {
     pub owners: Owners,
     pub kernel: Kernel,
     pub modules: ModulesReport,
+    /// Every firmware file the modules name (empty with `kernel.firmware: none`).
+    pub firmware: Vec<FirmwareRecord>,
 }
 
 /// Stage 4.
@@ -52,6 +55,15 @@ pub fn stage(
     for dir in ["/lib/modules", "/usr/lib/modules"] {
         owners.add_prefix("kernel modules", format!("{dir}/{}", kernel.version));
     }
+    let firmware = match &inputs.firmware {
+        Some(supply) => {
+            let (records, written) =
+                super::firmware::install(supply, &mods, &mut tree, work.path(), reporter)?;
+            owners.add("firmware", written);
+            records
+        }
+        None => Vec::new(),
+    };
 
     for el in &plan.elements {
         let written = files::place_element(&mut tree, el)?;
@@ -63,9 +75,15 @@ pub fn stage(
         owners.add("agent", vec![dest.clone()]);
     }
     let libs = elf::library_closure(&mut tree, Some(pool.root()))?;
+    let installed: Vec<&FirmwareRecord> = firmware
+        .iter()
+        .filter(|r| r.status == "installed")
+        .collect();
     st.done(format!(
-        "{} modules, {} libraries from dependencies",
+        "{} modules, {} firmware files ({}), {} libraries from dependencies",
         mods.installed.len(),
+        installed.len(),
+        crate::report::human_bytes(installed.iter().map(|r| r.size).sum()),
         libs.len()
     ));
     owners.add("shared libraries", libs);
@@ -75,6 +93,7 @@ pub fn stage(
         owners,
         kernel,
         modules: mods,
+        firmware,
     })
 }
 

@@ -34,6 +34,18 @@ pub struct Args {
     /// Print the whole inspection as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Which devices the image's drivers match, per class (storage, USB,
+    /// network, other), from its modules.alias: PCI IDs, PCI and USB class
+    /// matches, and the number of distinct PCI IDs to compare builds by
+    /// (with the full kernel's when its package is in the cache). PATH may
+    /// also be a directory holding lib/modules/<version>/, such as an
+    /// unpacked kernel package.
+    #[arg(long)]
+    pub hardware: bool,
+    /// The download cache to find the full kernel in (for --hardware);
+    /// default: the build's default cache (~/.cache/ipa-build).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 }
 
 /// Why a path could not be inspected.
@@ -53,6 +65,13 @@ pub enum InspectError {
         path.display()
     )]
     Unknown { path: PathBuf },
+    #[error(
+        "{}: no kernel modules found (no lib/modules/<version>/ with modules.alias or modules)",
+        path.display()
+    )]
+    NoModules { path: PathBuf },
+    #[error("{}: reading the kernel modules: {why}", path.display())]
+    Modules { path: PathBuf, why: String },
 }
 
 /// One regular file of an image.
@@ -355,6 +374,17 @@ fn module_name(path: &str) -> Option<String> {
 
 /// Inspects `args.path`; the report (or `--json`) is the outcome.
 pub fn run(args: &Args) -> Result<Outcome, Error> {
+    if args.hardware {
+        let cache = args
+            .cache
+            .clone()
+            .unwrap_or_else(crate::cache::Cache::default_dir);
+        let r = crate::cmd::hardware::report(&args.path, &cache)?;
+        if args.json {
+            return crate::cmd::json(&r).map(Outcome::success);
+        }
+        return Ok(Outcome::success(crate::cmd::hardware::render(&r)));
+    }
     let ins = inspect(&args.path)?;
     if args.json {
         return crate::cmd::json(&ins).map(Outcome::success);
@@ -385,6 +415,7 @@ fn render_manifest(s: &mut String, m: &Manifest) {
         );
     }
     render_contents(s, m);
+    crate::cmd::hardware::render_firmware(s, &m.firmware);
 }
 
 /// What each element adds (its own files and the packages it names), then

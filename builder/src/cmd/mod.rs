@@ -27,6 +27,7 @@ pub mod boot;
 pub mod build;
 pub mod completions;
 pub mod diff;
+pub mod hardware;
 pub mod inspect;
 pub mod list;
 pub mod man;
@@ -254,6 +255,7 @@ pub(crate) fn test_manifest() -> serde_json::Value {
         },
         artifacts: Vec::new(),
         contents: Vec::new(),
+        firmware: Vec::new(),
     };
     serde_json::to_value(manifest).expect("a manifest is plain data")
 }

@@ -49,7 +49,8 @@ pub struct Element {
     pub init: Option<InitStyle>,
     /// Debian packages it needs.
     pub packages: Vec<String>,
-    /// Kernel modules it needs.
+    /// Kernel modules it needs: names, and kernel-tree path patterns
+    /// (`kernel/drivers/scsi/megaraid/**`, told apart by their `/`).
     pub modules: Vec<String>,
     /// Appended to the kernel command line; empty if none.
     pub cmdline: String,
@@ -285,6 +286,9 @@ fn load_with_sites(name: &str, dir: &Path) -> Result<(Element, Sites), ConfigErr
             validate::check_word(v, "package name")
         })?,
         modules: doc.words(&raw.modules, "modules", |v| {
+            if v.contains('/') {
+                return validate::check_module_pattern(v);
+            }
             // An element's message has no `.ko` advice, unlike a profile's.
             validate::check_module(v).map_err(|_| format!("`{v}` is not a kernel module name"))
         })?,

@@ -36,6 +36,36 @@ pub enum Dependencies {
     Libraries,
 }
 
+/// Which firmware files the image carries for its modules (`kernel.firmware`).
+///
+/// Only the files the image's modules name (`modinfo` `firmware=`) are
+/// copied, never a whole firmware package. Files from Debian's
+/// `non-free-firmware` component are redistributable but not free software,
+/// and Ironic's rescue documentation warns about proprietary blobs, so
+/// taking them is a choice the profile writes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// From `main` (firmware-linux-free and the other free firmware packages)
+    /// and `non-free-firmware`: what most NICs and HBAs need to run.
+    Redistributable,
+    /// From `main` only.
+    Free,
+    /// None; the default.
+    None,
+}
+
+impl Firmware {
+    /// The archive components whose packages may supply firmware files.
+    pub fn components(self) -> &'static [&'static str] {
+        match self {
+            Firmware::Redistributable => &["main", "non-free-firmware"],
+            Firmware::Free => &["main"],
+            Firmware::None => &[],
+        }
+    }
+}
+
 /// An artifact the build writes: `output.formats` in a profile, `--format`
 /// on the command line (one type for both, so the names cannot drift).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -155,11 +185,14 @@ pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gp
 pub struct Kernel {
     /// The Debian package (or metapackage) that provides the kernel; default `linux-image-amd64`.
     pub package: String,
-    /// Modules to include (plus their dependency closure), parents' first,
-    /// names as modinfo prints them (`-` and `_` are equivalent).
+    /// Modules to include (plus their dependency closure), parents' first:
+    /// names as modinfo prints them (`-` and `_` are equivalent), or
+    /// kernel-tree path patterns (`kernel/drivers/net/ethernet/intel/**`).
     pub modules: Vec<String>,
     /// Kernel command line; a child's replaces its parent's. Empty by default.
     pub cmdline: String,
+    /// Firmware for the modules; default [`Firmware::None`].
+    pub firmware: Firmware,
 }
 
 /// The `output:` section.
@@ -262,6 +295,7 @@ struct RawKernel {
     #[serde(default)]
     modules: Vec<Spanned<String>>,
     cmdline: Option<Spanned<String>>,
+    firmware: Option<Spanned<Firmware>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +368,7 @@ struct Merged {
     kernel_package: Option<At<String>>,
     modules: Vec<At<String>>,
     cmdline: Option<At<String>>,
+    firmware: Option<At<Firmware>>,
     name: Option<At<String>>,
     formats: Option<At<Vec<Format>>>,
     compression: Option<At<Compression>>,
@@ -406,6 +441,7 @@ impl Merged {
         set(&mut self.kernel_package, raw.kernel.package, f);
         push(&mut self.modules, raw.kernel.modules, f);
         set(&mut self.cmdline, raw.kernel.cmdline, f);
+        set(&mut self.firmware, raw.kernel.firmware, f);
         set(&mut self.name, raw.output.name, f);
         set(&mut self.formats, raw.output.formats, f);
         set(&mut self.compression, raw.output.compression, f);
@@ -787,8 +823,9 @@ fn kernel(cx: &Ctx<'_>, m: &mut Merged) -> Result<Kernel, ConfigError> {
     };
     Ok(Kernel {
         package,
-        modules: cx.list_of(&m.modules, "kernel.modules", validate::check_module)?,
+        modules: cx.list_of(&m.modules, "kernel.modules", validate::check_module_entry)?,
         cmdline,
+        firmware: m.firmware.take().map_or(Firmware::None, |f| f.value),
     })
 }
 
@@ -1030,6 +1067,7 @@ fn record_sites(m: &Merged, files: &[Source]) -> BTreeMap<String, Snippet> {
         "debian.dependencies" => m.dependencies,
         "kernel.package" => m.kernel_package,
         "kernel.cmdline" => m.cmdline,
+        "kernel.firmware" => m.firmware,
         "output.name" => m.name,
         "output.formats" => m.formats,
         "output.compression" => m.compression,

@@ -78,6 +78,52 @@ pub fn check_module(v: &str) -> Result<(), String> {
     }
 }
 
+/// A module entry: a module name ([`check_module`]) or, when it holds a
+/// `/`, a kernel-tree path pattern ([`check_module_pattern`]).
+pub fn check_module_entry(v: &str) -> Result<(), String> {
+    if v.contains('/') {
+        check_module_pattern(v)
+    } else {
+        check_module(v)
+    }
+}
+
+/// A kernel-tree path pattern such as `kernel/drivers/scsi/megaraid/**`:
+/// relative to `/lib/modules/<version>/`, so it starts with `kernel/` (or
+/// `updates/`, `extra/`); `*` stays within one directory, `**` crosses them.
+/// It says which modules a driver family is, not which files exist today,
+/// so the builder refuses one that matches nothing only at build time.
+pub fn check_module_pattern(v: &str) -> Result<(), String> {
+    if v.starts_with('/') {
+        return Err(format!(
+            "`{v}`: a module path pattern is relative to /lib/modules/<version>/; \
+             write it as `kernel/...`"
+        ));
+    }
+    if v.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+        return Err(format!(
+            "`{v}` is not a module path pattern: no empty, `.` or `..` components"
+        ));
+    }
+    if v.contains(char::is_whitespace) {
+        return Err(format!(
+            "`{v}` is not a module path pattern: it holds a space"
+        ));
+    }
+    let top = v.split('/').next().unwrap_or_default();
+    if !matches!(top, "kernel" | "updates" | "extra") {
+        return Err(format!(
+            "`{v}` is not a module path pattern: it must start with `kernel/` \
+             (or `updates/`, `extra/`), as paths in modules.dep do"
+        ));
+    }
+    globset::GlobBuilder::new(v)
+        .literal_separator(true)
+        .build()
+        .map(|_| ())
+        .map_err(|e| format!("`{v}` is not a valid pattern: {}", e.kind()))
+}
+
 /// Absolute image path globs that globset can compile.
 pub fn check_glob(v: &str) -> Result<(), String> {
     check_image_path(v)?;
@@ -212,4 +258,29 @@ fn unit_multiplier(text: &str, unit: &str) -> Result<u128, String> {
             return Err(format!("`{text}` has an unknown unit `{unit}`{hint}"));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_entries_are_names_or_tree_patterns() {
+        assert_eq!(check_module_entry("e1000e"), Ok(()));
+        assert_eq!(
+            check_module_entry("kernel/drivers/scsi/megaraid/**"),
+            Ok(())
+        );
+        assert_eq!(
+            check_module_entry("kernel/drivers/net/ethernet/*/e1000*.ko"),
+            Ok(())
+        );
+        let err = |v: &str| check_module_entry(v).unwrap_err();
+        assert!(err("/lib/modules/kernel/x").contains("relative to /lib/modules"));
+        assert!(err("kernel/../x").contains("`..`"));
+        assert!(err("kernel//x").contains("empty"));
+        assert!(err("drivers/scsi/**").contains("must start with `kernel/`"));
+        assert!(err("kernel/drivers/[scsi").contains("not a valid pattern"));
+        assert!(err("e1000e.ko").contains("without `.ko`"));
+    }
 }

@@ -42,6 +42,17 @@ pub struct Archive {
     pub(super) providers: HashMap<String, Vec<(usize, Option<String>)>>,
     /// `Date:` of each verified `InRelease`, seconds since the epoch.
     pub(super) dates: Vec<i64>,
+    /// Each verified `InRelease` with the source URI and suite it came from:
+    /// the signed hashes of the other indices (`Contents-all`) read later.
+    pub(super) releases: Vec<SignedRelease>,
+}
+
+/// One verified `InRelease` and where it came from.
+#[derive(Debug, Clone)]
+pub struct SignedRelease {
+    pub uri: String,
+    pub suite: String,
+    pub release: Release,
 }
 
 impl Archive {
@@ -62,6 +73,7 @@ impl Archive {
         };
         let mut packages = Vec::new();
         let mut dates = Vec::new();
+        let mut releases = Vec::new();
         for source in &cfg.sources {
             for suite in &source.suites {
                 let Some(rel) = o.signed_release(source, suite)? else {
@@ -71,6 +83,11 @@ impl Archive {
                 for comp in &source.components {
                     packages.extend(o.component(source, suite, &rel, comp)?);
                 }
+                releases.push(SignedRelease {
+                    uri: source.uri.clone(),
+                    suite: suite.clone(),
+                    release: rel,
+                });
             }
         }
         if !o.missing.is_empty() {
@@ -81,6 +98,7 @@ impl Archive {
         }
         let mut archive = Archive::from_packages(packages, &cfg.arch, offline, o.transport);
         archive.dates = dates;
+        archive.releases = releases;
         Ok(archive)
     }
 
@@ -124,6 +142,7 @@ impl Archive {
             by_name,
             providers,
             dates: Vec::new(),
+            releases: Vec::new(),
         }
     }
 
@@ -350,7 +369,7 @@ impl Opener<'_> {
 
 /// The compressed index blob with hash `sha`: from the cache (re-hashed),
 /// else downloaded. `None` offline when it is not cached.
-fn compressed_blob(
+pub(super) fn compressed_blob(
     cache: &Cache,
     transport: &Transport,
     reporter: &Reporter,

@@ -21,6 +21,7 @@
 
 pub mod arch;
 pub mod archive;
+pub mod contents;
 pub mod deb;
 pub mod fetch;
 pub mod index;

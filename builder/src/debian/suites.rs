@@ -39,6 +39,15 @@ const KNOWN_CODENAMES: &[&str] = &[
     "unstable",
 ];
 
+/// Whether every suite of `source` is a Debian suite from bookworm on (the
+/// releases with a `non-free-firmware` component).
+pub fn is_debian(source: &Source) -> bool {
+    !source.suites.is_empty()
+        && source.suites.iter().all(|s| {
+            debian_suffix(s).is_some() && !s.starts_with("buster") && !s.starts_with("bullseye")
+        })
+}
+
 /// `bookworm-updates` → `Some("-updates")`; `None` for a suite that is not
 /// Debian's.
 fn debian_suffix(suite: &str) -> Option<&str> {
@@ -150,5 +159,23 @@ mod tests {
         let mut want = src("http://m/debian", &["trixie", "trixie-updates"]);
         want.keyring = super::super::sources::DEFAULT_KEYRING.into();
         assert_eq!(got, [want]);
+    }
+
+    #[test]
+    fn non_free_firmware_goes_only_to_debian_sources_that_have_it() {
+        assert!(is_debian(&src(
+            "http://m/debian",
+            &["trixie", "trixie-updates"]
+        )));
+        assert!(is_debian(&src(
+            "http://m/debian-security",
+            &["bookworm-security"]
+        )));
+        assert!(!is_debian(&src("http://m/debian", &["bullseye"])));
+        assert!(!is_debian(&src(
+            "http://vendor/apt",
+            &["cloud-sdk-bookworm"]
+        )));
+        assert!(!is_debian(&src("http://m/debian", &[])));
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod elf;
 pub mod files;
+pub mod firmware;
 pub mod kmod_index;
 pub mod modules;
 pub mod tree;

@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolSection};
 
+use crate::hardware::ModuleTable;
 use crate::stage::Tree;
 use crate::stage::kmod_index::{self, IndexError, IndexedModule};
 
@@ -72,6 +73,9 @@ pub struct ModulesReport {
     pub missing_softdeps: Vec<String>,
     /// Bytes of module files copied.
     pub bytes: u64,
+    /// Firmware files (paths under `/lib/firmware`) each installed module
+    /// names in its `.modinfo` (`firmware=`), for modules that name any.
+    pub firmware: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +95,13 @@ pub enum ModulesError {
         version: String,
         suggestions: String,
     },
+    #[error(
+        "module path pattern {pattern:?} matches no module of kernel {version}; \
+         patterns are relative to /lib/modules/<version>/ (`kernel/drivers/...`)"
+    )]
+    NoMatch { pattern: String, version: String },
+    #[error("module path pattern {pattern:?}: {why}")]
+    BadPattern { pattern: String, why: String },
     #[error(
         "module {module} depends on {dep}, which kernel {version} does not have; the kernel package is incomplete"
     )]
@@ -173,7 +184,7 @@ pub fn canonical(name: &str) -> String {
 }
 
 /// The module name of a file (`kernel/drivers/net/virtio_net.ko.xz` → `virtio_net`).
-fn module_name(file: &str) -> Option<String> {
+pub fn module_name(file: &str) -> Option<String> {
     let base = file.rsplit('/').next()?;
     let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
         .iter()
@@ -386,6 +397,27 @@ impl Index {
         })
     }
 
+    /// The modules whose path matches a kernel-tree pattern such as
+    /// `kernel/drivers/scsi/megaraid/**`. A compressed module matches by its
+    /// real name and by its `.ko` one, so `**/e1000e.ko` means the same
+    /// module on every kernel.
+    fn matching(&self, pattern: &str) -> Result<Vec<String>, ModulesError> {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| ModulesError::BadPattern {
+                pattern: pattern.to_string(),
+                why: e.kind().to_string(),
+            })?
+            .compile_matcher();
+        Ok(self
+            .modules
+            .iter()
+            .filter(|(_, rel)| glob.is_match(rel.as_str()) || glob.is_match(uncompressed(rel)))
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
     fn suggestions(&self, wanted: &str) -> String {
         let mut scored: Vec<(usize, &String)> = self
             .modules
@@ -440,6 +472,17 @@ pub fn install_modules(
     let mut infos: BTreeMap<String, ModInfo> = BTreeMap::new();
     let mut queue: VecDeque<String> = VecDeque::new();
     for w in wanted {
+        if w.contains('/') {
+            let matched = index.matching(w)?;
+            if matched.is_empty() {
+                return Err(ModulesError::NoMatch {
+                    pattern: w.clone(),
+                    version: kernel.version.clone(),
+                });
+            }
+            queue.extend(matched);
+            continue;
+        }
         let name = canonical(w);
         if index.modules.contains_key(&name) {
             queue.push_back(name);
@@ -522,10 +565,90 @@ pub fn install_modules(
 
     write_index_files(kernel, &index, &infos, &dest)?;
     report.installed = infos.keys().cloned().collect();
+    for (name, info) in &infos {
+        let files: Vec<String> = info.values("firmware").map(str::to_string).collect();
+        if !files.is_empty() {
+            report.firmware.insert(name.clone(), files);
+        }
+    }
     report.builtin.sort();
     report.builtin.dedup();
     report.missing_softdeps.sort();
     Ok(report)
+}
+
+/// Every module of a kernel with its path and device aliases, and the
+/// built-in drivers' aliases: what the full kernel can drive, to compare an
+/// image with (`ipa-build inspect --hardware`). Debian's kernel package has
+/// no `modules.alias` (depmod writes it on install), so each module's
+/// `.modinfo` is read, on every core.
+pub fn module_table(kernel: &Kernel) -> Result<ModuleTable, ModulesError> {
+    let index = Index::load(kernel)?;
+    let entries: Vec<(&String, &String)> = index.modules.iter().collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = entries.len().div_ceil(workers).max(1);
+    let results: Vec<Result<Vec<(String, String)>, ModulesError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for (name, rel) in part {
+                        let data = read_module(&kernel.modules_dir.join(rel))?;
+                        for (k, v) in modinfo_pairs(&data) {
+                            if k == "alias" {
+                                out.push((v, (*name).clone()));
+                            }
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut table = ModuleTable {
+        paths: index.modules.clone(),
+        aliases: Vec::new(),
+    };
+    for r in results {
+        table.aliases.extend(r?);
+    }
+    let read = |f: &str| std::fs::read(kernel.modules_dir.join(f)).unwrap_or_default();
+    for line in String::from_utf8_lossy(&read("modules.builtin")).lines() {
+        if let Some(name) = module_name(line.trim()) {
+            table
+                .paths
+                .entry(name)
+                .or_insert_with(|| line.trim().to_string());
+        }
+    }
+    table.aliases.extend(crate::hardware::builtin_aliases(&read(
+        "modules.builtin.modinfo",
+    )));
+    Ok(table)
+}
+
+/// The `key=value` pairs of a module's `.modinfo` section (empty when the
+/// file is no ELF module: it then drives nothing).
+fn modinfo_pairs(data: &[u8]) -> Vec<(String, String)> {
+    let Ok(file) = object::File::parse(data) else {
+        return Vec::new();
+    };
+    let Some(bytes) = file.section_by_name(".modinfo").and_then(|s| s.data().ok()) else {
+        return Vec::new();
+    };
+    bytes
+        .split(|&b| b == 0)
+        .filter_map(|s| {
+            let s = String::from_utf8_lossy(s);
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// Writes the text and binary module indexes of the installed set into `dest`.
@@ -778,6 +901,39 @@ mod tests {
             Some("snd_hda_intel")
         );
         assert_eq!(module_name("modules.order"), None);
+    }
+
+    fn index_of(paths: &[&str]) -> Index {
+        Index {
+            modules: paths
+                .iter()
+                .map(|p| (module_name(p).unwrap(), p.to_string()))
+                .collect(),
+            builtin: BTreeSet::new(),
+            order: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn path_patterns_match_modules_by_tree_path() {
+        let index = index_of(&[
+            "kernel/drivers/scsi/megaraid/megaraid_sas.ko.xz",
+            "kernel/drivers/scsi/megaraid/megaraid_mbox.ko.xz",
+            "kernel/drivers/scsi/hpsa.ko.xz",
+            "kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko.zst",
+            "kernel/drivers/net/ethernet/intel/igb/igb.ko",
+        ]);
+        let m = |p: &str| index.matching(p).unwrap();
+        assert_eq!(
+            m("kernel/drivers/scsi/megaraid/**"),
+            ["megaraid_mbox", "megaraid_sas"]
+        );
+        // `*` stays in one directory: hpsa only, not megaraid's.
+        assert_eq!(m("kernel/drivers/scsi/*"), ["hpsa"]);
+        // A `.ko` pattern matches compressed files too.
+        assert_eq!(m("kernel/drivers/net/**/e1000e.ko"), ["e1000e"]);
+        assert_eq!(m("kernel/drivers/net/ethernet/intel/**"), ["e1000e", "igb"]);
+        assert!(m("kernel/drivers/gpu/**").is_empty());
     }
 
     #[test]

@@ -140,6 +140,35 @@ impl IronicClient {
             .map(Node::new)
     }
 
+    /// `POST /v1/nodes` with `body` (driver, interfaces, driver_info...).
+    pub fn create_node(&self, body: &Value) -> Result<Node, IronicError> {
+        self.call("POST", "/v1/nodes", Some(body), &[201])
+            .map(Node::new)
+    }
+
+    /// The MAC addresses of the node's ports, sorted.
+    pub fn port_addresses(&self, node_uuid: &str) -> Result<Vec<String>, IronicError> {
+        let path = format!("/v1/ports?node_uuid={node_uuid}");
+        let ports = self.call("GET", &path, None, &[200])?;
+        let mut macs: Vec<String> = ports["ports"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["address"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        macs.sort();
+        Ok(macs)
+    }
+
+    /// Applies JSON patch operations as they are (`add` of nested or
+    /// non-string values, `remove`), unlike [`Self::patch_node`].
+    pub fn patch_node_ops(&self, id: &str, ops: Value) -> Result<Node, IronicError> {
+        self.call("PATCH", &format!("/v1/nodes/{id}"), Some(&ops), &[200])
+            .map(Node::new)
+    }
+
     /// Creates a port with `mac` on the node: lookup finds nodes by port MACs.
     pub fn create_port(&self, node_uuid: &str, mac: &str) -> Result<Value, IronicError> {
         let body = json!({"node_uuid": node_uuid, "address": mac});

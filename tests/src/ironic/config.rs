@@ -25,6 +25,7 @@ pub(crate) const REVEAL_SECRETS_POLICY: &str =
 pub struct IronicConfig {
     reveal_secrets: bool,
     extra: Vec<(String, String, String)>,
+    env: Vec<(String, String)>,
 }
 
 /// The settings of every run, in order: section, key and value, where
@@ -78,11 +79,52 @@ const SETTINGS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// What deploy, cleaning and inspection with our ramdisk add to
+/// [`SETTINGS`] (see `ironic-deploy.md`'s traps): the `manual-management`
+/// hardware type (fake power, noop management, which accepts the `disk`
+/// boot device that `prepare_instance_boot` sets), `pxe` boot (required by
+/// that type, unused with `manage_agent_boot = false`), `direct` deploy,
+/// `agent` inspection without managed boot, automated cleaning with only
+/// `erase_devices_metadata`, images handed to the agent as plain URLs, no
+/// power-state polling after deploy (fake power never reports off), a
+/// short heartbeat interval, and the API's URL as a QEMU guest reaches it
+/// (`ipa-inspection-callback-url` for the inspection boot Ironic prepares).
+const JOB_SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "DEFAULT",
+        "enabled_hardware_types",
+        "fake-hardware,manual-management",
+    ),
+    ("DEFAULT", "enabled_boot_interfaces", "fake,pxe"),
+    (
+        "DEFAULT",
+        "enabled_deploy_interfaces",
+        "fake,custom-agent,direct",
+    ),
+    ("DEFAULT", "enabled_management_interfaces", "fake,noop"),
+    ("DEFAULT", "enabled_inspect_interfaces", "no-inspect,agent"),
+    ("conductor", "automated_clean", "true"),
+    ("deploy", "erase_devices_priority", "0"),
+    ("deploy", "erase_devices_metadata_priority", "10"),
+    ("agent", "image_download_source", "http"),
+    ("agent", "post_deploy_get_power_state_retries", "0"),
+    ("agent", "deploy_logs_local_path", "{state}/deploy-logs"),
+    ("api", "ramdisk_heartbeat_timeout", "20"),
+    ("inspector", "require_managed_boot", "false"),
+    ("inspector", "add_ports", "active"),
+    (
+        "service_catalog",
+        "endpoint_override",
+        "http://10.0.2.2:{port}",
+    ),
+];
+
 impl Default for IronicConfig {
     fn default() -> Self {
         Self {
             reveal_secrets: true,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -101,6 +143,25 @@ impl IronicConfig {
         self.extra
             .push((section.to_string(), key.to_string(), value.to_string()));
         self
+    }
+
+    /// Adds [`JOB_SETTINGS`]: what the deploy, cleaning and inspection
+    /// flows need.
+    pub fn jobs(self) -> Self {
+        JOB_SETTINGS
+            .iter()
+            .fold(self, |c, (section, key, value)| c.set(section, key, value))
+    }
+
+    /// Sets an environment variable of the Ironic process (e.g.
+    /// `http_proxy`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub(crate) fn envs(&self) -> &[(String, String)] {
+        &self.env
     }
 
     pub(crate) fn reveals_secrets(&self) -> bool {
@@ -132,7 +193,10 @@ impl IronicConfig {
             put("oslo_policy", "policy_file", format!("{s}/policy.yaml"));
         }
         for (section, key, value) in &self.extra {
-            put(section, key, value.clone());
+            let value = value
+                .replace("{state}", &s.to_string())
+                .replace("{port}", &port.to_string());
+            put(section, key, value);
         }
 
         let mut text = String::new();
@@ -179,5 +243,27 @@ mod tests {
         let agent = text.split("[agent]\n").nth(1).unwrap();
         let section = agent.split("\n\n").next().unwrap();
         assert!(section.ends_with("command_timeout = 5"), "{section}");
+    }
+
+    #[test]
+    fn job_settings_override_the_defaults_inside_the_state_dir() {
+        let text = IronicConfig::default().jobs().render(Path::new("/s"), 1);
+        let default = text.split("[DEFAULT]\n").nth(1).unwrap();
+        let mut types = default
+            .lines()
+            .filter(|l| l.starts_with("enabled_hardware_types"));
+        assert_eq!(
+            types.next_back(),
+            Some("enabled_hardware_types = fake-hardware,manual-management")
+        );
+        assert!(
+            text.contains("endpoint_override = http://10.0.2.2:1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deploy_logs_local_path = /s/deploy-logs"),
+            "{text}"
+        );
+        assert!(!text.contains("require_tls"), "{text}");
     }
 }

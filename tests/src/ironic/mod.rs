@@ -130,6 +130,7 @@ impl Ironic {
         let console_log = dir.join("ironic.console.log");
         let mut cmd = peer.venv.script_command("ironic");
         cmd.arg("--config-file").arg(&conf);
+        cmd.envs(config.envs().iter().map(|(k, v)| (k, v)));
         let mut server = peer.spawn(&mut cmd, &console_log)?;
         let client = IronicClient::new(&format!("http://127.0.0.1:{port}"));
         let tail = || {

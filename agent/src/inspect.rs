@@ -1,0 +1,365 @@
+//! In-band inspection, as ironic-python-agent does it: when
+//! `ipa-inspection-callback-url` is set, wait for DHCP, collect the
+//! [`crate::hardware::inventory`], post it to that URL (Ironic's
+//! `/v1/continue_inspection`), then go on to lookup with the node UUID the
+//! answer names.
+//!
+//! Inspection never stops the agent: IPA exits (and is restarted) when the
+//! post fails for good; this agent logs why and looks the node up anyway,
+//! so Ironic still reaches it for the next job.
+
+use crate::config::Config;
+use crate::timing::Timing;
+use serde_json::{Value, json};
+
+/// `ipa-inspection-*` parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Where to post the inventory; `None` = no inspection.
+    pub callback_url: Option<String>,
+    /// `ipa-inspection-collectors`: `default` (the inventory) and `logs` are
+    /// honoured; other names are reported in `configuration` and skipped.
+    pub collectors: Vec<String>,
+    /// Seconds to wait for an IPv4 address before collecting.
+    pub dhcp_wait_timeout: f64,
+    /// Wait for every NIC, not only the PXE one.
+    pub dhcp_all_interfaces: bool,
+}
+
+/// Collectors this agent implements.
+pub const KNOWN_COLLECTORS: &[&str] = &["default", "logs"];
+
+/// Attempts at posting, as IPA's `call_inspector`.
+pub const POST_ATTEMPTS: u32 = 5;
+
+/// Seconds to wait after failed attempt `n` (1-based): IPA's tenacity
+/// schedule, `1.5 * 2^(n-1)` clamped to 5..30 s.
+pub fn retry_wait(attempt: u32) -> f64 {
+    (1.5 * 2f64.powi(attempt.saturating_sub(1).min(16) as i32)).clamp(5.0, 30.0)
+}
+
+/// Why a post did not get a usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// Transport error or a 5xx after every attempt.
+    #[error("posting the inventory to {url} failed {attempts} times; last: {last}")]
+    GaveUp {
+        /// The callback URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// Ironic refused the data (4xx): retrying cannot help.
+    #[error("{url} refused the inventory with {status}: {body}")]
+    Refused {
+        /// The callback URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Ironic's message.
+        body: String,
+    },
+}
+
+/// Runs inspection when configured; returns the node UUID Ironic answered
+/// with, for lookup. Failures are logged, never fatal.
+pub fn run(cfg: &Config, timing: &dyn Timing) -> Option<String> {
+    let url = cfg.inspection.callback_url.as_deref()?;
+    log::info!(
+        "inspection is enabled (collectors {}): posting to {url}",
+        cfg.inspection.collectors.join(",")
+    );
+    wait_for_dhcp(cfg, timing);
+    let body = payload(cfg);
+    let agent = http_agent(cfg);
+    match post(&agent, url, &body.to_string(), timing) {
+        Ok(answer) => {
+            let uuid = answer["uuid"].as_str().map(str::to_string);
+            log::info!(
+                "inspection data accepted (node {})",
+                uuid.as_deref().unwrap_or("not named")
+            );
+            uuid
+        }
+        Err(e) => {
+            log::error!("{e}; proceeding with lookup");
+            None
+        }
+    }
+}
+
+fn http_agent(cfg: &Config) -> ureq::Agent {
+    let trust = crate::trust::load(&cfg.root, &cfg.trust);
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(crate::timing::duration(
+            cfg.http_request_timeout.max(1.0),
+        )))
+        .proxy(None)
+        .tls_config(trust.tls_config(cfg.insecure))
+        .build()
+        .into()
+}
+
+/// Waits up to `ipa-inspection-dhcp-wait-timeout` until the PXE NIC (or,
+/// with `ipa-inspection-dhcp-all-interfaces`, every NIC) has an IPv4
+/// address, so the inventory reports it.
+fn wait_for_dhcp(cfg: &Config, timing: &dyn Timing) {
+    let s = &cfg.inspection;
+    if s.dhcp_wait_timeout <= 0.0 {
+        return;
+    }
+    if cfg.bootif.is_none() && !s.dhcp_all_interfaces {
+        log::info!("no PXE interface known (BOOTIF): not waiting for DHCP");
+        return;
+    }
+    let start = timing.now();
+    loop {
+        let addrs = crate::hardware::interfaces::system_addresses();
+        let missing: Vec<String> = crate::hardware::interfaces::list(&cfg.root, &addrs)
+            .into_iter()
+            .filter(|i| s.dhcp_all_interfaces || cfg.bootif.as_deref() == Some(&i.mac_address))
+            .filter(|i| i.ipv4_address.is_none())
+            .map(|i| i.name)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        if timing.now() - start >= s.dhcp_wait_timeout {
+            log::warn!(
+                "no IPv4 address on {} after {} s; inspecting anyway",
+                missing.join(","),
+                s.dhcp_wait_timeout
+            );
+            return;
+        }
+        timing.sleep(2.0);
+    }
+}
+
+/// The document IPA posts: `inventory`, `root_disk`, `boot_interface`,
+/// `configuration`, `error` and, with the `logs` collector, `logs`.
+pub fn payload(cfg: &Config) -> Value {
+    let s = &cfg.inspection;
+    let unknown: Vec<&str> = s
+        .collectors
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !KNOWN_COLLECTORS.contains(c))
+        .collect();
+    if !unknown.is_empty() {
+        log::warn!(
+            "inspection collectors {} are not supported by this agent; skipped",
+            unknown.join(",")
+        );
+    }
+    // IPA reports a collector's failure in `error` and still posts.
+    let (disks, error) = match crate::hardware::disks::list(&cfg.root) {
+        Ok(d) => (d, Value::Null),
+        Err(e) => {
+            log::warn!("inspection: {e}");
+            (Vec::new(), json!(e.to_string()))
+        }
+    };
+    let inventory = crate::hardware::inventory::collect(&cfg.root, cfg.bootif.as_deref(), disks);
+    // The disk a deploy without root device hints would pick.
+    let no_hints = crate::deploy::hints::Hints::default();
+    let root_disk = crate::deploy::root_device::choose(&inventory.disks, &no_hints).ok();
+    // `hardware_manager_version`, as IPA's `get_version()` list.
+    let managers: Vec<Value> = crate::deploy::steps::versions()
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(name, version)| json!({"name": name, "version": version}))
+                .collect()
+        })
+        .unwrap_or_default();
+    log::info!(
+        "inventory: {} interfaces, {} disks, {} CPUs ({}), {} bytes of RAM",
+        inventory.interfaces.len(),
+        inventory.disks.len(),
+        inventory.cpu.count,
+        inventory.cpu.architecture,
+        inventory.memory.total
+    );
+    let mut body = json!({
+        "inventory": inventory,
+        "root_disk": root_disk,
+        "boot_interface": cfg.bootif,
+        "configuration": {
+            "collectors": s.collectors,
+            "managers": managers,
+        },
+        "error": error,
+    });
+    if s.collectors.iter().any(|c| c == "logs") {
+        match crate::extensions::logs::collect(&cfg.root) {
+            Ok(tgz) => {
+                use base64::Engine;
+                body["logs"] = json!(base64::engine::general_purpose::STANDARD.encode(tgz));
+            }
+            Err(e) => log::warn!("cannot collect logs for inspection: {e}"),
+        }
+    }
+    body
+}
+
+/// Posts `body` to `url`: up to [`POST_ATTEMPTS`] attempts while the
+/// connection fails or Ironic answers 5xx, waiting [`retry_wait`] between
+/// them. Returns the answer's JSON (`null` when it has none).
+pub fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &str,
+    timing: &dyn Timing,
+) -> Result<Value, InspectError> {
+    let mut last = String::new();
+    for attempt in 1..=POST_ATTEMPTS {
+        let result = agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .send(body);
+        match result {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let text = resp.into_body().read_to_string().unwrap_or_default();
+                if status < 400 {
+                    return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+                }
+                if status < 500 {
+                    return Err(InspectError::Refused {
+                        url: url.to_string(),
+                        status,
+                        body: crate::ironic::error_text(&text),
+                    });
+                }
+                last = format!("{status}: {}", crate::ironic::error_text(&text));
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if attempt < POST_ATTEMPTS {
+            let wait = retry_wait(attempt);
+            log::warn!(
+                "posting the inventory failed (attempt {attempt}: {last}); retrying in {wait} s"
+            );
+            timing.sleep(wait);
+        }
+    }
+    Err(InspectError::GaveUp {
+        url: url.to_string(),
+        attempts: POST_ATTEMPTS,
+        last,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_schedule_is_ipas() {
+        let waits: Vec<f64> = (1..POST_ATTEMPTS).map(retry_wait).collect();
+        assert_eq!(waits, vec![5.0, 5.0, 6.0, 12.0]);
+        assert_eq!(retry_wait(10), 30.0);
+    }
+
+    /// Records sleeps instead of sleeping.
+    #[derive(Default)]
+    struct Sleeps(std::sync::Mutex<Vec<f64>>);
+
+    impl Timing for Sleeps {
+        fn now(&self) -> f64 {
+            self.0.lock().unwrap().iter().sum()
+        }
+        fn sleep(&self, secs: f64) {
+            self.0.lock().unwrap().push(secs);
+        }
+        fn uniform(&self, lo: f64, _hi: f64) -> f64 {
+            lo
+        }
+    }
+
+    /// A one-thread HTTP server on loopback answering each connection with
+    /// the next of `answers` (status, body); returns its URL and the bodies
+    /// it received.
+    fn server(answers: Vec<(u16, &'static str)>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/continue_inspection", l.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            let mut bodies = Vec::new();
+            for (status, answer) in answers {
+                let (s, _) = l.accept().unwrap();
+                let mut r = BufReader::new(s);
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; len];
+                r.read_exact(&mut body).unwrap();
+                bodies.push(String::from_utf8(body).unwrap());
+                let mut s = r.into_inner();
+                write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .unwrap();
+            }
+            bodies
+        });
+        (url, h)
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    #[test]
+    fn retries_5xx_then_returns_the_answer() {
+        let (url, h) = server(vec![
+            (503, r#"{"error_message": "{\"faultstring\": \"busy\"}"}"#),
+            (202, r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"}"#),
+        ]);
+        let t = Sleeps::default();
+        let answer = post(&agent(), &url, r#"{"inventory": {}}"#, &t).unwrap();
+        assert_eq!(answer["uuid"], "1be26c0b-03f2-4d2e-ae87-c02d7f33c123");
+        assert_eq!(*t.0.lock().unwrap(), vec![5.0]);
+        assert_eq!(h.join().unwrap(), vec![r#"{"inventory": {}}"#; 2]);
+    }
+
+    #[test]
+    fn a_4xx_is_not_retried_and_gives_up_after_five_5xx() {
+        let (url, h) = server(vec![(
+            404,
+            r#"{"error_message": "{\"faultstring\": \"Not Found\"}"}"#,
+        )]);
+        let t = Sleeps::default();
+        let e = post(&agent(), &url, "{}", &t).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{url} refused the inventory with 404: Not Found")
+        );
+        assert!(t.0.lock().unwrap().is_empty());
+        h.join().unwrap();
+
+        let (url, h) = server(vec![(500, "{}"); 5]);
+        let e = post(&agent(), &url, "{}", &t).unwrap_err();
+        assert!(matches!(e, InspectError::GaveUp { attempts: 5, .. }), "{e}");
+        assert_eq!(*t.0.lock().unwrap(), vec![5.0, 5.0, 6.0, 12.0]);
+        h.join().unwrap();
+    }
+}
