@@ -111,22 +111,56 @@ pub fn adopt_lookup_token(token: &RwLock<Option<String>>, lookup: Option<&str>) 
     }
 }
 
-fn wait_for_macs(cfg: &Config) -> Vec<String> {
-    for attempt in 0..13 {
+/// How long [`wait_for_macs`] polls quickly, and how often: a NIC whose
+/// driver is still loading usually shows up within moments.
+const MAC_QUICK_WINDOW: f64 = 5.0;
+const MAC_QUICK_POLL: f64 = 0.25;
+
+/// Waits up to 60 s for a network interface with a MAC (the spec's 5 s
+/// polls), polling every [`MAC_QUICK_POLL`] s during the first
+/// [`MAC_QUICK_WINDOW`] s so a late NIC costs moments, not a poll period.
+fn wait_for_macs(cfg: &Config, timing: &dyn Timing) -> Vec<String> {
+    let start = timing.now();
+    let mut said = false;
+    loop {
         let macs = crate::net::mac_addresses(&cfg.root);
         if !macs.is_empty() {
             return macs;
         }
-        if attempt == 0 {
-            log::info!("waiting up to 60 s for a network interface with a MAC address");
+        let waited = timing.now() - start;
+        if waited >= 60.0 {
+            break;
         }
-        std::thread::sleep(std::time::Duration::from_secs(5));
+        if !said {
+            log::info!("waiting up to 60 s for a network interface with a MAC address");
+            said = true;
+        }
+        timing.sleep(if waited < MAC_QUICK_WINDOW {
+            MAC_QUICK_POLL
+        } else {
+            5.0
+        });
     }
     log::warn!("no network interface with a MAC address found; looking up without addresses");
     Vec::new()
 }
 
-fn advertise_ip(cfg: &Config) -> Result<IpAddr, AgentError> {
+/// Puts the PXE NIC's MAC (`BOOTIF=`) first in the lookup's addresses:
+/// the port Ironic knows the node by, whatever the interface order.
+fn bootif_first(mut macs: Vec<String>, bootif: Option<&str>) -> Vec<String> {
+    if let Some(pos) = bootif.and_then(|b| macs.iter().position(|m| m == b)) {
+        let mac = macs.remove(pos);
+        macs.insert(0, mac);
+    }
+    macs
+}
+
+/// The address to advertise: `ipa-advertise-host`, or the source address
+/// of the route towards Ironic, taken from `urls` in order (the client's
+/// list puts the URL that answered the lookup first), derived now, after
+/// lookup, so it is the address DHCP gave and not what was there (nothing)
+/// when the agent started.
+fn advertise_ip(cfg: &Config, urls: &[String]) -> Result<IpAddr, AgentError> {
     if let Some(h) = &cfg.advertise_host {
         let h = h.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = h.parse() {
@@ -136,7 +170,7 @@ fn advertise_ip(cfg: &Config) -> Result<IpAddr, AgentError> {
     }
     let attempts = cfg.ip_lookup_attempts.max(1);
     for attempt in 1..=attempts {
-        for url in &cfg.api_urls {
+        for url in urls {
             if let Some(ip) = crate::net::source_address_for(url) {
                 log::info!("advertising {ip} (source address towards {url})");
                 return Ok(ip);
@@ -218,6 +252,12 @@ fn run_with(
         crate::ntp::sync(&cfg.root, servers);
     }
 
+    // The TLS key does not depend on the address it will be certified for:
+    // make it while lookup waits for the network.
+    let key = cfg.auto_tls.then(|| {
+        let curve = cfg.tls_certificate_curve.clone();
+        std::thread::spawn(move || crate::tls::new_key(&curve))
+    });
     // IPA posts the inventory before lookup; the answer names the node.
     let inspected = crate::inspect::run(&cfg, timing.as_ref());
     let session = lookup_phase(&cfg, &token, &timing, inspected.as_deref())?;
@@ -229,7 +269,7 @@ fn run_with(
         sleep_forever();
     }
     let advertised = match &session {
-        Some(s) => advertise_phase(&cfg, s)?,
+        Some(s) => advertise_phase(&cfg, s, key)?,
         None => Advertised::default(),
     };
     let shared = Shared {
@@ -266,7 +306,7 @@ fn lookup_phase(
         },
         timing.clone(),
     );
-    let macs = wait_for_macs(cfg);
+    let first = bootif_first(wait_for_macs(cfg, timing.as_ref()), cfg.bootif.as_deref());
     if cfg.hardware_initialization_delay > 0.0 {
         log::info!(
             "waiting {} s (ipa-hardware-initialization-delay)",
@@ -274,7 +314,18 @@ fn lookup_phase(
         );
         timing.sleep(cfg.hardware_initialization_delay);
     }
-    let content = client.lookup(&macs, node_uuid, cfg.lookup_timeout, cfg.lookup_interval)?;
+    // Read again before each attempt: NICs keep appearing while drivers
+    // load (hotplug), and the node's port may not be the first one.
+    let addresses = || {
+        let now = bootif_first(crate::net::mac_addresses(&cfg.root), cfg.bootif.as_deref());
+        if now.is_empty() { first.clone() } else { now }
+    };
+    let content = client.lookup_with(
+        &addresses,
+        node_uuid,
+        cfg.lookup_timeout,
+        cfg.lookup_interval,
+    )?;
     let lookup_token = content["config"]
         .get("agent_token")
         .and_then(|v| v.as_str());
@@ -304,15 +355,25 @@ fn lookup_phase(
     }))
 }
 
-/// Picks the callback address and, with Ironic >= 1.68, generates the
-/// auto-TLS certificate.
-fn advertise_phase(cfg: &Config, session: &Session) -> Result<Advertised, AgentError> {
-    let ip = advertise_ip(cfg)?;
+/// Picks the callback address (after lookup, so an address DHCP gave while
+/// lookup was retrying is the one advertised) and, with Ironic >= 1.68,
+/// certifies the auto-TLS key made during lookup (`key`; made here when
+/// there is none or its thread failed).
+fn advertise_phase(
+    cfg: &Config,
+    session: &Session,
+    key: Option<std::thread::JoinHandle<Result<rcgen::KeyPair, crate::tls::TlsError>>>,
+) -> Result<Advertised, AgentError> {
+    let ip = advertise_ip(cfg, &session.client.urls())?;
     let host = ip.to_string();
     let mut adv = Advertised::default();
     let mut proto = "http";
     if cfg.auto_tls && session.client.api_version() >= VERIFY_CA_VERSION {
-        let cert = crate::tls::generate(&cfg.root, ip, &cfg.tls_certificate_curve)?;
+        let key = match key.map(|k| k.join()) {
+            Some(Ok(key)) => key?,
+            _ => crate::tls::new_key(&cfg.tls_certificate_curve)?,
+        };
+        let cert = crate::tls::certify(&cfg.root, ip, &cfg.tls_certificate_curve, key)?;
         let mut policy = TlsPolicy {
             min_version: cfg.tls_min_version.clone(),
             cipher_suites: cfg.tls_cipher_suites.clone(),
@@ -456,5 +517,94 @@ fn exit_phase(cfg: &Config, end: RunState) -> Result<(), AgentError> {
             log::info!("rescue finalized: API and heartbeats stopped; exiting");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A clock that only advances when slept on, recording each sleep.
+    #[derive(Default)]
+    struct FakeClock {
+        now: Mutex<f64>,
+        sleeps: Mutex<Vec<f64>>,
+    }
+
+    impl Timing for FakeClock {
+        fn now(&self) -> f64 {
+            *self.now.lock().unwrap()
+        }
+        fn sleep(&self, secs: f64) {
+            self.sleeps.lock().unwrap().push(secs);
+            *self.now.lock().unwrap() += secs;
+        }
+        fn uniform(&self, lo: f64, _hi: f64) -> f64 {
+            lo
+        }
+    }
+
+    fn config(root: &std::path::Path) -> Config {
+        crate::config::from_params(root.to_path_buf(), &Default::default()).0
+    }
+
+    #[test]
+    fn macs_are_polled_quickly_at_first_then_every_5_s_up_to_60_s() {
+        let root = tempfile::tempdir().unwrap();
+        let clock = FakeClock::default();
+        assert!(wait_for_macs(&config(root.path()), &clock).is_empty());
+        let sleeps = clock.sleeps.lock().unwrap().clone();
+        let quick = sleeps.iter().take_while(|s| **s == MAC_QUICK_POLL).count();
+        assert_eq!(
+            quick as f64 * MAC_QUICK_POLL,
+            MAC_QUICK_WINDOW,
+            "{sleeps:?}"
+        );
+        assert!(sleeps[quick..].iter().all(|s| *s == 5.0), "{sleeps:?}");
+        assert_eq!(sleeps.iter().sum::<f64>(), 60.0, "{sleeps:?}");
+    }
+
+    #[test]
+    fn a_nic_already_there_costs_no_wait() {
+        let root = tempfile::tempdir().unwrap();
+        let nic = root.path().join("sys/class/net/eth0");
+        std::fs::create_dir_all(nic.join("device")).unwrap();
+        std::fs::write(nic.join("address"), "52:54:00:12:34:56\n").unwrap();
+        let clock = FakeClock::default();
+        assert_eq!(
+            wait_for_macs(&config(root.path()), &clock),
+            ["52:54:00:12:34:56"]
+        );
+        assert!(clock.sleeps.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_pxe_nic_goes_first() {
+        let macs = || {
+            vec![
+                "aa:00:00:00:00:01".to_string(),
+                "aa:00:00:00:00:02".to_string(),
+            ]
+        };
+        assert_eq!(
+            bootif_first(macs(), Some("aa:00:00:00:00:02")),
+            ["aa:00:00:00:00:02", "aa:00:00:00:00:01"]
+        );
+        assert_eq!(bootif_first(macs(), Some("bb:00:00:00:00:09")), macs());
+        assert_eq!(bootif_first(macs(), None), macs());
+    }
+
+    #[test]
+    fn the_advertised_address_follows_the_url_that_answered() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = config(root.path());
+        // The first URL (the one that answered lookup) decides; loopback
+        // routes to itself.
+        let urls = [
+            "http://127.0.0.1:6385".to_string(),
+            "http://[::1]:6385".to_string(),
+        ];
+        assert_eq!(advertise_ip(&cfg, &urls).unwrap().to_string(), "127.0.0.1");
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::timing::Timing;
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Fallback when discovery fails (not cached).
@@ -88,6 +89,9 @@ pub struct IronicClient {
     cached_version: Mutex<Option<(u32, u32)>>,
     timing: Arc<dyn Timing>,
     insecure: bool,
+    /// Set while lookup retries quickly and has said why once: failed
+    /// requests are then logged at debug level, not four warnings a second.
+    quiet_failures: AtomicBool,
     /// Reported as `agent_version`.
     pub agent_version: String,
 }
@@ -140,6 +144,7 @@ impl IronicClient {
             request_id: cfg.request_id.clone(),
             version_override: cfg.version_override,
             cached_version: Mutex::new(None),
+            quiet_failures: AtomicBool::new(false),
             timing,
             insecure: cfg.insecure,
             agent_version: crate::AGENT_VERSION.to_string(),
@@ -175,7 +180,16 @@ impl IronicClient {
                     return Ok(ok);
                 }
                 Err(msg) => {
-                    log::warn!("request {method} {base}{} failed: {msg}", strip_query(path));
+                    let level = if self.quiet_failures.load(Ordering::Relaxed) {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        level,
+                        "request {method} {base}{} failed: {msg}",
+                        strip_query(path)
+                    );
                     last = IronicError::Transport {
                         url: base.clone(),
                         msg,
@@ -301,11 +315,7 @@ impl IronicClient {
 
     /// One lookup attempt: `Ok(content)` or the reason to retry (and whether
     /// Ironic said 409).
-    fn try_lookup(
-        &self,
-        macs: &[String],
-        node_uuid: Option<&str>,
-    ) -> Result<Value, (String, bool)> {
+    fn try_lookup(&self, macs: &[String], node_uuid: Option<&str>) -> Result<Value, Attempt> {
         if self.insecure {
             log::warn!(
                 "ipa-insecure: Ironic's TLS certificate is NOT verified; anyone on the path can pose as Ironic and take this node. Give the CA with ipa-cafile instead"
@@ -316,33 +326,35 @@ impl IronicClient {
             path.push_str(&format!("&node_uuid={}", urlencode(u)));
         }
         let version = self.known_version().ok_or_else(|| {
-            (
-                "cannot discover the Ironic API version (GET /)".to_string(),
-                false,
-            )
+            Attempt::Unreachable("cannot discover the Ironic API version (GET /)".to_string())
         })?;
         let header = version.min(AGENT_TOKEN_VERSION);
-        let (status, text) = self
-            .request(&path, &Call::get(Some(header)))
-            .map_err(|e| (e.to_string(), false))?;
+        let (status, text) =
+            self.request(&path, &Call::get(Some(header)))
+                .map_err(|e| match e {
+                    IronicError::Transport { .. } => Attempt::Unreachable(e.to_string()),
+                    e => Attempt::Failed(e.to_string()),
+                })?;
         if status != 200 {
-            return Err((
-                format!("Ironic answered {status}: {}", error_text(&text)),
-                status == 409,
-            ));
+            let reason = format!("Ironic answered {status}: {}", error_text(&text));
+            return Err(if status == 409 {
+                Attempt::Locked(reason)
+            } else {
+                Attempt::Failed(reason)
+            });
         }
         let mut content: Value = serde_json::from_str(&text)
-            .map_err(|e| (format!("response is not JSON: {e}"), false))?;
+            .map_err(|e| Attempt::Failed(format!("response is not JSON: {e}")))?;
         let has_uuid = content
             .get("node")
             .and_then(|n| n.get("uuid"))
             .and_then(Value::as_str)
             .is_some();
         if !has_uuid {
-            return Err(("response has no node.uuid".into(), false));
+            return Err(Attempt::Failed("response has no node.uuid".into()));
         }
         let Some(obj) = content.as_object_mut() else {
-            return Err(("response is not an object".into(), false));
+            return Err(Attempt::Failed("response is not an object".into()));
         };
         if !obj.contains_key("config") {
             // The legacy form: heartbeat_timeout at the top level.
@@ -353,9 +365,8 @@ impl IronicClient {
                     obj.insert("config".into(), Value::Object(cfg));
                 }
                 None => {
-                    return Err((
+                    return Err(Attempt::Failed(
                         "response has neither config nor heartbeat_timeout".into(),
-                        false,
                     ));
                 }
             }
@@ -365,9 +376,8 @@ impl IronicClient {
             .and_then(Value::as_f64)
             .is_none()
         {
-            return Err((
+            return Err(Attempt::Failed(
                 "response config has no numeric heartbeat_timeout".into(),
-                false,
             ));
         }
         Ok(content)
@@ -377,6 +387,13 @@ impl IronicClient {
     /// back-off (`uniform(I, max(I, min(2^(n-1), 60)))` before attempt n)
     /// until `timeout` seconds have passed. 409s add pauses of 5, 10, then
     /// 30 s.
+    ///
+    /// One difference from IPA: while Ironic cannot be reached at all (no
+    /// route or address yet: DHCP has not finished) in the first
+    /// [`QUICK_WINDOW`] seconds, attempts are [`QUICK_RETRY`] apart, so the
+    /// lookup goes out moments after the lease instead of up to a back-off
+    /// step later; such attempts do not advance the back-off. Anything
+    /// Ironic answers follows the spec's schedule.
     pub fn lookup(
         &self,
         macs: &[String],
@@ -384,46 +401,118 @@ impl IronicClient {
         timeout: f64,
         interval: f64,
     ) -> Result<Value, IronicError> {
+        self.lookup_with(&|| macs.to_vec(), node_uuid, timeout, interval)
+    }
+
+    /// [`IronicClient::lookup`] with the addresses asked for again before
+    /// every attempt: a NIC whose driver loads after the agent started (the
+    /// node's PXE port among them) joins the next attempt instead of the
+    /// lookup asking for the wrong ports until it times out.
+    pub fn lookup_with(
+        &self,
+        addresses: &dyn Fn() -> Vec<String>,
+        node_uuid: Option<&str>,
+        timeout: f64,
+        interval: f64,
+    ) -> Result<Value, IronicError> {
         let start = self.timing.now();
+        let mut macs = addresses();
         let mut conflicts = 0usize;
         let mut attempt: u32 = 1;
+        // Attempts that count for the back-off (the first, and every one
+        // after a spec wait).
+        let mut backoff_attempt: u32 = 1;
+        let mut quiet = false;
         loop {
-            log::info!(
-                "lookup attempt {attempt}: addresses {} at {}",
-                macs.join(","),
-                self.urls().join(",")
-            );
-            match self.try_lookup(macs, node_uuid) {
+            if !quiet {
+                log::info!(
+                    "lookup attempt {attempt}: addresses {} at {}",
+                    macs.join(","),
+                    self.urls().join(",")
+                );
+            }
+            let quick = match self.try_lookup(&macs, node_uuid) {
                 Ok(content) => {
+                    self.quiet_failures.store(false, Ordering::Relaxed);
                     log::info!(
-                        "lookup succeeded: node {}, heartbeat_timeout {}",
+                        "lookup succeeded (attempt {attempt}): node {}, heartbeat_timeout {}",
                         content["node"]["uuid"].as_str().unwrap_or_default(),
                         content["config"]["heartbeat_timeout"]
                     );
                     return Ok(content);
                 }
-                Err((reason, conflict)) => {
-                    log::warn!("lookup attempt {attempt} failed: {reason}; retrying");
-                    if conflict {
-                        let pause = [5.0, 10.0, 30.0][conflicts.min(2)];
-                        conflicts += 1;
-                        log::info!("node is locked in Ironic; pausing {pause} s");
-                        self.timing.sleep(pause);
+                Err(Attempt::Unreachable(reason)) if self.timing.now() - start < QUICK_WINDOW => {
+                    if !quiet {
+                        log::warn!(
+                            "lookup attempt {attempt} failed: {reason}; the network may not be up yet: retrying every {QUICK_RETRY} s for up to {QUICK_WINDOW} s"
+                        );
                     }
+                    quiet = true;
+                    true
                 }
-            }
+                Err(Attempt::Locked(reason)) => {
+                    log::warn!("lookup attempt {attempt} failed: {reason}; retrying");
+                    let pause = [5.0, 10.0, 30.0][conflicts.min(2)];
+                    conflicts += 1;
+                    log::info!("node is locked in Ironic; pausing {pause} s");
+                    self.timing.sleep(pause);
+                    false
+                }
+                Err(Attempt::Unreachable(reason) | Attempt::Failed(reason)) => {
+                    log::warn!("lookup attempt {attempt} failed: {reason}; retrying");
+                    false
+                }
+            };
             if self.timing.now() - start >= timeout {
+                self.quiet_failures.store(false, Ordering::Relaxed);
                 return Err(IronicError::LookupTimeout(timeout));
             }
             attempt += 1;
+            // New interfaces since this attempt: try them at once.
+            let now = addresses();
+            if now != macs {
+                log::info!(
+                    "network interfaces changed: addresses now {}",
+                    now.join(",")
+                );
+                macs = now;
+                quiet = false;
+                self.quiet_failures.store(false, Ordering::Relaxed);
+                continue;
+            }
+            self.quiet_failures.store(quick, Ordering::Relaxed);
+            if quick {
+                self.timing.sleep(QUICK_RETRY);
+                continue;
+            }
+            quiet = false;
+            backoff_attempt += 1;
             let hi = 2f64
-                .powi(attempt.saturating_sub(1).min(30) as i32)
+                .powi(backoff_attempt.saturating_sub(1).min(30) as i32)
                 .min(60.0);
             let wait = self.timing.uniform(interval, interval.max(hi));
             self.timing.sleep(wait);
         }
     }
 }
+
+/// How one lookup attempt failed, which decides the wait before the next.
+#[derive(Debug)]
+enum Attempt {
+    /// No Ironic URL answered at all (connection refused, no route, DNS).
+    Unreachable(String),
+    /// Ironic answered 409: the node is locked.
+    Locked(String),
+    /// Ironic answered, but not with a usable lookup.
+    Failed(String),
+}
+
+/// How soon after a lookup that could not reach Ironic the next goes out,
+/// during the first [`QUICK_WINDOW`] seconds.
+pub const QUICK_RETRY: f64 = 0.25;
+/// How long lookups that cannot reach Ironic are retried every
+/// [`QUICK_RETRY`] seconds: long enough for DHCP on a fast network.
+pub const QUICK_WINDOW: f64 = 10.0;
 
 fn strip_query(path: &str) -> &str {
     path.split('?').next().unwrap_or(path)

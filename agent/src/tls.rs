@@ -74,12 +74,25 @@ fn hostname(root: &Path) -> String {
 /// Generates the key and certificate for `ip` and writes them (key 0600)
 /// under `<root>/run/ironic-python-agent/`.
 pub fn generate(root: &Path, ip: IpAddr, curve: &str) -> Result<AutoCert, TlsError> {
+    certify(root, ip, curve, new_key(curve)?)
+}
+
+/// A fresh key pair on `curve` (`p256`, else P-384). Separate from
+/// [`certify`] so the agent makes it while lookup still waits for the
+/// network: the IP the certificate names is known only after that.
+pub fn new_key(curve: &str) -> Result<KeyPair, TlsError> {
     let alg = if curve == "p256" {
         &rcgen::PKCS_ECDSA_P256_SHA256
     } else {
         &rcgen::PKCS_ECDSA_P384_SHA384
     };
-    let key = KeyPair::generate_for(alg)?;
+    Ok(KeyPair::generate_for(alg)?)
+}
+
+/// Makes the certificate for `ip` with `key` (from [`new_key`] on the same
+/// `curve`) and writes both (key 0600) under
+/// `<root>/run/ironic-python-agent/`.
+pub fn certify(root: &Path, ip: IpAddr, curve: &str, key: KeyPair) -> Result<AutoCert, TlsError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, hostname(root));
@@ -344,5 +357,27 @@ mod tests {
         );
         p.apply_lookup(&serde_json::json!({"tls_min_version": "1.2"}));
         assert_eq!(p.min_version, "1.3");
+    }
+
+    #[test]
+    fn a_key_made_early_is_the_one_certified_and_written() {
+        let root = tempfile::tempdir().unwrap();
+        let key = new_key("p256").unwrap();
+        let public = key.public_key_raw().to_vec();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let cert = certify(root.path(), ip, "p256", key).unwrap();
+        // The certificate carries the early key's public half...
+        assert!(
+            cert.der
+                .windows(public.len())
+                .any(|w| w == public.as_slice()),
+            "public key not in the certificate"
+        );
+        // ...and the key file is that key.
+        let written =
+            std::fs::read_to_string(root.path().join("run/ironic-python-agent/agent.key")).unwrap();
+        let reread = KeyPair::from_pem(&written).unwrap();
+        assert_eq!(reread.public_key_raw(), public.as_slice());
+        assert!(cert.pem.starts_with("-----BEGIN CERTIFICATE-----"));
     }
 }

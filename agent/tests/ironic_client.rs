@@ -280,6 +280,30 @@ fn case_31_lookup_outcomes() {
     assert_eq!(pauses, [5.0, 10.0, 30.0, 30.0]);
 }
 
+/// While Ironic cannot be reached at all (the network is not up yet),
+/// lookups go out every 0.25 s for the first 10 s, then follow the spec's
+/// back-off; an answer from Ironic in those seconds (case 31) does not.
+#[test]
+fn lookup_retries_quickly_while_ironic_is_unreachable() {
+    let (c, t) = client(vec![common::dead_url()], Some((1, 99)), None);
+    let e = c.lookup(&[], None, 20.0, 1.0).unwrap_err();
+    assert!(matches!(e, IronicError::LookupTimeout(_)), "{e}");
+    let sleeps = t.sleeps.lock().unwrap().clone();
+    let quick = sleeps
+        .iter()
+        .take_while(|s| **s == ipa_agent::ironic::QUICK_RETRY)
+        .count();
+    assert_eq!(
+        quick as f64 * ipa_agent::ironic::QUICK_RETRY,
+        ipa_agent::ironic::QUICK_WINDOW,
+        "{sleeps:?}"
+    );
+    // Then the spec's draws, uniform(1, max(1, 2^(n-1))) starting at n = 2
+    // (the fake takes the low end), until the 20 s are used up.
+    assert!(sleeps[quick..].len() >= 2, "{sleeps:?}");
+    assert!(sleeps[quick..].iter().all(|s| *s == 1.0), "{sleeps:?}");
+}
+
 #[test]
 fn case_32_lookup_token_rules() {
     use ipa_agent::agent::adopt_lookup_token;
@@ -338,4 +362,33 @@ fn case_33_heartbeat_timer() {
     assert_eq!(timer.next(5.5, true), heartbeat::Next::Beat);
     assert_eq!(timer.next(5.5, false), heartbeat::Next::Wait(5.0));
     let _ = FORCE;
+}
+
+/// The addresses are asked for again before each attempt: a NIC that shows
+/// up after the agent started (the node's port, here) joins the lookup.
+#[test]
+fn lookup_asks_for_the_addresses_again_on_each_attempt() {
+    let s = FakeServer::start(|req| {
+        if req.path.contains("52%3A54%3A00%3A12%3A34%3A56") {
+            (200, lookup_ok())
+        } else {
+            (404, "{}".into())
+        }
+    });
+    let (c, t) = client(vec![s.url.clone()], Some((1, 99)), None);
+    let calls = Mutex::new(0);
+    let addresses = || {
+        let mut n = calls.lock().unwrap();
+        *n += 1;
+        let mut macs = vec!["52:54:00:12:35:01".to_string()];
+        if *n > 2 {
+            macs.push("52:54:00:12:34:56".to_string());
+        }
+        macs
+    };
+    c.lookup_with(&addresses, None, 60.0, 1.0).unwrap();
+    // Asked before attempt 1 and after each failure: the third list has
+    // the node's port, tried at once, without a back-off wait.
+    assert_eq!(*calls.lock().unwrap(), 3);
+    assert_eq!(*t.sleeps.lock().unwrap(), [1.0]);
 }

@@ -26,9 +26,11 @@
 //!   plugs devices into a running guest (`device_add`/`device_del`);
 //!   [`Qemu::spawn_in`] always opens one.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::host::{HostError, Need};
@@ -537,6 +539,27 @@ pub struct Vm {
     started: Instant,
 }
 
+/// A marker being watched for on a VM's console ([`Vm::watch`]).
+pub struct Watch {
+    seen: Arc<Mutex<Option<Duration>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watch {
+    /// When the marker first appeared, as time from QEMU's start: the
+    /// start of the read that found it, so at most one 20 ms poll after
+    /// the guest wrote it.
+    pub fn seen(&self) -> Option<Duration> {
+        self.seen.lock().ok().and_then(|s| *s)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The guest never printed what was waited for.
 #[derive(Debug, thiserror::Error)]
 #[error("{marker:?} not seen on the serial console: {why}\n{diagnostics}")]
@@ -586,6 +609,44 @@ impl Vm {
     pub fn qmp(&self) -> Result<qmp::Qmp, qmp::QmpError> {
         let path = self.qmp.as_deref().ok_or(qmp::QmpError::NoSocket)?;
         qmp::Qmp::connect(path, Duration::from_secs(10))
+    }
+
+    /// Watches the serial console for `marker` in a thread of its own
+    /// (every 20 ms), noting when it first appears: exact boot figures for
+    /// a test that is busy elsewhere (polling Ironic, say) meanwhile.
+    pub fn watch(&self, marker: &str) -> Watch {
+        let seen = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (path, started, needle) = (self.serial.clone(), self.started, marker.to_string());
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf: Vec<u8> = Vec::new();
+            let mut offset = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                let now = started.elapsed();
+                if let Ok(mut f) = std::fs::File::open(&path)
+                    && f.seek(SeekFrom::Start(offset)).is_ok()
+                {
+                    let mut more = Vec::new();
+                    if let Ok(n) = f.read_to_end(&mut more) {
+                        offset += n as u64;
+                        // Keep one marker's length of the old text, for a
+                        // marker split across two reads.
+                        let keep = buf.len().saturating_sub(needle.len());
+                        buf.drain(..keep);
+                        buf.extend_from_slice(&more);
+                        if memchr::memmem::find(&buf, needle.as_bytes()).is_some() {
+                            if let Ok(mut s) = seen2.lock() {
+                                *s = Some(now);
+                            }
+                            return;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Watch { seen, stop }
     }
 
     /// Time since QEMU was started.
