@@ -358,15 +358,24 @@ impl Qemu {
 
     /// The full argument list (without the program name, [`QEMU`]`.what`).
     pub fn args(&self) -> Vec<String> {
-        let mut a: Vec<String> = Vec::new();
-        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+        let mut a = Args::default();
+        self.machine_args(&mut a);
+        self.boot_args(&mut a);
+        self.nic_args(&mut a);
+        self.disk_args(&mut a);
+        a.0.extend(self.extra.iter().cloned());
+        a.0
+    }
+
+    /// Accelerator, console, monitor, memory and firmware.
+    fn machine_args(&self, a: &mut Args) {
         match self.accel {
-            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
-            Accel::Tcg => push(&["-accel", "tcg"]),
+            Accel::Kvm => a.push(&["-accel", "kvm", "-cpu", "host"]),
+            Accel::Tcg => a.push(&["-accel", "tcg"]),
         }
         match &self.console {
-            Console::Terminal => push(&["-nographic"]),
-            Console::File(path) => push(&[
+            Console::Terminal => a.push(&["-nographic"]),
+            Console::File(path) => a.push(&[
                 "-display",
                 "none",
                 "-serial",
@@ -375,24 +384,24 @@ impl Qemu {
         }
         // With -nographic the human monitor is multiplexed on the terminal.
         if self.console != Console::Terminal {
-            push(&["-monitor", "none"]);
+            a.push(&["-monitor", "none"]);
         }
         if let Some(sock) = &self.qmp {
-            push(&[
+            a.push(&[
                 "-qmp",
                 &format!("unix:{},server=on,wait=off", sock.display()),
             ]);
         }
-        push(&["-no-reboot", "-m", &self.memory_mib.to_string()]);
+        a.push(&["-no-reboot", "-m", &self.memory_mib.to_string()]);
         match &self.firmware {
-            Firmware::Bios => push(&["-machine", "pc"]),
+            Firmware::Bios => a.push(&["-machine", "pc"]),
             Firmware::Uefi => {
-                push(&["-machine", "q35"]);
+                a.push(&["-machine", "q35"]);
                 let vars = match &self.uefi_vars {
                     Some(vars) => format!("if=pflash,format=raw,file={}", vars.display()),
                     None => format!("if=pflash,format=raw,readonly=on,file={OVMF_VARS}"),
                 };
-                push(&[
+                a.push(&[
                     "-drive",
                     &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
                     "-drive",
@@ -400,12 +409,16 @@ impl Qemu {
                 ]);
             }
         }
+    }
+
+    /// What the VM boots: a kernel, a CD or a disk image.
+    fn boot_args(&self, a: &mut Args) {
         match &self.boot {
             Boot::Kernel {
                 kernel,
                 initrd,
                 append,
-            } => push(&[
+            } => a.push(&[
                 "-kernel",
                 &kernel.display().to_string(),
                 "-initrd",
@@ -413,15 +426,19 @@ impl Qemu {
                 "-append",
                 append.trim(),
             ]),
-            Boot::Cdrom(iso) => push(&[
+            Boot::Cdrom(iso) => a.push(&[
                 "-drive",
                 &format!("file={},media=cdrom,readonly=on", iso.display()),
             ]),
-            Boot::Disk(img) => push(&[
+            Boot::Disk(img) => a.push(&[
                 "-drive",
                 &format!("file={},format=raw,snapshot=on", img.display()),
             ]),
         }
+    }
+
+    /// One user-mode network per NIC (the first carries the forwards).
+    fn nic_args(&self, a: &mut Args) {
         for (i, nic) in self.nics.iter().enumerate() {
             let mut netdev = format!("user,id=n{i},net=10.0.{}.0/24", 2 + i);
             if i == 0 {
@@ -430,7 +447,7 @@ impl Qemu {
                 }
             }
             // `romfile=`: no iPXE option ROM, which only slows the boot down.
-            push(&[
+            a.push(&[
                 "-netdev",
                 &netdev,
                 "-device",
@@ -438,25 +455,27 @@ impl Qemu {
             ]);
         }
         if self.nics.is_empty() {
-            push(&["-nic", "none"]);
+            a.push(&["-nic", "none"]);
         }
+    }
+
+    /// Controllers (each bus once) and the disks on them.
+    fn disk_args(&self, a: &mut Args) {
         let mut buses: Vec<&str> = Vec::new();
-        for c in &self.controllers {
+        let mut add_bus = |a: &mut Args, c: &Controller| {
             if let Some((device, id)) = c.bus()
                 && !buses.contains(&id)
             {
                 buses.push(id);
-                push(&["-device", &format!("{device},id={id}")]);
+                a.push(&["-device", &format!("{device},id={id}")]);
             }
+        };
+        for c in &self.controllers {
+            add_bus(a, c);
         }
         let mut ahci_port = 0;
         for (i, disk) in self.disks.iter().enumerate() {
-            if let Some((device, id)) = disk.controller.bus()
-                && !buses.contains(&id)
-            {
-                buses.push(id);
-                push(&["-device", &format!("{device},id={id}")]);
-            }
+            add_bus(a, &disk.controller);
             let mut drive = format!(
                 "file={},format={},if=none,id=d{i}",
                 disk.path.display(),
@@ -480,10 +499,8 @@ impl Qemu {
                     format!("usb-storage,bus=xhci0.0,drive=d{i},removable=on,serial={serial}")
                 }
             };
-            push(&["-drive", &drive, "-device", &device]);
+            a.push(&["-drive", &drive, "-device", &device]);
         }
-        a.extend(self.extra.iter().cloned());
-        a
     }
 
     /// A [`Command`] for QEMU with these arguments (stdio untouched).
@@ -720,6 +737,16 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// QEMU's argument list under construction.
+#[derive(Default)]
+struct Args(Vec<String>);
+
+impl Args {
+    fn push(&mut self, items: &[&str]) {
+        self.0.extend(items.iter().map(|s| s.to_string()));
     }
 }
 
