@@ -72,6 +72,7 @@ pub fn run(cfg: &Config, timing: &dyn Timing) -> Option<String> {
         cfg.inspection.collectors.join(",")
     );
     wait_for_dhcp(cfg, timing);
+    wait_for_disks(cfg, timing);
     let body = payload(cfg);
     let agent = http_agent(cfg);
     match post(&agent, url, &body.to_string(), timing) {
@@ -104,8 +105,12 @@ fn http_agent(cfg: &Config) -> ureq::Agent {
 }
 
 /// Waits up to `ipa-inspection-dhcp-wait-timeout` until the PXE NIC (or,
-/// with `ipa-inspection-dhcp-all-interfaces`, every NIC) has an IPv4
-/// address, so the inventory reports it.
+/// with `ipa-inspection-dhcp-all-interfaces`, every NIC) exists and has an
+/// IPv4 address, so the inventory reports it. The agent may start before
+/// udev has even registered the NICs (the systemd image does not order it
+/// after the network): an empty NIC list is waited for, never taken as
+/// "nothing missing", or Ironic gets an inventory without interfaces and
+/// refuses it.
 fn wait_for_dhcp(cfg: &Config, timing: &dyn Timing) {
     let s = &cfg.inspection;
     if s.dhcp_wait_timeout <= 0.0 {
@@ -117,13 +122,7 @@ fn wait_for_dhcp(cfg: &Config, timing: &dyn Timing) {
     }
     let start = timing.now();
     loop {
-        let addrs = crate::hardware::interfaces::system_addresses();
-        let missing: Vec<String> = crate::hardware::interfaces::list(&cfg.root, &addrs)
-            .into_iter()
-            .filter(|i| s.dhcp_all_interfaces || cfg.bootif.as_deref() == Some(&i.mac_address))
-            .filter(|i| i.ipv4_address.is_none())
-            .map(|i| i.name)
-            .collect();
+        let missing = without_address(cfg);
         if missing.is_empty() {
             return;
         }
@@ -135,9 +134,48 @@ fn wait_for_dhcp(cfg: &Config, timing: &dyn Timing) {
             );
             return;
         }
-        timing.sleep(2.0);
+        timing.sleep(1.0);
     }
 }
+
+/// The NICs inspection waits for that have no IPv4 address yet; the PXE
+/// NIC's MAC stands in for it until it exists, and "no NIC at all" is a
+/// NIC missing.
+fn without_address(cfg: &Config) -> Vec<String> {
+    let addrs = crate::hardware::interfaces::system_addresses();
+    let nics = crate::hardware::interfaces::list(&cfg.root, &addrs);
+    let all = cfg.inspection.dhcp_all_interfaces;
+    let mut missing: Vec<String> = (nics.iter())
+        .filter(|i| all || cfg.bootif.as_deref() == Some(&i.mac_address))
+        .filter(|i| i.ipv4_address.is_none())
+        .map(|i| i.name.clone())
+        .collect();
+    match cfg.bootif.as_deref() {
+        Some(mac) if !nics.iter().any(|i| i.mac_address == mac) => missing.push(mac.to_string()),
+        None if nics.is_empty() => missing.push("any interface".to_string()),
+        _ => {}
+    }
+    missing
+}
+
+/// Waits, as IPA's `ipa-disk-wait-attempts` does (10 tries, 3 s apart),
+/// until at least one disk is listed: storage drivers may still be probing
+/// when the agent starts, and an inventory without disks names no root disk.
+fn wait_for_disks(cfg: &Config, timing: &dyn Timing) {
+    for attempt in 1..=DISK_WAIT_ATTEMPTS {
+        if crate::hardware::disks::list(&cfg.root).is_ok_and(|d| !d.is_empty()) {
+            return;
+        }
+        if attempt < DISK_WAIT_ATTEMPTS {
+            timing.sleep(DISK_WAIT_DELAY);
+        }
+    }
+    log::warn!("no disk found after {DISK_WAIT_ATTEMPTS} tries; inspecting anyway");
+}
+
+/// IPA's defaults for `ipa-disk-wait-attempts` and `ipa-disk-wait-delay`.
+const DISK_WAIT_ATTEMPTS: u32 = 10;
+const DISK_WAIT_DELAY: f64 = 3.0;
 
 /// The document IPA posts: `inventory`, `root_disk`, `boot_interface`,
 /// `configuration`, `error` and, with the `logs` collector, `logs`.

@@ -4,6 +4,8 @@
 //! wrong checksum. One Ironic and one node go through the whole sequence,
 //! as an operator's machine would: enroll → manage → inspect → provide
 //! (cleaning) → deploy → undeploy → deploy → undeploy → failed deploy.
+//! The systemd image (`coreos`) goes through inspect → clean → raw deploy
+//! on a node of its own, so both shipped profiles serve every job.
 //!
 //! The node uses the `manual-management` hardware type (fake power, noop
 //! management), `deploy_interface=direct`, `inspect_interface=agent`, and
@@ -63,6 +65,18 @@ struct Rig {
 }
 
 impl Rig {
+    /// Prints each job's time and the whole test's, for the figures.
+    fn print_timings(&self, profile: &str, started: Instant) {
+        let summary: Vec<String> = (self.timings.iter())
+            .map(|(job, secs)| format!("{job} {secs:.1} s"))
+            .collect();
+        eprintln!(
+            "[jobs] {profile}: {} ; whole test {:.1} s",
+            summary.join(", "),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     /// Boots the ramdisk as the node would on power-on, with `extra` kernel
     /// parameters.
     fn boot(&self, job: &str, extra: &str) -> Vm {
@@ -254,12 +268,15 @@ fn check_deployed(rig: &Rig, job: &str, image: &Path, hostname: &str) {
 
 /// The ramdisk, Ironic configured for the jobs, the image server, and the
 /// node with its first port and a blank disk.
-fn rig(dir: &Path) -> Rig {
+fn rig(dir: &Path, profile: &str) -> Rig {
     qemu::ensure_installed().unwrap();
     disk_images::ensure_tools().unwrap();
     let t = Instant::now();
-    let ramdisk = build_profile("tinyipa", &dir.join("out")).unwrap();
-    eprintln!("[jobs] tinyipa built in {:.1} s", t.elapsed().as_secs_f64());
+    let ramdisk = build_profile(profile, &dir.join("out")).unwrap();
+    eprintln!(
+        "[jobs] {profile} built in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let images = ImageServer::start().unwrap();
     let config = IronicConfig::default()
         .jobs()
@@ -268,8 +285,8 @@ fn rig(dir: &Path) -> Rig {
     let ironic = Ironic::start_with(config).unwrap();
     // The pxe boot interface insists on these; they are the files the VM
     // boots, as operators set them.
-    let kernel = images.add("tinyipa.kernel", &ramdisk.kernel);
-    let initramfs = images.add("tinyipa.initramfs", &ramdisk.initramfs);
+    let kernel = images.add(&format!("{profile}.kernel"), &ramdisk.kernel);
+    let initramfs = images.add(&format!("{profile}.initramfs"), &ramdisk.initramfs);
     let node = ironic
         .create_node(&json!({
             "name": "jobs",
@@ -506,7 +523,7 @@ fn failed_deploy(rig: &mut Rig, image: &Path) {
 fn inspect_clean_deploy_and_fail_on_one_node() {
     let started = Instant::now();
     let scratch = tempfile::tempdir().unwrap();
-    let mut rig = rig(scratch.path());
+    let mut rig = rig(scratch.path(), "tinyipa");
 
     inspect(&mut rig);
     clean(&mut rig);
@@ -529,17 +546,20 @@ fn inspect_clean_deploy_and_fail_on_one_node() {
     rig.undeploy();
 
     failed_deploy(&mut rig, &raw_a);
+    rig.print_timings("tinyipa", started);
+}
 
-    let summary: Vec<String> = rig
-        .timings
-        .iter()
-        .map(|(job, secs)| format!("{job} {secs:.1} s"))
-        .collect();
-    eprintln!(
-        "[jobs] {} ; whole test {:.1} s",
-        summary.join(", "),
-        started.elapsed().as_secs_f64()
-    );
+/// The systemd image (networkd, udev) serves the jobs as well.
+#[test]
+fn coreos_inspects_cleans_and_deploys() {
+    let started = Instant::now();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut rig = rig(scratch.path(), "coreos");
+    inspect(&mut rig);
+    clean(&mut rig);
+    let raw = make_image(scratch.path(), "deploy-raw");
+    deploy(&mut rig, "deploy-raw", &raw, "raw", &raw);
+    rig.print_timings("coreos", started);
 }
 
 /// The images the jobs deploy: a GPT with one partition and an ext4 at
