@@ -155,7 +155,43 @@ fn without_address(cfg: &Config) -> Vec<String> {
         None if nics.is_empty() => missing.push("any interface".to_string()),
         _ => {}
     }
+    if all {
+        missing.extend(unregistered_nics(&cfg.root));
+    }
     missing
+}
+
+/// PCI network controllers (class 0x02) that have no network interface
+/// yet: their driver is still loading or probing (udev and mdev load them
+/// in the background), so "every NIC" is not known until they register.
+fn unregistered_nics(root: &std::path::Path) -> Vec<String> {
+    let pci = root.join("sys/bus/pci/devices");
+    let Ok(devices) = std::fs::read_dir(&pci) else {
+        return Vec::new();
+    };
+    let has_net = |dev: &std::path::Path| {
+        dev.join("net").is_dir()
+            || std::fs::read_dir(dev).is_ok_and(|entries| {
+                entries.flatten().any(|e| {
+                    e.file_name().to_string_lossy().starts_with("virtio")
+                        && e.path().join("net").is_dir()
+                })
+            })
+    };
+    devices
+        .flatten()
+        .map(|d| d.path())
+        .filter(|dev| {
+            std::fs::read_to_string(dev.join("class")).is_ok_and(|c| c.trim().starts_with("0x02"))
+        })
+        .filter(|dev| !has_net(dev))
+        .map(|dev| {
+            format!(
+                "PCI {}",
+                dev.file_name().unwrap_or_default().to_string_lossy()
+            )
+        })
+        .collect()
 }
 
 /// Waits, as IPA's `ipa-disk-wait-attempts` does (10 tries, 3 s apart),
@@ -296,6 +332,22 @@ pub fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pci_nic_without_its_interface_is_still_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let dev = |name: &str, class: &str| {
+            let d = t.path().join("sys/bus/pci/devices").join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("class"), format!("{class}\n")).unwrap();
+            d
+        };
+        std::fs::create_dir_all(dev("0000:00:03.0", "0x020000").join("virtio0/net/ens3")).unwrap();
+        std::fs::create_dir_all(dev("0000:00:04.0", "0x020000").join("net/ens4")).unwrap();
+        dev("0000:00:05.0", "0x020000");
+        dev("0000:00:06.0", "0x010601");
+        assert_eq!(unregistered_nics(t.path()), ["PCI 0000:00:05.0"]);
+    }
 
     #[test]
     fn retry_schedule_is_ipas() {
