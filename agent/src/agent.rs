@@ -523,27 +523,6 @@ fn exit_phase(cfg: &Config, end: RunState) -> Result<(), AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    /// A clock that only advances when slept on, recording each sleep.
-    #[derive(Default)]
-    struct FakeClock {
-        now: Mutex<f64>,
-        sleeps: Mutex<Vec<f64>>,
-    }
-
-    impl Timing for FakeClock {
-        fn now(&self) -> f64 {
-            *self.now.lock().unwrap()
-        }
-        fn sleep(&self, secs: f64) {
-            self.sleeps.lock().unwrap().push(secs);
-            *self.now.lock().unwrap() += secs;
-        }
-        fn uniform(&self, lo: f64, _hi: f64) -> f64 {
-            lo
-        }
-    }
 
     fn config(root: &std::path::Path) -> Config {
         crate::config::from_params(root.to_path_buf(), &Default::default()).0
@@ -552,7 +531,7 @@ mod tests {
     #[test]
     fn macs_are_polled_quickly_at_first_then_every_5_s_up_to_60_s() {
         let root = tempfile::tempdir().unwrap();
-        let clock = FakeClock::default();
+        let clock = crate::timing::ManualClock::default();
         assert!(wait_for_macs(&config(root.path()), &clock).is_empty());
         let sleeps = clock.sleeps.lock().unwrap().clone();
         let quick = sleeps.iter().take_while(|s| **s == MAC_QUICK_POLL).count();
@@ -571,7 +550,7 @@ mod tests {
         let nic = root.path().join("sys/class/net/eth0");
         std::fs::create_dir_all(nic.join("device")).unwrap();
         std::fs::write(nic.join("address"), "52:54:00:12:34:56\n").unwrap();
-        let clock = FakeClock::default();
+        let clock = crate::timing::ManualClock::default();
         assert_eq!(
             wait_for_macs(&config(root.path()), &clock),
             ["52:54:00:12:34:56"]

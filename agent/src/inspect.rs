@@ -356,22 +356,6 @@ mod tests {
         assert_eq!(retry_wait(10), 30.0);
     }
 
-    /// Records sleeps instead of sleeping.
-    #[derive(Default)]
-    struct Sleeps(std::sync::Mutex<Vec<f64>>);
-
-    impl Timing for Sleeps {
-        fn now(&self) -> f64 {
-            self.0.lock().unwrap().iter().sum()
-        }
-        fn sleep(&self, secs: f64) {
-            self.0.lock().unwrap().push(secs);
-        }
-        fn uniform(&self, lo: f64, _hi: f64) -> f64 {
-            lo
-        }
-    }
-
     /// A one-thread HTTP server on loopback answering each connection with
     /// the next of `answers` (status, body); returns its URL and the bodies
     /// it received.
@@ -424,10 +408,10 @@ mod tests {
             (503, r#"{"error_message": "{\"faultstring\": \"busy\"}"}"#),
             (202, r#"{"uuid": "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"}"#),
         ]);
-        let t = Sleeps::default();
+        let t = crate::timing::ManualClock::default();
         let answer = post(&agent(), &url, r#"{"inventory": {}}"#, &t).unwrap();
         assert_eq!(answer["uuid"], "1be26c0b-03f2-4d2e-ae87-c02d7f33c123");
-        assert_eq!(*t.0.lock().unwrap(), vec![5.0]);
+        assert_eq!(t.slept(), vec![5.0]);
         assert_eq!(h.join().unwrap(), vec![r#"{"inventory": {}}"#; 2]);
     }
 
@@ -437,19 +421,19 @@ mod tests {
             404,
             r#"{"error_message": "{\"faultstring\": \"Not Found\"}"}"#,
         )]);
-        let t = Sleeps::default();
+        let t = crate::timing::ManualClock::default();
         let e = post(&agent(), &url, "{}", &t).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!("{url} refused the inventory with 404: Not Found")
         );
-        assert!(t.0.lock().unwrap().is_empty());
+        assert!(t.slept().is_empty());
         h.join().unwrap();
 
         let (url, h) = server(vec![(500, "{}"); 5]);
         let e = post(&agent(), &url, "{}", &t).unwrap_err();
         assert!(matches!(e, InspectError::GaveUp { attempts: 5, .. }), "{e}");
-        assert_eq!(*t.0.lock().unwrap(), vec![5.0, 5.0, 6.0, 12.0]);
+        assert_eq!(t.slept(), vec![5.0, 5.0, 6.0, 12.0]);
         h.join().unwrap();
     }
 }

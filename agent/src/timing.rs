@@ -51,6 +51,46 @@ impl Timing for SystemTiming {
     }
 }
 
+/// A clock for tests: time moves only when slept on (or waited on), every
+/// sleep is recorded, and `uniform` returns the queued `draws` in turn, then
+/// `lo`. Public so the integration tests use this one too.
+#[derive(Default)]
+pub struct ManualClock {
+    pub now: Mutex<f64>,
+    pub sleeps: Mutex<Vec<f64>>,
+    pub draws: Mutex<Vec<f64>>,
+}
+
+impl ManualClock {
+    /// The sleeps so far.
+    pub fn slept(&self) -> Vec<f64> {
+        self.sleeps.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Timing for ManualClock {
+    fn now(&self) -> f64 {
+        self.now.lock().map(|n| *n).unwrap_or(0.0)
+    }
+    fn sleep(&self, secs: f64) {
+        if let Ok(mut s) = self.sleeps.lock() {
+            s.push(secs);
+        }
+        if let Ok(mut n) = self.now.lock() {
+            *n += secs;
+        }
+    }
+    fn uniform(&self, lo: f64, _hi: f64) -> f64 {
+        match self.draws.lock() {
+            Ok(mut d) if !d.is_empty() => d.remove(0),
+            _ => lo,
+        }
+    }
+    fn wait(&self, secs: f64, _signal: &Signal, _mask: u8) {
+        self.sleep(secs);
+    }
+}
+
 /// Seconds to a `Duration` that never panics: negative or NaN is zero, and
 /// anything too large for a `Duration` is a day (longer than any wait the
 /// agent makes once its parameters are clamped).

@@ -9,29 +9,7 @@ use ipa_agent::timing::{Signal, Timing};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 
-#[derive(Default)]
-struct FakeTiming {
-    now: Mutex<f64>,
-    sleeps: Mutex<Vec<f64>>,
-    draws: Mutex<Vec<f64>>,
-}
-
-impl Timing for FakeTiming {
-    fn now(&self) -> f64 {
-        *self.now.lock().unwrap()
-    }
-    fn sleep(&self, secs: f64) {
-        self.sleeps.lock().unwrap().push(secs);
-        *self.now.lock().unwrap() += secs;
-    }
-    fn uniform(&self, lo: f64, _hi: f64) -> f64 {
-        let mut d = self.draws.lock().unwrap();
-        if d.is_empty() { lo } else { d.remove(0) }
-    }
-    fn wait(&self, secs: f64, _signal: &Signal, _mask: u8) {
-        self.sleep(secs);
-    }
-}
+type FakeTiming = ipa_agent::timing::ManualClock;
 
 fn client(
     urls: Vec<String>,
