@@ -519,14 +519,20 @@ fn failed_deploy(rig: &mut Rig, image: &Path) {
     vm.kill();
 }
 
-#[test]
-fn inspect_clean_deploy_and_fail_on_one_node() {
+/// A node of its own for `profile`, taken through inspection and cleaning
+/// (so it is `available`); with the scratch directory and the start time.
+fn inspected_and_cleaned(profile: &str) -> (tempfile::TempDir, Rig, Instant) {
     let started = Instant::now();
     let scratch = tempfile::tempdir().unwrap();
-    let mut rig = rig(scratch.path(), "tinyipa");
-
+    let mut rig = rig(scratch.path(), profile);
     inspect(&mut rig);
     clean(&mut rig);
+    (scratch, rig, started)
+}
+
+#[test]
+fn inspect_clean_deploy_and_fail_on_one_node() {
+    let (scratch, mut rig, started) = inspected_and_cleaned("tinyipa");
 
     let raw_a = make_image(scratch.path(), "deploy-raw");
     deploy(&mut rig, "deploy-raw", &raw_a, "raw", &raw_a);
@@ -552,11 +558,7 @@ fn inspect_clean_deploy_and_fail_on_one_node() {
 /// The systemd image (networkd, udev) serves the jobs as well.
 #[test]
 fn coreos_inspects_cleans_and_deploys() {
-    let started = Instant::now();
-    let scratch = tempfile::tempdir().unwrap();
-    let mut rig = rig(scratch.path(), "coreos");
-    inspect(&mut rig);
-    clean(&mut rig);
+    let (scratch, mut rig, started) = inspected_and_cleaned("coreos");
     let raw = make_image(scratch.path(), "deploy-raw");
     deploy(&mut rig, "deploy-raw", &raw, "raw", &raw);
     rig.print_timings("coreos", started);
