@@ -49,6 +49,10 @@ impl Source {
                         "image_request_authorization is not base64 text".into(),
                     )
                 })?;
+            // A Glance token (or basic credentials): masked wherever it
+            // might surface, in logs or in logs Ironic collects.
+            crate::redact::remember(a);
+            crate::redact::remember(&raw);
             src.authorization = Some(raw);
         } else if info
             .get("image_server_auth_strategy")
@@ -69,6 +73,8 @@ impl Source {
                 ));
             }
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            crate::redact::remember(pass);
+            crate::redact::remember(&token);
             src.authorization = Some(format!("Basic {token}"));
         }
         Ok(src)
@@ -259,6 +265,11 @@ mod tests {
         let info = json!({"image_request_authorization": "QmVhcmVyIHNlY3JldA=="});
         let s = Source::from_image_info(info.as_object().unwrap()).unwrap();
         assert_eq!(s.authorization.as_deref(), Some("Bearer secret"));
+        let logged = crate::redact::redact("GET with Bearer secret (QmVhcmVyIHNlY3JldA==)");
+        assert!(
+            !logged.contains("Bearer secret") && !logged.contains("QmVhcmVy"),
+            "{logged}"
+        );
         let info = json!({"image_server_auth_strategy": "http_basic", "image_server_user": "u", "image_server_password": "p"});
         let s = Source::from_image_info(info.as_object().unwrap()).unwrap();
         assert_eq!(s.authorization.as_deref(), Some("Basic dTpw"));
