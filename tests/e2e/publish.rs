@@ -256,10 +256,10 @@ fn real_builds() -> &'static (tempfile::TempDir, PathBuf, PathBuf) {
         for profile in ["tinyipa", "tinyipa-pci"] {
             let out = tmp.path().join(profile);
             let mut opts = ipa_build::build::BuildOptions::new(profile);
-            opts.profile_dirs = vec![profiles.clone(), root.join("profiles")];
-            opts.element_dirs = vec![root.join("elements")];
+            opts.search = ipa_build::build::SearchPaths::checkout(&root);
+            opts.search.profiles.insert(0, profiles.clone());
             opts.output = Some(out.clone());
-            opts.cache_dir = root.join("target/test-cache");
+            opts.fetch.cache_dir = root.join("target/test-cache");
             opts.source_date_epoch = Some(1_700_000_000);
             ipa_build::build::build(&opts, &ipa_build::report::Reporter::quiet()).unwrap();
             outs.push(out);
@@ -300,24 +300,24 @@ fn inspect_and_diff_two_real_builds() {
 
     let d = ipa_build::cmd::diff::diff_paths(a, b).unwrap();
     assert!(d.have_manifests);
-    let added: Vec<&str> = d.packages_added.iter().map(|p| p.name.as_str()).collect();
+    let added: Vec<&str> = d.packages.added.iter().map(|p| p.name.as_str()).collect();
     assert!(added.contains(&"pciutils"), "{added:?}");
-    assert!(d.packages_removed.is_empty(), "{:?}", d.packages_removed);
+    assert!(d.packages.removed.is_empty(), "{:?}", d.packages.removed);
     assert!(
-        d.files_added.iter().any(|f| f.path.ends_with("/lspci")),
+        d.files.added.iter().any(|f| f.path.ends_with("/lspci")),
         "{:?}",
-        d.files_added
+        d.files.added
     );
-    assert!(d.files_removed.is_empty(), "{:?}", d.files_removed);
+    assert!(d.files.removed.is_empty(), "{:?}", d.files.removed);
     assert_eq!(d.kernel.old_release, d.kernel.new_release);
-    assert!(d.totals.uncompressed_delta > 0);
+    assert!(d.totals.uncompressed.delta > 0);
     assert!(ipa_build::cmd::diff::diff_paths(a, a).unwrap().is_empty());
 
     // The same through an initramfs file instead of the directory.
     let file = ipa_build::cmd::inspect::build_initramfs(b, None).unwrap();
     let d2 = ipa_build::cmd::diff::diff_paths(a, &file).unwrap();
     assert!(!d2.have_manifests);
-    assert_eq!(d2.files_added.len(), d.files_added.len());
+    assert_eq!(d2.files.added.len(), d.files.added.len());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ipa_build::build::{BuildOptions, BuildSummary, build};
+use ipa_build::build::{BuildOptions, BuildSummary, SearchPaths, build};
 use ipa_build::report::Reporter;
 
 use crate::paths::workspace_root;
@@ -20,10 +20,9 @@ pub struct Ramdisk {
 pub fn build_profile(profile: &str, out: &Path) -> Result<Ramdisk, String> {
     let root = workspace_root();
     let mut opts = BuildOptions::new(profile);
-    opts.profile_dirs = vec![root.join("profiles")];
-    opts.element_dirs = vec![root.join("elements")];
+    opts.search = SearchPaths::checkout(&root);
     opts.output = Some(out.to_path_buf());
-    opts.cache_dir = root.join("target/test-cache");
+    opts.fetch.cache_dir = root.join("target/test-cache");
     let summary =
         build(&opts, &Reporter::quiet()).map_err(|e| format!("building {profile}: {e}"))?;
     let file = |kind: &str| {

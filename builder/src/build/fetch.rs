@@ -52,15 +52,20 @@ pub fn fetch(opts: &BuildOptions, plan: &Plan, reporter: &Reporter) -> Result<In
     let say = |m: &str| reporter.info(m);
     host::ensure(
         &[host::GPGV, host::DEBIAN_KEYRING],
-        opts.install_host_packages,
+        opts.fetch.install_host_packages,
         &say,
     )?;
     if plan.iso_label.is_some() {
-        host::ensure(iso::host_needs(), opts.install_host_packages, &say)?;
+        host::ensure(iso::host_needs(), opts.fetch.install_host_packages, &say)?;
     }
-    let cache =
-        Cache::open(&opts.cache_dir).map_err(io_err("opening the cache", &opts.cache_dir))?;
-    let archive = Archive::open(&archive_config(plan, opts)?, &cache, opts.offline, reporter)?;
+    let cache = Cache::open(&opts.fetch.cache_dir)
+        .map_err(io_err("opening the cache", &opts.fetch.cache_dir))?;
+    let archive = Archive::open(
+        &archive_config(plan, opts)?,
+        &cache,
+        opts.fetch.offline,
+        reporter,
+    )?;
     let packages = archive.resolve(&plan.packages)?;
     let kernel = archive.resolve_kernel(&plan.profile.kernel.package)?;
     let bootloaders: Vec<Package> = match plan.iso_label {
@@ -106,7 +111,7 @@ pub fn fetch(opts: &BuildOptions, plan: &Plan, reporter: &Reporter) -> Result<In
 fn archive_config(plan: &Plan, opts: &BuildOptions) -> Result<ArchiveConfig, BuildError> {
     let profile = &plan.profile;
     let mut sources: Vec<debian::Source> = if profile.debian.sources.is_empty() {
-        debian::sources::host_sources(&opts.etc_apt)?
+        debian::sources::host_sources(&opts.fetch.etc_apt)?
     } else {
         profile
             .debian
@@ -121,7 +126,7 @@ fn archive_config(plan: &Plan, opts: &BuildOptions) -> Result<ArchiveConfig, Bui
             .collect()
     };
     if let Some(release) = &profile.debian.release {
-        sources = debian::suites::for_release(&sources, release, opts.mirror.as_deref())?;
+        sources = debian::suites::for_release(&sources, release, opts.fetch.mirror.as_deref())?;
     }
     // Firmware from non-free-firmware needs that component of every Debian
     // source; the host's sources say where the archive is, not which
@@ -133,7 +138,7 @@ fn archive_config(plan: &Plan, opts: &BuildOptions) -> Result<ArchiveConfig, Bui
             }
         }
     }
-    if let (Some(mirror), Some(first)) = (&opts.mirror, sources.first_mut()) {
+    if let (Some(mirror), Some(first)) = (&opts.fetch.mirror, sources.first_mut()) {
         first.uri = mirror.trim_end_matches('/').to_string();
     }
     Ok(ArchiveConfig {
@@ -157,7 +162,7 @@ fn obtain_agent(
     reporter.info("building ipa-agent from this workspace (static, size-optimised)");
     // Without musl-gcc the musl build may still work, and the glibc
     // fallback follows; so a failure here is only worth a warning.
-    if let Err(e) = host::ensure(&[host::MUSL_GCC], opts.install_host_packages, &|m| {
+    if let Err(e) = host::ensure(&[host::MUSL_GCC], opts.fetch.install_host_packages, &|m| {
         reporter.info(m)
     }) {
         reporter.warn(e);

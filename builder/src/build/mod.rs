@@ -72,7 +72,7 @@ pub fn build(opts: &BuildOptions, reporter: &Reporter) -> Result<BuildSummary, B
     ))
 }
 
-pub use crate::config::options::BuildOptions;
+pub use crate::config::options::{BuildOptions, FetchOptions, SearchPaths};
 
 /// What a successful build reports (`--json` prints it).
 #[derive(Debug, Clone, Serialize)]

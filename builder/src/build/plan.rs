@@ -34,10 +34,9 @@ pub struct Plan {
     pub profile: Profile,
     /// In dependency order.
     pub elements: Vec<Element>,
-    /// Every package to resolve (profile's and elements'), sorted, unique.
-    pub packages: Vec<String>,
-    /// The same set: these are installed whole even in `libraries` mode.
-    pub named_packages: BTreeSet<String>,
+    /// Every package to resolve (profile's and elements'), sorted, unique;
+    /// these are installed whole even in `libraries` mode.
+    pub packages: BTreeSet<String>,
     pub modules: Vec<String>,
     pub exclude: Vec<String>,
     pub scrub: Vec<String>,
@@ -57,11 +56,11 @@ pub struct Plan {
 /// Stages 1 and 2: loads and validates the profile, resolves its elements.
 pub fn plan(opts: &BuildOptions, reporter: &Reporter) -> Result<Plan, BuildError> {
     let st = reporter.stage("profile", &opts.profile);
-    let profile = profile::load_with(&opts.profile, &opts.profile_dirs, &opts.overrides)?;
+    let profile = profile::load_with(&opts.profile, &opts.search.profiles, &opts.overrides)?;
     st.done(profile.source.display());
 
     let st = reporter.stage("elements", profile.elements.join(", "));
-    let elements = element::resolve(&profile, &opts.element_dirs)?;
+    let elements = element::resolve(&profile, &opts.search.elements)?;
     let order: Vec<&str> = elements.iter().map(|e| e.name.as_str()).collect();
     st.done(order.join(" → "));
     Plan::new(profile, elements, opts)
@@ -109,8 +108,7 @@ impl Plan {
             .clone()
             .unwrap_or_else(|| PathBuf::from("out").join(&profile.output.name));
         Ok(Plan {
-            packages: named.iter().cloned().collect(),
-            named_packages: named,
+            packages: named,
             modules,
             exclude,
             scrub,
@@ -128,7 +126,7 @@ impl Plan {
     /// serves as a pool its shared libraries are taken from.
     pub fn installs_whole(&self, package: &str) -> bool {
         self.profile.debian.dependencies == Dependencies::Full
-            || self.named_packages.contains(package)
+            || self.packages.contains(package)
     }
 
     /// Which element an owner of the size report belongs to: an element's

@@ -71,16 +71,14 @@ impl Args {
     /// The build's options: [`BuildOptions::new`]'s defaults with what the
     /// command line says laid over them.
     pub fn options(&self, profile: String) -> BuildOptions {
-        let (profile_dirs, element_dirs) = self.paths.search_paths();
         let mut opts = BuildOptions::new(profile);
-        opts.profile_dirs = profile_dirs;
-        opts.element_dirs = element_dirs;
+        opts.search = self.paths.search_paths();
         opts.output.clone_from(&self.output);
         if let Some(c) = &self.cache {
-            opts.cache_dir.clone_from(c);
+            opts.fetch.cache_dir.clone_from(c);
         }
-        opts.offline = self.offline;
-        opts.mirror.clone_from(&self.mirror);
+        opts.fetch.offline = self.offline;
+        opts.fetch.mirror.clone_from(&self.mirror);
         opts.agent.clone_from(&self.agent);
         opts.source_date_epoch = self.source_date_epoch;
         opts.overrides = Overrides {
@@ -91,7 +89,7 @@ impl Args {
         opts.append.clone_from(&self.append);
         opts.work_dir.clone_from(&self.work_dir);
         opts.keep_tree.clone_from(&self.keep_tree);
-        opts.install_host_packages = !self.no_install;
+        opts.fetch.install_host_packages = !self.no_install;
         opts
     }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::cmd::inspect::{self, FileInfo, InspectError, Inspection};
 use crate::cmd::{Error, Outcome};
+use crate::manifest::PackageRecord;
 
 /// Arguments of `ipa-build diff`.
 #[derive(clap::Args, Debug, Clone)]
@@ -27,24 +28,49 @@ pub struct Args {
     pub json: bool,
 }
 
-/// A package on one side, from the manifest.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PackageSide {
-    pub version: String,
-    /// Size of the `.deb`, as recorded in the manifest.
-    pub size: u64,
+/// A number on both sides and how much it grew (negative: it shrank).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Delta {
+    pub old: u64,
+    pub new: u64,
+    pub delta: i64,
 }
 
-/// A package present on both sides with a different version or size.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PackageChange {
-    pub name: String,
-    pub old: PackageSide,
-    pub new: PackageSide,
-    pub size_delta: i64,
+impl Delta {
+    fn new(old: u64, new: u64) -> Delta {
+        Delta {
+            old,
+            new,
+            delta: new as i64 - old as i64,
+        }
+    }
 }
 
-/// A package present on one side only.
+/// One kind of entry compared by key: what only B has, what only A has, and
+/// what both have but differs, each list in key order. Packages and files
+/// are compared the same way, so they are reported the same way too.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Changes<O, C> {
+    pub added: Vec<O>,
+    pub removed: Vec<O>,
+    pub changed: Vec<C>,
+}
+
+impl<O, C> Changes<O, C> {
+    fn none() -> Changes<O, C> {
+        Changes {
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// A package on one side only, from the manifest; `size` is that of the `.deb`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PackageOnly {
     pub name: String,
@@ -52,7 +78,16 @@ pub struct PackageOnly {
     pub size: u64,
 }
 
-/// A file present on one side only.
+/// A package on both sides with a different version or `.deb` size.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PackageChange {
+    pub name: String,
+    pub old_version: String,
+    pub new_version: String,
+    pub size: Delta,
+}
+
+/// A file on one side only.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileOnly {
     pub path: String,
@@ -63,9 +98,7 @@ pub struct FileOnly {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileChange {
     pub path: String,
-    pub old_size: u64,
-    pub new_size: u64,
-    pub size_delta: i64,
+    pub size: Delta,
 }
 
 /// Kernel release and module changes.
@@ -77,19 +110,15 @@ pub struct KernelChange {
     pub modules_removed: Vec<String>,
 }
 
-/// Totals of both sides.
+/// The initramfs as a whole on both sides.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Totals {
     /// Size of the initramfs file.
-    pub old_size: u64,
-    pub new_size: u64,
-    pub size_delta: i64,
+    pub size: Delta,
     /// Sum of the file sizes inside.
-    pub old_uncompressed: u64,
-    pub new_uncompressed: u64,
-    pub uncompressed_delta: i64,
-    pub old_files: usize,
-    pub new_files: usize,
+    pub uncompressed: Delta,
+    /// Number of files inside.
+    pub files: Delta,
 }
 
 /// Everything that differs between A and B.
@@ -97,14 +126,10 @@ pub struct Totals {
 pub struct Diff {
     pub a: PathBuf,
     pub b: PathBuf,
-    /// False when a side has no manifest: package lists are then empty.
+    /// False when a side has no manifest: `packages` is then empty.
     pub have_manifests: bool,
-    pub packages_added: Vec<PackageOnly>,
-    pub packages_removed: Vec<PackageOnly>,
-    pub packages_changed: Vec<PackageChange>,
-    pub files_added: Vec<FileOnly>,
-    pub files_removed: Vec<FileOnly>,
-    pub files_changed: Vec<FileChange>,
+    pub packages: Changes<PackageOnly, PackageChange>,
+    pub files: Changes<FileOnly, FileChange>,
     pub kernel: KernelChange,
     pub totals: Totals,
 }
@@ -112,37 +137,18 @@ pub struct Diff {
 impl Diff {
     /// Whether A and B are the same in every respect compared.
     pub fn is_empty(&self) -> bool {
-        self.packages_added.is_empty()
-            && self.packages_removed.is_empty()
-            && self.packages_changed.is_empty()
-            && self.files_added.is_empty()
-            && self.files_removed.is_empty()
-            && self.files_changed.is_empty()
+        self.packages.is_empty()
+            && self.files.is_empty()
             && self.kernel.modules_added.is_empty()
             && self.kernel.modules_removed.is_empty()
             && self.kernel.old_release == self.kernel.new_release
     }
 }
 
-fn delta(old: u64, new: u64) -> i64 {
-    new as i64 - old as i64
-}
-
 /// The packages of a build, by name, from its manifest (`None` without one).
-fn packages(ins: &Inspection) -> Option<BTreeMap<String, PackageSide>> {
+fn packages(ins: &Inspection) -> Option<BTreeMap<String, &PackageRecord>> {
     let m = ins.manifest.as_ref()?;
-    Some(
-        m.packages
-            .iter()
-            .map(|p| {
-                let side = PackageSide {
-                    version: p.version.clone(),
-                    size: p.size,
-                };
-                (p.name.clone(), side)
-            })
-            .collect(),
-    )
+    Some(m.packages.iter().map(|p| (p.name.clone(), p)).collect())
 }
 
 /// What is only in the old map, only in the new one, and in both but changed.
@@ -153,21 +159,21 @@ struct Sides<'a, K, V> {
 }
 
 impl<K, V> Sides<'_, K, V> {
-    /// The report's three lists: (removed, added, changed), each entry made
-    /// by `only` or `change`, in key order.
+    /// The report's lists, each entry made by `only` or `change`, in key order.
     fn report<O, C>(
         &self,
         only: impl Fn(&K, &V) -> O,
         change: impl Fn(&K, &V, &V) -> C,
-    ) -> (Vec<O>, Vec<O>, Vec<C>) {
-        (
-            self.removed.iter().map(|(k, o)| only(k, o)).collect(),
-            self.added.iter().map(|(k, n)| only(k, n)).collect(),
-            self.changed
+    ) -> Changes<O, C> {
+        Changes {
+            added: self.added.iter().map(|(k, n)| only(k, n)).collect(),
+            removed: self.removed.iter().map(|(k, o)| only(k, o)).collect(),
+            changed: self
+                .changed
                 .iter()
                 .map(|(k, o, n)| change(k, o, n))
                 .collect(),
-        )
+        }
     }
 }
 
@@ -211,39 +217,31 @@ pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
         a: old.path.clone(),
         b: new.path.clone(),
         have_manifests: false,
-        packages_added: Vec::new(),
-        packages_removed: Vec::new(),
-        packages_changed: Vec::new(),
-        files_added: Vec::new(),
-        files_removed: Vec::new(),
-        files_changed: Vec::new(),
+        packages: Changes::none(),
+        files: Changes::none(),
         kernel: KernelChange::default(),
         totals: Totals {
-            old_size: oi.size,
-            new_size: ni.size,
-            size_delta: delta(oi.size, ni.size),
-            old_uncompressed: oi.total_bytes,
-            new_uncompressed: ni.total_bytes,
-            uncompressed_delta: delta(oi.total_bytes, ni.total_bytes),
-            old_files: oi.files.len(),
-            new_files: ni.files.len(),
+            size: Delta::new(oi.size, ni.size),
+            uncompressed: Delta::new(oi.total_bytes, ni.total_bytes),
+            files: Delta::new(oi.files.len() as u64, ni.files.len() as u64),
         },
     };
     if let (Some(op), Some(np)) = (packages(old), packages(new)) {
         d.have_manifests = true;
-        let only = |name: &String, p: &PackageSide| PackageOnly {
+        let only = |name: &String, p: &&PackageRecord| PackageOnly {
             name: name.clone(),
             version: p.version.clone(),
             size: p.size,
         };
-        let change = |name: &String, o: &PackageSide, n: &PackageSide| PackageChange {
+        let change = |name: &String, o: &&PackageRecord, n: &&PackageRecord| PackageChange {
             name: name.clone(),
-            old: o.clone(),
-            new: n.clone(),
-            size_delta: delta(o.size, n.size),
+            old_version: o.version.clone(),
+            new_version: n.version.clone(),
+            size: Delta::new(o.size, n.size),
         };
-        (d.packages_removed, d.packages_added, d.packages_changed) =
-            compare(&op, &np, |o, n| o != n).report(only, change);
+        let differs =
+            |o: &&PackageRecord, n: &&PackageRecord| (&o.version, o.size) != (&n.version, n.size);
+        d.packages = compare(&op, &np, differs).report(only, change);
     }
     let of: BTreeMap<&str, _> = oi.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let nf: BTreeMap<&str, _> = ni.files.iter().map(|f| (f.path.as_str(), f)).collect();
@@ -253,12 +251,9 @@ pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
     };
     let change = |path: &&str, o: &&FileInfo, n: &&FileInfo| FileChange {
         path: path.to_string(),
-        old_size: o.size,
-        new_size: n.size,
-        size_delta: delta(o.size, n.size),
+        size: Delta::new(o.size, n.size),
     };
-    (d.files_removed, d.files_added, d.files_changed) =
-        compare(&of, &nf, |o, n| o.sha256 != n.sha256).report(only, change);
+    d.files = compare(&of, &nf, |o, n| o.sha256 != n.sha256).report(only, change);
     let ok = oi.kernels.first();
     let nk = ni.kernels.first();
     let om: Vec<String> = ok.map(|k| k.modules.clone()).unwrap_or_default();
@@ -280,17 +275,17 @@ pub fn render(d: &Diff) -> String {
     if !d.have_manifests {
         let _ = writeln!(s, "(no manifest on one side: packages not compared)");
     }
-    for p in &d.packages_added {
+    for p in &d.packages.added {
         let _ = writeln!(s, "+ package {} {} ({} bytes)", p.name, p.version, p.size);
     }
-    for p in &d.packages_removed {
+    for p in &d.packages.removed {
         let _ = writeln!(s, "- package {} {} ({} bytes)", p.name, p.version, p.size);
     }
-    for p in &d.packages_changed {
+    for p in &d.packages.changed {
         let _ = writeln!(
             s,
             "~ package {} {} -> {} ({:+} bytes)",
-            p.name, p.old.version, p.new.version, p.size_delta
+            p.name, p.old_version, p.new_version, p.size.delta
         );
     }
     if d.kernel.old_release != d.kernel.new_release {
@@ -307,31 +302,31 @@ pub fn render(d: &Diff) -> String {
     for m in &d.kernel.modules_removed {
         let _ = writeln!(s, "- module {m}");
     }
-    for f in &d.files_added {
+    for f in &d.files.added {
         let _ = writeln!(s, "+ {} ({} bytes)", f.path, f.size);
     }
-    for f in &d.files_removed {
+    for f in &d.files.removed {
         let _ = writeln!(s, "- {} ({} bytes)", f.path, f.size);
     }
-    for f in &d.files_changed {
+    for f in &d.files.changed {
         let _ = writeln!(
             s,
             "~ {} {} -> {} ({:+} bytes)",
-            f.path, f.old_size, f.new_size, f.size_delta
+            f.path, f.size.old, f.size.new, f.size.delta
         );
     }
     let t = &d.totals;
     let _ = writeln!(
         s,
         "initramfs {} -> {} bytes ({:+}); contents {} -> {} bytes ({:+}); files {} -> {}",
-        t.old_size,
-        t.new_size,
-        t.size_delta,
-        t.old_uncompressed,
-        t.new_uncompressed,
-        t.uncompressed_delta,
-        t.old_files,
-        t.new_files
+        t.size.old,
+        t.size.new,
+        t.size.delta,
+        t.uncompressed.old,
+        t.uncompressed.new,
+        t.uncompressed.delta,
+        t.files.old,
+        t.files.new
     );
     s
 }
@@ -418,15 +413,15 @@ mod tests {
         );
         let d = diff(&a, &b);
         assert!(d.have_manifests);
-        assert_eq!(d.packages_added[0].name, "pciutils");
-        assert_eq!(d.packages_removed[0].name, "old");
-        assert_eq!(d.packages_changed[0].size_delta, 2);
-        assert_eq!(d.files_added[0].path, "/new");
-        assert_eq!(d.files_removed[0].path, "/gone");
-        assert_eq!(d.files_changed.len(), 1);
+        assert_eq!(d.packages.added[0].name, "pciutils");
+        assert_eq!(d.packages.removed[0].name, "old");
+        assert_eq!(d.packages.changed[0].size.delta, 2);
+        assert_eq!(d.files.added[0].path, "/new");
+        assert_eq!(d.files.removed[0].path, "/gone");
+        assert_eq!(d.files.changed.len(), 1);
         assert_eq!(d.kernel.modules_added, ["ext4"]);
         assert_eq!(d.kernel.modules_removed, ["e1000"]);
-        assert_eq!(d.totals.uncompressed_delta, 3);
+        assert_eq!(d.totals.uncompressed.delta, 3);
         assert!(!d.is_empty());
         assert!(diff(&a, &a).is_empty());
     }

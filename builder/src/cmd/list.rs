@@ -11,10 +11,10 @@ pub type Args = PathArgs;
 /// Lists profiles, then elements. Every one is loaded, so `list` is also a
 /// quick check: one that does not load is a config error (exit 3).
 pub fn run(args: &Args) -> Result<Outcome, Error> {
-    let (profile_dirs, element_dirs) = args.search_paths();
-    let mut out = table("profiles", &profile::list(&profile_dirs)?);
+    let search = args.search_paths();
+    let mut out = table("profiles", &profile::list(&search.profiles)?);
     out.push('\n');
-    out.push_str(&table("elements", &element::list(&element_dirs)?));
+    out.push_str(&table("elements", &element::list(&search.elements)?));
     Ok(Outcome::success(out))
 }
 

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::audit::AuditError;
 use crate::build::BuildError;
 use crate::config::diag::ConfigError;
+use crate::config::options::SearchPaths;
 use crate::manifest::ManifestError;
 use crate::publish::PublishError;
 
@@ -177,12 +178,12 @@ pub struct PathArgs {
 impl PathArgs {
     /// The profile and element directories: the user's first (the first
     /// directory that has a name wins), then the built-in ones.
-    pub fn search_paths(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    pub fn search_paths(&self) -> SearchPaths {
         let mut profiles = self.profiles_path.clone();
         profiles.extend(builtin("profiles"));
         let mut elements = self.elements_path.clone();
         elements.extend(builtin("elements"));
-        (profiles, elements)
+        SearchPaths { profiles, elements }
     }
 }
 

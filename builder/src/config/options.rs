@@ -2,24 +2,19 @@
 //! one build, with one constructor holding the defaults, so that a new option
 //! is added in one place and every caller gets its default.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::profile::{Compression, Format};
 
 /// Everything the command line can say about one build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    /// Profile name (looked up in `profile_dirs`) or path to a YAML file.
+    /// Profile name (looked up in `search.profiles`) or path to a YAML file.
     pub profile: String,
-    pub profile_dirs: Vec<PathBuf>,
-    /// Element directories, first match wins (the user's come first).
-    pub element_dirs: Vec<PathBuf>,
+    pub search: SearchPaths,
+    pub fetch: FetchOptions,
     /// Output directory; `None` means `out/<output name>`.
     pub output: Option<PathBuf>,
-    pub cache_dir: PathBuf,
-    pub offline: bool,
-    /// Replaces the URI of the first apt source.
-    pub mirror: Option<String>,
     /// A prebuilt static agent instead of building the workspace's.
     pub agent: Option<PathBuf>,
     /// `None`: taken from the newest signed index (`InRelease` `Date:`), so the
@@ -35,35 +30,74 @@ pub struct BuildOptions {
     pub work_dir: Option<PathBuf>,
     /// Keep the staged tree here after the build, for inspection.
     pub keep_tree: Option<PathBuf>,
-    /// Allow installing missing host packages with apt-get when root.
-    pub install_host_packages: bool,
-    /// `/etc/apt` of the host, where default sources come from.
-    pub etc_apt: PathBuf,
 }
 
 impl BuildOptions {
     /// The options of `ipa-build --profile PROFILE` with no other flag:
-    /// built-in directories are the caller's business (none here), the
-    /// default cache, the host's `/etc/apt`, the date of the newest signed
-    /// index, the profile's own compression and formats, host packages
-    /// installed when root. Callers change the fields they care about.
+    /// built-in directories are the caller's business (none here),
+    /// [`FetchOptions::default`], the date of the newest signed index, the
+    /// profile's own compression and formats. Callers change the fields
+    /// they care about.
     pub fn new(profile: impl Into<String>) -> BuildOptions {
         BuildOptions {
             profile: profile.into(),
-            profile_dirs: Vec::new(),
-            element_dirs: Vec::new(),
+            search: SearchPaths::default(),
+            fetch: FetchOptions::default(),
             output: None,
-            cache_dir: crate::cache::Cache::default_dir(),
-            offline: false,
-            mirror: None,
             agent: None,
             source_date_epoch: None,
             overrides: Overrides::default(),
             append: Vec::new(),
             work_dir: None,
             keep_tree: None,
-            install_host_packages: true,
+        }
+    }
+}
+
+/// Where profiles and elements are looked up; in each list the first
+/// directory that has a name wins, so the user's come first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchPaths {
+    pub profiles: Vec<PathBuf>,
+    pub elements: Vec<PathBuf>,
+}
+
+impl SearchPaths {
+    /// The `profiles/` and `elements/` directories of a checkout at `root`.
+    pub fn checkout(root: &Path) -> SearchPaths {
+        SearchPaths {
+            profiles: vec![root.join("profiles")],
+            elements: vec![root.join("elements")],
+        }
+    }
+}
+
+/// How the fetch stage gets what a build needs: Debian packages through the
+/// cache, and the host tools it runs. Nothing else in the build reads these.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// The download cache.
+    pub cache_dir: PathBuf,
+    /// Use only what is in the cache; fail, naming what is missing, otherwise.
+    pub offline: bool,
+    /// Replaces the URI of the first apt source.
+    pub mirror: Option<String>,
+    /// `/etc/apt` of the host, where default sources come from.
+    pub etc_apt: PathBuf,
+    /// Allow installing missing host packages with apt-get when root.
+    pub install_host_packages: bool,
+}
+
+impl Default for FetchOptions {
+    /// The default cache, online, the host's own `/etc/apt` and mirror, host
+    /// packages installed when root.
+    fn default() -> FetchOptions {
+        FetchOptions {
+            cache_dir: crate::cache::Cache::default_dir(),
+            offline: false,
+            mirror: None,
             etc_apt: PathBuf::from("/etc/apt"),
+            install_host_packages: true,
         }
     }
 }

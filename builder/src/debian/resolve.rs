@@ -231,7 +231,10 @@ impl Archive {
 
     /// The dependency closure of `names` over `Depends` and `Pre-Depends`,
     /// sorted by package name.
-    pub fn resolve(&self, names: &[String]) -> Result<Vec<Package>, DebianError> {
+    pub fn resolve<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n String>,
+    ) -> Result<Vec<Package>, DebianError> {
         let mut selected: BTreeMap<String, usize> = BTreeMap::new();
         let mut parent: HashMap<String, String> = HashMap::new();
         let mut queue = VecDeque::new();

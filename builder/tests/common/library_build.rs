@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ipa_build::build::build;
-use ipa_build::config::options::BuildOptions;
+use ipa_build::config::options::{BuildOptions, SearchPaths};
 use ipa_build::report::Reporter;
 
 pub fn workspace() -> PathBuf {
@@ -32,13 +32,12 @@ pub struct Built {
 pub fn build_in(dir: tempfile::TempDir, profile: &str) -> Built {
     let ws = workspace();
     let mut opts = BuildOptions::new(profile);
-    opts.profile_dirs = vec![ws.join("profiles")];
-    opts.element_dirs = vec![ws.join("elements")];
+    opts.search = SearchPaths::checkout(&ws);
     opts.output = Some(dir.path().join("out"));
     opts.keep_tree = Some(dir.path().join("tree"));
-    opts.cache_dir = ws.join("target/test-cache");
+    opts.fetch.cache_dir = ws.join("target/test-cache");
     opts.source_date_epoch = Some(1_700_000_000);
-    opts.install_host_packages = false;
+    opts.fetch.install_host_packages = false;
     let summary =
         build(&opts, &Reporter::quiet()).unwrap_or_else(|e| panic!("building {profile}: {e}"));
     let initramfs = summary
