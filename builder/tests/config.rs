@@ -273,21 +273,21 @@ fn element_fields_are_typed_with_defaults() {
     assert_eq!(e.init, Some(InitStyle::Busybox));
     assert_eq!(e.depends, ["kernel"]);
     assert_eq!(e.directories[2].path, Path::new("/tmp"));
-    assert_eq!(e.directories[2].mode, Mode(0o1777));
+    assert_eq!(e.directories[2].attrs.mode, Mode(0o1777));
     assert_eq!(e.devices[0].kind, DeviceKind::Char);
     assert_eq!((e.devices[0].major, e.devices[0].minor), (5, 1));
     assert_eq!(e.devices[1].kind, DeviceKind::Fifo);
-    assert_eq!(e.devices[1].mode, Mode(0o600), "default device mode");
+    assert_eq!(e.devices[1].attrs.mode, Mode(0o600), "default device mode");
     assert_eq!(e.files[0].source, dir.join("files/etc/inittab"));
-    assert_eq!(e.files[0].mode, Some(Mode(0o644)));
+    assert_eq!(e.files[0].attrs.mode, Mode(0o644));
     assert_eq!(e.files_dir, Some(dir.join("files")));
     assert_eq!(e.cmdline, "rdinit=/init");
     assert!(e.hooks.is_empty());
     let json = serde_json::to_value(&e).unwrap();
     assert_eq!(json["directories"][0]["mode"], "0555");
     let rescue = element::load("rescue", &Path::new(FIX).join("elements/rescue")).unwrap();
-    assert_eq!(rescue.directories[0].owner, 1000);
-    assert_eq!(rescue.files[0].group, 42);
+    assert_eq!(rescue.directories[0].attrs.owner, 1000);
+    assert_eq!(rescue.files[0].attrs.group, 42);
     let agent = element::load("agent", &Path::new(FIX).join("elements/agent")).unwrap();
     assert_eq!(
         agent.agent.as_deref(),

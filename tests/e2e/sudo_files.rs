@@ -46,15 +46,20 @@ fn the_sudo_element_ships_a_valid_sudoers_that_reads_sudoers_d() {
         .iter()
         .find(|f| f.path == Path::new("/etc/sudoers"))
         .expect("the sudo element lists /etc/sudoers");
-    assert_eq!(sudoers.mode.map(|m| m.0), Some(0o440));
+    assert_eq!(sudoers.attrs.mode.0, 0o440);
     let dir = el
         .directories
         .iter()
         .find(|d| d.path == Path::new("/etc/sudoers.d"))
         .expect("the sudo element creates /etc/sudoers.d");
-    assert_eq!(dir.mode.0, 0o750);
+    assert_eq!(dir.attrs.mode.0, 0o750);
     assert_eq!(
-        (sudoers.owner, sudoers.group, dir.owner, dir.group),
+        (
+            sudoers.attrs.owner,
+            sudoers.attrs.group,
+            dir.attrs.owner,
+            dir.attrs.group
+        ),
         (0, 0, 0, 0)
     );
 

@@ -125,8 +125,7 @@ impl Plan {
     /// Whether a resolved package is unpacked whole into the image, or only
     /// serves as a pool its shared libraries are taken from.
     pub fn installs_whole(&self, package: &str) -> bool {
-        self.profile.debian.dependencies == Dependencies::Full
-            || self.packages.contains(package)
+        self.profile.debian.dependencies == Dependencies::Full || self.packages.contains(package)
     }
 
     /// Which element an owner of the size report belongs to: an element's

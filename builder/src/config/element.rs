@@ -6,6 +6,7 @@
 //! tree, hook permissions) so that later stages can trust it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,19 @@ impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:04o}", self.0)
     }
+}
+
+/// The permissions and numeric owner and group of something an element
+/// puts into the image: one type for directories, device nodes and shipped
+/// files, checked in one place when the element loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Attrs {
+    /// Permissions; the default depends on the kind of entry.
+    pub mode: Mode,
+    /// Numeric owner id; default 0.
+    pub owner: u32,
+    /// Numeric group id; default 0.
+    pub group: u32,
 }
 
 /// A validated element, ready for the pipeline.
@@ -74,17 +88,13 @@ pub struct Element {
     pub hooks: Vec<PathBuf>,
 }
 
-/// A directory to create in the image.
+/// A directory to create in the image; default mode `0755`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Directory {
     /// Absolute image path.
     pub path: PathBuf,
-    /// Permissions; default `0755`.
-    pub mode: Mode,
-    /// Numeric owner id; default 0.
-    pub owner: u32,
-    /// Numeric group id; default 0.
-    pub group: u32,
+    #[serde(flatten)]
+    pub attrs: Attrs,
 }
 
 /// A symbolic link to create in the image.
@@ -108,7 +118,7 @@ pub enum DeviceKind {
     Fifo,
 }
 
-/// A device node to record in the image.
+/// A device node to record in the image; default mode `0600`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
     /// Absolute image path.
@@ -119,27 +129,31 @@ pub struct Device {
     pub major: u32,
     /// Minor number (0 for a fifo).
     pub minor: u32,
-    /// Permissions; default `0600`.
-    pub mode: Mode,
-    /// Numeric owner id; default 0.
-    pub owner: u32,
-    /// Numeric group id; default 0.
-    pub group: u32,
+    #[serde(flatten)]
+    pub attrs: Attrs,
 }
 
-/// Ownership and mode for one file shipped in the element's `files/` tree.
+/// Ownership and mode for one file shipped in the element's `files/` tree;
+/// the default mode is [`shipped_mode`] of the file in the repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileMeta {
     /// Absolute image path; the file is `files/<path>` in the element.
     pub path: PathBuf,
     /// The file on the host (`<element dir>/files/<path>`).
     pub source: PathBuf,
-    /// Permissions; `None` keeps the mode the file has in the repository.
-    pub mode: Option<Mode>,
-    /// Numeric owner id; default 0.
-    pub owner: u32,
-    /// Numeric group id; default 0.
-    pub group: u32,
+    #[serde(flatten)]
+    pub attrs: Attrs,
+}
+
+/// The mode a file from an element's `files/` tree gets when `element.yaml`
+/// names none: `0755` if the repository has it executable, else `0644`. A
+/// checkout's umask and group bits never reach the image.
+pub fn shipped_mode(repo_mode: u32) -> Mode {
+    if repo_mode & 0o111 != 0 {
+        Mode(0o755)
+    } else {
+        Mode(0o644)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -355,18 +369,17 @@ impl Doc<'_> {
     }
 
     /// The mode, owner and group of entry `f`, with `default` for the mode.
-    fn owner(
+    fn attrs(
         &self,
         f: &str,
-        mode: Option<&Spanned<Scalar>>,
-        owner: Option<&Spanned<Scalar>>,
-        group: Option<&Spanned<Scalar>>,
-    ) -> Result<(Option<Mode>, u32, u32), ConfigError> {
-        Ok((
-            self.mode(&format!("{f}.mode"), mode)?,
-            self.id(&format!("{f}.owner"), owner)?,
-            self.id(&format!("{f}.group"), group)?,
-        ))
+        [mode, owner, group]: [Option<&Spanned<Scalar>>; 3],
+        default: Mode,
+    ) -> Result<Attrs, ConfigError> {
+        Ok(Attrs {
+            mode: self.mode(&format!("{f}.mode"), mode)?.unwrap_or(default),
+            owner: self.id(&format!("{f}.owner"), owner)?,
+            group: self.id(&format!("{f}.group"), group)?,
+        })
     }
 
     /// Each item of `list` checked with `check`, naming `field[i]`.
@@ -421,13 +434,10 @@ impl Doc<'_> {
         for (i, d) in list.iter().enumerate() {
             let f = format!("directories[{i}]");
             let path = self.path(&format!("{f}.path"), &d.path)?;
-            let (mode, owner, group) =
-                self.owner(&f, d.mode.as_ref(), d.owner.as_ref(), d.group.as_ref())?;
+            let given = [d.mode.as_ref(), d.owner.as_ref(), d.group.as_ref()];
             out.push(Directory {
                 path,
-                mode: mode.unwrap_or(Mode(0o755)),
-                owner,
-                group,
+                attrs: self.attrs(&f, given, Mode(0o755))?,
             });
         }
         Ok(out)
@@ -470,16 +480,13 @@ impl Doc<'_> {
                 }
             };
             let path = self.path(&format!("{f}.path"), &d.path)?;
-            let (mode, owner, group) =
-                self.owner(&f, d.mode.as_ref(), d.owner.as_ref(), d.group.as_ref())?;
+            let given = [d.mode.as_ref(), d.owner.as_ref(), d.group.as_ref()];
             out.push(Device {
                 path,
                 kind: d.kind.value,
                 major,
                 minor,
-                mode: mode.unwrap_or(Mode(0o600)),
-                owner,
-                group,
+                attrs: self.attrs(&f, given, Mode(0o600))?,
             });
         }
         Ok(out)
@@ -514,14 +521,15 @@ impl Doc<'_> {
                     source.display()
                 )));
             }
-            let (mode, owner, group) =
-                self.owner(&f, fm.mode.as_ref(), fm.owner.as_ref(), fm.group.as_ref())?;
+            let repo_mode = std::fs::metadata(&source)
+                .map_err(|e| ConfigError::io(&source, "shipped file", e))?
+                .permissions()
+                .mode();
+            let given = [fm.mode.as_ref(), fm.owner.as_ref(), fm.group.as_ref()];
             out.push(FileMeta {
+                attrs: self.attrs(&f, given, shipped_mode(repo_mode))?,
                 path,
                 source,
-                mode,
-                owner,
-                group,
             });
         }
         Ok(out)

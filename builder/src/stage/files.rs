@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use crate::config::element::{DeviceKind, Element};
+use crate::config::element::{Attrs, DeviceKind, Element, shipped_mode};
 use crate::stage::tree::{Last, Meta, Special, Tree, normalize};
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +101,11 @@ pub fn install_file(
     tree.set_meta(&key, Meta::exact(uid, gid, mode & 0o7777))
 }
 
+/// The tree's record of what an element says an entry's mode and owner are.
+fn meta(a: Attrs) -> Meta {
+    Meta::exact(a.owner, a.group, a.mode.0)
+}
+
 /// Puts one element's content into the tree; returns the image paths written.
 pub fn place_element(tree: &mut Tree, el: &Element) -> Result<Vec<PathBuf>, FilesError> {
     let err = |action: &'static str, path: &Path| {
@@ -120,11 +125,11 @@ pub fn place_element(tree: &mut Tree, el: &Element) -> Result<Vec<PathBuf>, File
         std::fs::create_dir_all(&host).map_err(err("creating directory", &d.path))?;
         std::fs::set_permissions(
             &host,
-            std::fs::Permissions::from_mode(d.mode.0 & 0o777 | 0o700),
+            std::fs::Permissions::from_mode(d.attrs.mode.0 & 0o777 | 0o700),
         )
         .map_err(err("setting mode of", &d.path))?;
         let key = resolved_image_path(tree, &host);
-        tree.set_meta(&key, Meta::exact(d.owner, d.group, d.mode.0))
+        tree.set_meta(&key, meta(d.attrs))
             .map_err(err("recording", &d.path))?;
         written.push(d.path.clone());
     }
@@ -150,18 +155,20 @@ pub fn place_element(tree: &mut Tree, el: &Element) -> Result<Vec<PathBuf>, File
                 symlink(&target, &host).map_err(err("creating link", &image))?;
                 written.push(image);
             } else {
-                let meta = el.files.iter().find(|f| f.path == image);
-                let repo_mode = entry
-                    .metadata()
-                    .map(|m| m.permissions().mode())
-                    .unwrap_or(0o644);
-                let mode = match meta.and_then(|m| m.mode) {
-                    Some(m) => m.0,
-                    None if repo_mode & 0o111 != 0 => 0o755,
-                    None => 0o644,
+                let a = match el.files.iter().find(|f| f.path == image) {
+                    Some(listed) => listed.attrs,
+                    None => Attrs {
+                        mode: shipped_mode(
+                            entry
+                                .metadata()
+                                .map(|m| m.permissions().mode())
+                                .unwrap_or(0o644),
+                        ),
+                        owner: 0,
+                        group: 0,
+                    },
                 };
-                let (uid, gid) = meta.map(|m| (m.owner, m.group)).unwrap_or((0, 0));
-                install_file(tree, entry.path(), &image, mode, uid, gid)
+                install_file(tree, entry.path(), &image, a.mode.0, a.owner, a.group)
                     .map_err(err("installing", &image))?;
                 written.push(image);
             }
@@ -188,7 +195,7 @@ pub fn place_element(tree: &mut Tree, el: &Element) -> Result<Vec<PathBuf>, File
         };
         let host = host_path_in(tree.root(), &d.path).map_err(err("resolving", &d.path))?;
         let key = resolved_image_path(tree, &host);
-        tree.add_special(&key, special, Meta::exact(d.owner, d.group, d.mode.0))
+        tree.add_special(&key, special, meta(d.attrs))
             .map_err(err("recording device", &d.path))?;
         written.push(d.path.clone());
     }
