@@ -131,22 +131,23 @@ pub fn builtin_aliases(modinfo: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The devices one class of drivers matches.
+/// The devices one class of drivers matches; each set is sorted and
+/// without repeats, which is also how it is printed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ClassCoverage {
     /// Modules of this class with at least one device alias.
-    pub modules: Vec<String>,
+    pub modules: BTreeSet<String>,
     /// Distinct PCI `vendor:device` pairs (`8086:10d3`).
-    pub pci_ids: Vec<String>,
+    pub pci_ids: BTreeSet<String>,
     /// Vendor-wide PCI matches (`1af4:*`), narrowed to a class when the
     /// driver says so (`8086:*/01:06:01`, Intel's AHCI controllers).
-    pub pci_vendors: Vec<String>,
+    pub pci_vendors: BTreeSet<String>,
     /// PCI class matches: `class:subclass:progif`, `*` where any (`0c:03:30`).
-    pub pci_classes: Vec<String>,
+    pub pci_classes: BTreeSet<String>,
     /// USB `vendor:product` pairs.
-    pub usb_ids: Vec<String>,
+    pub usb_ids: BTreeSet<String>,
     /// USB interface classes: `class/subclass/protocol` (`08/06/50`).
-    pub usb_interfaces: Vec<String>,
+    pub usb_interfaces: BTreeSet<String>,
 }
 
 /// What an image's modules can drive, per class.
@@ -238,16 +239,7 @@ fn parse(pattern: &str) -> Option<Match> {
 
 /// The coverage of a module table.
 pub fn coverage(table: &ModuleTable) -> Coverage {
-    #[derive(Default)]
-    struct Sets {
-        modules: BTreeSet<String>,
-        pci_ids: BTreeSet<String>,
-        pci_vendors: BTreeSet<String>,
-        pci_classes: BTreeSet<String>,
-        usb_ids: BTreeSet<String>,
-        usb_interfaces: BTreeSet<String>,
-    }
-    let mut sets: BTreeMap<Class, Sets> = BTreeMap::new();
+    let mut classes: BTreeMap<Class, ClassCoverage> = BTreeMap::new();
     let mut all_pci = BTreeSet::new();
     for (pattern, module) in &table.aliases {
         let Some(m) = parse(pattern) else { continue };
@@ -255,7 +247,7 @@ pub fn coverage(table: &ModuleTable) -> Coverage {
             .paths
             .get(module)
             .map_or(Class::Other, |p| Class::of_path(p));
-        let s = sets.entry(class).or_default();
+        let s = classes.entry(class).or_default();
         s.modules.insert(module.clone());
         match m {
             Match::PciId(x) => {
@@ -276,25 +268,9 @@ pub fn coverage(table: &ModuleTable) -> Coverage {
             }
         }
     }
-    let v = |s: BTreeSet<String>| s.into_iter().collect::<Vec<_>>();
     Coverage {
         pci_ids: all_pci.len(),
-        classes: sets
-            .into_iter()
-            .map(|(c, s)| {
-                (
-                    c,
-                    ClassCoverage {
-                        modules: v(s.modules),
-                        pci_ids: v(s.pci_ids),
-                        pci_vendors: v(s.pci_vendors),
-                        pci_classes: v(s.pci_classes),
-                        usb_ids: v(s.usb_ids),
-                        usb_interfaces: v(s.usb_interfaces),
-                    },
-                )
-            })
-            .collect(),
+        classes,
     }
 }
 
@@ -306,6 +282,7 @@ pub fn percent(part: usize, whole: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn aliases_parse_into_ids_vendors_and_classes() {
@@ -380,15 +357,26 @@ mod tests {
             "kernel/drivers/virtio/virtio_pci.ko\n",
             b"virtio_pci.alias=pci:v00001AF4d*sv*sd*bc*sc*i*\0virtio_pci.license=GPL\0",
         );
-        let c = coverage(&t);
-        assert_eq!(c.pci_ids, 3);
-        let net = &c.classes[&Class::Network];
-        assert_eq!(net.pci_ids, ["8086:105e", "8086:10d3"]);
-        assert_eq!(net.modules, ["e1000e"]);
-        assert_eq!(c.classes[&Class::Storage].pci_ids, ["1000:005d"]);
-        assert_eq!(c.classes[&Class::Storage].usb_interfaces, ["08/06/50"]);
-        assert_eq!(c.classes[&Class::Usb].pci_classes, ["0c:03:30"]);
-        assert_eq!(c.classes[&Class::Other].pci_vendors, ["1af4:*"]);
+        // The whole report, as `inspect --hardware --json` prints it: every
+        // set sorted and without repeats, `fs-vfat` (no device) left out.
+        let none: [&str; 0] = [];
+        let class =
+            |modules: &[&str], pci: &[&str], vendors: &[&str], classes: &[&str], usb: &[&str]| {
+                json!({"modules": modules, "pci_ids": pci, "pci_vendors": vendors,
+                   "pci_classes": classes, "usb_ids": none, "usb_interfaces": usb})
+            };
+        assert_eq!(
+            serde_json::to_value(coverage(&t)).unwrap(),
+            json!({
+                "pci_ids": 3,
+                "classes": {
+                    "storage": class(&["megaraid_sas", "usb_storage"], &["1000:005d"], &[], &[], &["08/06/50"]),
+                    "usb": class(&["xhci_pci"], &[], &[], &["0c:03:30"], &[]),
+                    "network": class(&["e1000e"], &["8086:105e", "8086:10d3"], &[], &[], &[]),
+                    "other": class(&["virtio_pci"], &[], &["1af4:*"], &[], &[]),
+                }
+            })
+        );
         assert_eq!(percent(3, 12), Some(25.0));
         assert_eq!(percent(1, 0), None);
     }

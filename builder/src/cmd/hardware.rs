@@ -9,6 +9,7 @@
 //! download cache, the full kernel is read too and the image's figure is
 //! given as a share of it.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -282,9 +283,10 @@ pub fn render(r: &HardwareReport) -> String {
             c.pci_ids.len(),
             c.modules.len()
         );
-        let mut line = |what: &str, v: &[String]| {
+        let mut line = |what: &str, v: &BTreeSet<String>| {
             if !v.is_empty() {
-                let _ = writeln!(s, "    {what} ({}): {}", v.len(), v.join(" "));
+                let all: Vec<&str> = v.iter().map(String::as_str).collect();
+                let _ = writeln!(s, "    {what} ({}): {}", v.len(), all.join(" "));
             }
         };
         line("modules", &c.modules);
