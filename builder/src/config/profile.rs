@@ -6,6 +6,7 @@
 //! downstream sees only [`Profile`]: plain values, no `Option` where a default
 //! exists, every name and path already checked.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -279,7 +280,7 @@ struct RawDebian {
     dependencies: Option<Spanned<Dependencies>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
     uri: Spanned<String>,
@@ -332,7 +333,9 @@ struct RawAllow {
 }
 
 // ---------------------------------------------------------------------------
-// Merging: each value remembers which file of the chain it came from.
+// Merging: the chain's files are read as they are; a value is looked up by its
+// field name when it is checked (see `Ctx::scalar` and `Ctx::items`), so no
+// merged copy of the document exists and each field is named once.
 
 /// A value from file number `file` of the chain, at `loc`.
 #[derive(Debug)]
@@ -342,42 +345,14 @@ struct At<T> {
     file: usize,
 }
 
-impl<T> At<T> {
-    fn new(s: Spanned<T>, file: usize) -> At<T> {
+impl<T: Clone> At<T> {
+    fn of(s: &Spanned<T>, file: usize) -> At<T> {
         At {
-            value: s.value,
+            value: s.value.clone(),
             loc: s.referenced,
             file,
         }
     }
-}
-
-/// The chain merged field by field: scalars of the child win, lists append, sources replace.
-#[derive(Debug, Default)]
-struct Merged {
-    description: Option<At<String>>,
-    init: Option<At<InitStyle>>,
-    elements: Vec<At<String>>,
-    packages: Vec<At<String>>,
-    exclude: Vec<At<String>>,
-    scrub: Vec<At<String>>,
-    sources: Option<At<Vec<RawSource>>>,
-    release: Option<At<String>>,
-    arch: Option<At<String>>,
-    dependencies: Option<At<Dependencies>>,
-    kernel_package: Option<At<String>>,
-    modules: Vec<At<String>>,
-    cmdline: Option<At<String>>,
-    firmware: Option<At<Firmware>>,
-    name: Option<At<String>>,
-    formats: Option<At<Vec<Format>>>,
-    compression: Option<At<Compression>>,
-    level: Option<At<Scalar>>,
-    iso_label: Option<At<String>>,
-    budget_kernel: Option<At<Scalar>>,
-    budget_initramfs: Option<At<Scalar>>,
-    budget_iso: Option<At<Scalar>>,
-    allow: Vec<(usize, RawAllow)>,
 }
 
 /// The "file number" of a value from the command line: there is no such
@@ -392,66 +367,6 @@ impl<T> At<T> {
             loc: serde_saphyr::Location::UNKNOWN,
             file: CLI,
         }
-    }
-}
-
-impl Merged {
-    /// Lays the command line's overrides over the chain. A different
-    /// compression drops the chain's level, which was chosen for the other
-    /// compressor; `--level` then sets its own.
-    fn apply_overrides(&mut self, o: &Overrides) {
-        if let Some(c) = o.compression {
-            let current = self
-                .compression
-                .as_ref()
-                .map_or(Compression::Zstd, |x| x.value);
-            if c != current {
-                self.level = None;
-            }
-            self.compression = Some(At::cli(c));
-        }
-        if let Some(l) = o.level {
-            self.level = Some(At::cli(Scalar::Int(i128::from(l))));
-        }
-        if !o.formats.is_empty() {
-            self.formats = Some(At::cli(o.formats.clone()));
-        }
-    }
-
-    /// Lays `raw` (file number `f` of the chain) over what is merged so far.
-    fn apply(&mut self, raw: RawProfile, f: usize) {
-        fn set<T>(slot: &mut Option<At<T>>, v: Option<Spanned<T>>, f: usize) {
-            if let Some(v) = v {
-                *slot = Some(At::new(v, f));
-            }
-        }
-        fn push<T>(list: &mut Vec<At<T>>, v: Vec<Spanned<T>>, f: usize) {
-            list.extend(v.into_iter().map(|v| At::new(v, f)));
-        }
-        set(&mut self.description, raw.description, f);
-        set(&mut self.init, raw.init, f);
-        push(&mut self.elements, raw.elements, f);
-        push(&mut self.packages, raw.packages, f);
-        push(&mut self.exclude, raw.exclude, f);
-        push(&mut self.scrub, raw.scrub, f);
-        set(&mut self.sources, raw.debian.sources, f);
-        set(&mut self.release, raw.debian.release, f);
-        set(&mut self.arch, raw.debian.arch, f);
-        set(&mut self.dependencies, raw.debian.dependencies, f);
-        set(&mut self.kernel_package, raw.kernel.package, f);
-        push(&mut self.modules, raw.kernel.modules, f);
-        set(&mut self.cmdline, raw.kernel.cmdline, f);
-        set(&mut self.firmware, raw.kernel.firmware, f);
-        set(&mut self.name, raw.output.name, f);
-        set(&mut self.formats, raw.output.formats, f);
-        set(&mut self.compression, raw.output.compression, f);
-        set(&mut self.level, raw.output.level, f);
-        set(&mut self.iso_label, raw.output.iso_label, f);
-        set(&mut self.budget_kernel, raw.size_budget.kernel, f);
-        set(&mut self.budget_initramfs, raw.size_budget.initramfs, f);
-        set(&mut self.budget_iso, raw.size_budget.iso, f);
-        self.allow
-            .extend(raw.audit.allow.into_iter().map(|a| (f, a)));
     }
 }
 
@@ -513,12 +428,7 @@ pub fn load_with(
     }
     files.reverse();
     raws.reverse();
-    let mut merged = Merged::default();
-    for (f, raw) in raws.into_iter().enumerate() {
-        merged.apply(raw, f);
-    }
-    merged.apply_overrides(overrides);
-    validate(merged, &files)
+    validate(&raws, &files, overrides)
 }
 
 /// Finds a profile by name (in `dirs`) or by path (relative to `base`, else as given).
@@ -612,14 +522,63 @@ pub fn list(profile_dirs: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigErr
 // Validation: turn the merged document into a Profile, or say what is wrong.
 // One function per section of the profile; `validate` reads like the file.
 
-/// Where checks find the chain's files, to point at the value they refuse.
+/// The chain being checked: its documents, base first (file `f` of the
+/// chain is `raws[f]` and `files[f]`), and where each value that was looked
+/// up came from, for [`Profile::sites`].
 struct Ctx<'a> {
+    raws: &'a [RawProfile],
     files: &'a [Source],
     /// The profile that was asked for (the end of the chain).
     leaf: PathBuf,
+    sites: RefCell<BTreeMap<String, Snippet>>,
 }
 
 impl Ctx<'_> {
+    /// Scalar `field`: the value of the last file of the chain that sets it
+    /// (a child overrides its parent), `None` if none does.
+    fn scalar<T: Clone>(
+        &self,
+        field: &str,
+        pick: impl Fn(&RawProfile) -> Option<&Spanned<T>>,
+    ) -> Option<At<T>> {
+        let (file, v) = self
+            .raws
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(f, raw)| pick(raw).map(|v| (f, v)))?;
+        let at = At::of(v, file);
+        self.record(field.to_string(), &at);
+        Some(at)
+    }
+
+    /// List `field`: the items of every file of the chain, parents' first.
+    fn items(
+        &self,
+        field: &str,
+        pick: impl Fn(&RawProfile) -> &[Spanned<String>],
+    ) -> Vec<At<String>> {
+        let mut out = Vec::new();
+        for (f, raw) in self.raws.iter().enumerate() {
+            for v in pick(raw) {
+                let at = At::of(v, f);
+                self.record(format!("{field}={}", at.value), &at);
+                out.push(at);
+            }
+        }
+        out
+    }
+
+    /// Remembers where `key` was first written (nothing for the command line).
+    fn record<T>(&self, key: String, at: &At<T>) {
+        if let Some(src) = self.files.get(at.file) {
+            self.sites
+                .borrow_mut()
+                .entry(key)
+                .or_insert_with(|| src.snippet(&at.loc));
+        }
+    }
+
     /// The snippet of file `file` at `loc`; `None` for a value from the
     /// command line ([`CLI`]), which has no file.
     fn snip(&self, file: usize, loc: &serde_saphyr::Location) -> Option<Snippet> {
@@ -667,16 +626,16 @@ impl Ctx<'_> {
         .help(help.to_string())
     }
 
-    /// Checks every item of an appended list with `check`, naming `field[i]`
-    /// on failure; duplicates are dropped, keeping the first.
+    /// Checks every item of list `field` (see [`Ctx::items`]) with `check`,
+    /// naming `field[i]` on failure; duplicates are dropped, keeping the first.
     fn list_of(
         &self,
-        items: &[At<String>],
         field: &str,
+        pick: impl Fn(&RawProfile) -> &[Spanned<String>],
         check: fn(&str) -> Result<(), String>,
     ) -> Result<Vec<String>, ConfigError> {
         let mut out: Vec<String> = Vec::new();
-        for (i, it) in items.iter().enumerate() {
+        for (i, it) in self.items(field, pick).iter().enumerate() {
             self.check(&format!("{field}[{i}]"), it, check)?;
             if !out.contains(&it.value) {
                 out.push(it.value.clone());
@@ -686,48 +645,61 @@ impl Ctx<'_> {
     }
 }
 
-/// Checks every merged value and applies defaults.
-fn validate(mut m: Merged, files: &[Source]) -> Result<Profile, ConfigError> {
+/// Checks every value of the chain and applies defaults.
+fn validate(
+    raws: &[RawProfile],
+    files: &[Source],
+    overrides: &Overrides,
+) -> Result<Profile, ConfigError> {
     let leaf = files.last().map(|s| s.path.clone()).unwrap_or_default();
     let cx = Ctx {
+        raws,
         files,
         leaf: leaf.clone(),
+        sites: RefCell::default(),
     };
-    let sites = record_sites(&m, files);
     let name = leaf
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("profile")
         .to_string();
-    let description = description(&cx, m.description.take())?;
-    let init = m
-        .init
-        .take()
+    let description = description(&cx)?;
+    let init = cx
+        .scalar("init", |r| r.init.as_ref())
         .ok_or_else(|| cx.missing("init", "add `init: busybox` or `init: systemd`"))?
         .value;
-    let (elements, element_sites) = elements(&cx, &m.elements)?;
+    let (elements, element_sites) = elements(&cx)?;
+    let packages = cx.list_of("packages", |r| &r.packages, validate::check_package)?;
+    let exclude = cx.list_of("exclude", |r| &r.exclude, validate::check_glob)?;
+    let scrub = cx.list_of("scrub", |r| &r.scrub, validate::check_glob)?;
+    let debian = debian(&cx)?;
+    let kernel = kernel(&cx)?;
+    let output = output(&cx, overrides, &name)?;
+    let size_budget = size_budget(&cx)?;
+    let audit = audit(&cx)?;
     Ok(Profile {
+        name,
         description,
         init,
         elements,
-        packages: cx.list_of(&m.packages, "packages", validate::check_package)?,
-        exclude: cx.list_of(&m.exclude, "exclude", validate::check_glob)?,
-        scrub: cx.list_of(&m.scrub, "scrub", validate::check_glob)?,
-        debian: debian(&cx, &mut m)?,
-        kernel: kernel(&cx, &mut m)?,
-        output: output(&cx, &mut m, &name)?,
-        size_budget: size_budget(&cx, &mut m)?,
-        audit: audit(&cx, std::mem::take(&mut m.allow))?,
-        name,
+        packages,
+        exclude,
+        scrub,
+        debian,
+        kernel,
+        output,
+        size_budget,
+        audit,
         source: leaf,
         chain: files.iter().map(|s| s.path.clone()).collect(),
         element_sites,
-        sites,
+        sites: cx.sites.into_inner(),
     })
 }
 
 /// `description`: required, one line.
-fn description(cx: &Ctx<'_>, d: Option<At<String>>) -> Result<String, ConfigError> {
+fn description(cx: &Ctx<'_>) -> Result<String, ConfigError> {
+    let d = cx.scalar("description", |r| r.description.as_ref());
     let d = d.ok_or_else(|| {
         cx.missing(
             "description",
@@ -742,13 +714,10 @@ fn description(cx: &Ctx<'_>, d: Option<At<String>>) -> Result<String, ConfigErro
 
 /// `elements`: valid names, duplicates dropped keeping the first (the
 /// parent's position), each with where it was written.
-fn elements(
-    cx: &Ctx<'_>,
-    list: &[At<String>],
-) -> Result<(Vec<String>, Vec<Option<Snippet>>), ConfigError> {
+fn elements(cx: &Ctx<'_>) -> Result<(Vec<String>, Vec<Option<Snippet>>), ConfigError> {
     let mut elements = Vec::new();
     let mut element_sites = Vec::new();
-    for (i, e) in list.iter().enumerate() {
+    for (i, e) in cx.items("elements", |r| &r.elements).iter().enumerate() {
         cx.check(&format!("elements[{i}]"), e, |v| {
             validate::check_name(v, "element")
         })?;
@@ -761,9 +730,9 @@ fn elements(
 }
 
 /// `debian:` sources, architecture and how dependencies are installed.
-fn debian(cx: &Ctx<'_>, m: &mut Merged) -> Result<Debian, ConfigError> {
+fn debian(cx: &Ctx<'_>) -> Result<Debian, ConfigError> {
     let mut sources = Vec::new();
-    if let Some(s) = m.sources.take() {
+    if let Some(s) = cx.scalar("debian.sources", |r| r.debian.sources.as_ref()) {
         if s.value.is_empty() {
             return Err(cx.bad_at(
                 "debian.sources",
@@ -771,11 +740,11 @@ fn debian(cx: &Ctx<'_>, m: &mut Merged) -> Result<Debian, ConfigError> {
                 &s,
             ));
         }
-        for (i, src) in s.value.into_iter().enumerate() {
+        for (i, src) in s.value.iter().enumerate() {
             sources.push(check_source(cx, src, i, s.file)?);
         }
     }
-    let arch = match m.arch.take() {
+    let arch = match cx.scalar("debian.arch", |r| r.debian.arch.as_ref()) {
         Some(a) => {
             cx.check("debian.arch", &a, |v| {
                 validate::check_name(v, "architecture")
@@ -784,7 +753,7 @@ fn debian(cx: &Ctx<'_>, m: &mut Merged) -> Result<Debian, ConfigError> {
         }
         None => "amd64".to_string(),
     };
-    let release = match m.release.take() {
+    let release = match cx.scalar("debian.release", |r| r.debian.release.as_ref()) {
         Some(r) => {
             validate::check_known(&r.value, "Debian release", crate::debian::suites::RELEASES)
                 .map_err(|(msg, help)| cx.bad_at("debian.release", msg, &r).help(help))?;
@@ -796,23 +765,22 @@ fn debian(cx: &Ctx<'_>, m: &mut Merged) -> Result<Debian, ConfigError> {
         sources,
         release,
         arch,
-        dependencies: m
-            .dependencies
-            .take()
+        dependencies: cx
+            .scalar("debian.dependencies", |r| r.debian.dependencies.as_ref())
             .map_or(Dependencies::Full, |d| d.value),
     })
 }
 
 /// `kernel:` package, modules and command line.
-fn kernel(cx: &Ctx<'_>, m: &mut Merged) -> Result<Kernel, ConfigError> {
-    let package = match m.kernel_package.take() {
+fn kernel(cx: &Ctx<'_>) -> Result<Kernel, ConfigError> {
+    let package = match cx.scalar("kernel.package", |r| r.kernel.package.as_ref()) {
         Some(p) => {
             cx.check("kernel.package", &p, validate::check_package)?;
             p.value
         }
         None => "linux-image-amd64".to_string(),
     };
-    let cmdline = match m.cmdline.take() {
+    let cmdline = match cx.scalar("kernel.cmdline", |r| r.kernel.cmdline.as_ref()) {
         Some(c) => {
             cx.check("kernel.cmdline", &c, |v| {
                 validate::check_one_line("kernel.cmdline", v)
@@ -823,15 +791,21 @@ fn kernel(cx: &Ctx<'_>, m: &mut Merged) -> Result<Kernel, ConfigError> {
     };
     Ok(Kernel {
         package,
-        modules: cx.list_of(&m.modules, "kernel.modules", validate::check_module_entry)?,
+        modules: cx.list_of(
+            "kernel.modules",
+            |r| &r.kernel.modules,
+            validate::check_module_entry,
+        )?,
         cmdline,
-        firmware: m.firmware.take().map_or(Firmware::None, |f| f.value),
+        firmware: cx
+            .scalar("kernel.firmware", |r| r.kernel.firmware.as_ref())
+            .map_or(Firmware::None, |f| f.value),
     })
 }
 
 /// `output:` name, formats, compression and level, ISO label.
-fn output(cx: &Ctx<'_>, m: &mut Merged, profile_name: &str) -> Result<Output, ConfigError> {
-    let name = match m.name.take() {
+fn output(cx: &Ctx<'_>, o: &Overrides, profile_name: &str) -> Result<Output, ConfigError> {
+    let name = match cx.scalar("output.name", |r| r.output.name.as_ref()) {
         Some(n) => {
             validate::check_file_name(&n.value).map_err(|msg| {
                 cx.bad_at("output.name", msg, &n)
@@ -841,11 +815,11 @@ fn output(cx: &Ctx<'_>, m: &mut Merged, profile_name: &str) -> Result<Output, Co
         }
         None => profile_name.to_string(),
     };
-    let compression = m
-        .compression
+    let (compression_at, level_at, formats_at) = overridden(cx, o);
+    let compression = compression_at
         .as_ref()
         .map_or(Compression::Zstd, |c| c.value);
-    let iso_label = match m.iso_label.take() {
+    let iso_label = match cx.scalar("output.iso_label", |r| r.output.iso_label.as_ref()) {
         Some(l) => {
             validate::check_iso_label(&l.value).map_err(|msg| {
                 cx.bad_at("output.iso_label", msg, &l).help(format!(
@@ -859,11 +833,43 @@ fn output(cx: &Ctx<'_>, m: &mut Merged, profile_name: &str) -> Result<Output, Co
     };
     Ok(Output {
         name,
-        formats: formats(cx, m.formats.take())?,
+        formats: formats(cx, formats_at)?,
         compression,
-        level: level(cx, m.level.take(), m.compression.as_ref())?,
+        level: level(cx, level_at, compression_at.as_ref())?,
         iso_label,
     })
+}
+
+/// `output.compression`, `output.level` and `output.formats` with the
+/// command line's overrides laid over the chain. A different compression
+/// drops the chain's level, which was chosen for the other compressor;
+/// `--level` then sets its own.
+#[allow(clippy::type_complexity)]
+fn overridden(
+    cx: &Ctx<'_>,
+    o: &Overrides,
+) -> (
+    Option<At<Compression>>,
+    Option<At<Scalar>>,
+    Option<At<Vec<Format>>>,
+) {
+    let mut compression = cx.scalar("output.compression", |r| r.output.compression.as_ref());
+    let mut level = cx.scalar("output.level", |r| r.output.level.as_ref());
+    let mut formats = cx.scalar("output.formats", |r| r.output.formats.as_ref());
+    if let Some(c) = o.compression {
+        if compression.as_ref().map_or(Compression::Zstd, |x| x.value) != c {
+            level = None;
+            cx.sites.borrow_mut().remove("output.level");
+        }
+        compression = Some(At::cli(c));
+    }
+    if let Some(l) = o.level {
+        level = Some(At::cli(Scalar::Int(i128::from(l))));
+    }
+    if !o.formats.is_empty() {
+        formats = Some(At::cli(o.formats.clone()));
+    }
+    (compression, level, formats)
 }
 
 /// `output.formats`: not empty, duplicates dropped.
@@ -935,9 +941,13 @@ fn level(
 }
 
 /// `size_budget:` sizes in bytes or with a unit.
-fn size_budget(cx: &Ctx<'_>, m: &mut Merged) -> Result<SizeBudget, ConfigError> {
-    let size = |s: Option<At<Scalar>>, field: &str| -> Result<Option<u64>, ConfigError> {
-        let Some(s) = s else { return Ok(None) };
+fn size_budget(cx: &Ctx<'_>) -> Result<SizeBudget, ConfigError> {
+    let size = |field: &str,
+                pick: fn(&RawSizeBudget) -> Option<&Spanned<Scalar>>|
+     -> Result<Option<u64>, ConfigError> {
+        let Some(s) = cx.scalar(field, |r| pick(&r.size_budget)) else {
+            return Ok(None);
+        };
         validate::parse_size(&s.value).map(Some).map_err(|msg| {
             cx.bad_at(field, msg, &s).help(
                 "write a byte count or a number with a unit: `20MiB`, `512 KiB`, `1.5GiB`, `20MB`",
@@ -945,19 +955,25 @@ fn size_budget(cx: &Ctx<'_>, m: &mut Merged) -> Result<SizeBudget, ConfigError> 
         })
     };
     Ok(SizeBudget {
-        kernel: size(m.budget_kernel.take(), "size_budget.kernel")?,
-        initramfs: size(m.budget_initramfs.take(), "size_budget.initramfs")?,
-        iso: size(m.budget_iso.take(), "size_budget.iso")?,
+        kernel: size("size_budget.kernel", |b| b.kernel.as_ref())?,
+        initramfs: size("size_budget.initramfs", |b| b.initramfs.as_ref())?,
+        iso: size("size_budget.iso", |b| b.iso.as_ref())?,
     })
 }
 
 /// `audit.allow`: each entry a valid image glob, a rule the audit knows
 /// (checked here, so a typo fails in a second rather than after every
 /// download), and a reason.
-fn audit(cx: &Ctx<'_>, allow: Vec<(usize, RawAllow)>) -> Result<Audit, ConfigError> {
+fn audit(cx: &Ctx<'_>) -> Result<Audit, ConfigError> {
     let rules: Vec<&str> = crate::audit::rules::RULES.iter().map(|(r, _)| *r).collect();
+    let allow = cx
+        .raws
+        .iter()
+        .enumerate()
+        .flat_map(|(f, raw)| raw.audit.allow.iter().map(move |a| (f, a)));
     let mut out = Vec::new();
-    for (i, (f, a)) in allow.into_iter().enumerate() {
+    for (i, (f, a)) in allow.enumerate() {
+        cx.record(format!("audit.allow={}", a.path.value), &At::of(&a.path, f));
         let field = format!("audit.allow[{i}]");
         let bad = |part: &str, msg: String, v: &Spanned<String>| {
             cx.bad(&format!("{field}.{part}"), msg, f, &v.referenced)
@@ -973,9 +989,9 @@ fn audit(cx: &Ctx<'_>, allow: Vec<(usize, RawAllow)>) -> Result<Audit, ConfigErr
                 .help("say why this finding is not a secret; reviewers read it"));
         }
         out.push(AuditAllow {
-            path: a.path.value,
-            rule: a.rule.value,
-            reason: a.reason.value,
+            path: a.path.value.clone(),
+            rule: a.rule.value.clone(),
+            reason: a.reason.value.clone(),
         });
     }
     Ok(Audit { allow: out })
@@ -985,7 +1001,7 @@ fn audit(cx: &Ctx<'_>, allow: Vec<(usize, RawAllow)>) -> Result<Audit, ConfigErr
 /// an absolute keyring path.
 fn check_source(
     cx: &Ctx<'_>,
-    s: RawSource,
+    s: &RawSource,
     i: usize,
     file: usize,
 ) -> Result<AptSource, ConfigError> {
@@ -1016,75 +1032,20 @@ fn check_source(
             }
         }
     }
-    let keyring = match s.keyring {
+    let keyring = match &s.keyring {
         Some(k) if !k.value.starts_with('/') => {
             let msg = format!("`{}` is not an absolute path", k.value);
             return Err(bad("keyring", msg, &k.referenced));
         }
-        Some(k) => PathBuf::from(k.value),
+        Some(k) => PathBuf::from(&k.value),
         None => PathBuf::from(DEFAULT_KEYRING),
     };
     Ok(AptSource {
         uri,
-        suites: s.suites.into_iter().map(|v| v.value).collect(),
-        components: s.components.into_iter().map(|v| v.value).collect(),
+        suites: s.suites.iter().map(|v| v.value.clone()).collect(),
+        components: s.components.iter().map(|v| v.value.clone()).collect(),
         keyring,
     })
-}
-
-/// The position of every merged value, keyed as documented on [`Profile::sites`].
-fn record_sites(m: &Merged, files: &[Source]) -> BTreeMap<String, Snippet> {
-    let mut sites = BTreeMap::new();
-    let mut put = |key: String, file: usize, loc: &serde_saphyr::Location| {
-        if let Some(src) = files.get(file) {
-            sites.entry(key).or_insert_with(|| src.snippet(loc));
-        }
-    };
-    for (field, list) in [
-        ("elements", &m.elements),
-        ("packages", &m.packages),
-        ("exclude", &m.exclude),
-        ("scrub", &m.scrub),
-        ("kernel.modules", &m.modules),
-    ] {
-        for it in list {
-            put(format!("{field}={}", it.value), it.file, &it.loc);
-        }
-    }
-    macro_rules! scalar {
-        ($($field:literal => $slot:expr),* $(,)?) => {
-            $(if let Some(v) = &$slot {
-                put($field.to_string(), v.file, &v.loc);
-            })*
-        };
-    }
-    scalar! {
-        "description" => m.description,
-        "init" => m.init,
-        "debian.sources" => m.sources,
-        "debian.release" => m.release,
-        "debian.arch" => m.arch,
-        "debian.dependencies" => m.dependencies,
-        "kernel.package" => m.kernel_package,
-        "kernel.cmdline" => m.cmdline,
-        "kernel.firmware" => m.firmware,
-        "output.name" => m.name,
-        "output.formats" => m.formats,
-        "output.compression" => m.compression,
-        "output.level" => m.level,
-        "output.iso_label" => m.iso_label,
-        "size_budget.kernel" => m.budget_kernel,
-        "size_budget.initramfs" => m.budget_initramfs,
-        "size_budget.iso" => m.budget_iso,
-    }
-    for (file, a) in &m.allow {
-        put(
-            format!("audit.allow={}", a.path.value),
-            *file,
-            &a.path.referenced,
-        );
-    }
-    sites
 }
 
 /// Parses a size (`20MiB`, `1.5GiB`, a byte count); see [`validate::parse_size`].
