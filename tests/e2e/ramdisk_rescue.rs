@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use ipa_e2e::ironic::{Ironic, Node};
 use ipa_e2e::net::free_port;
 use ipa_e2e::paths::workspace_root;
+use ipa_e2e::process::checked;
 use ipa_e2e::qemu::{self, Boot, Controller, Qemu, Vm};
 use ipa_e2e::ramdisk::build_profile;
 
@@ -96,18 +97,7 @@ const OLD_ROOT_HASH: &str = "$6$OldSalt$forgottenforgottenforgottenforgottenforg
 
 /// Runs a host tool; panics with its output when it fails.
 fn host(program: &str, args: &[&str], cwd: &Path) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e} (see .ci/test for the packages)"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = checked(Command::new(program).args(args).current_dir(cwd));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
