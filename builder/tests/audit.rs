@@ -93,6 +93,125 @@ fn pem_secret(pem: &str) -> String {
         .to_string()
 }
 
+/// Secrets planted as text: `(path, rule, content rule?, template)`. Each
+/// `{alphabet:n}` in the template becomes `n` random characters of that
+/// alphabet (see `fill`); the last one is the secret that must never be
+/// printed, the others are the non-secret parts a token's format needs
+/// (an ID, a team number).
+const TOKENS: &[(&str, &str, bool, &str)] = &[
+    (
+        "/root/.netrc",
+        "netrc",
+        false,
+        "machine files.example.org\n  login deploy\n  password {alnum:20}\n",
+    ),
+    (
+        "/root/.git-credentials",
+        "git-credentials",
+        false,
+        "https://deploy:{alnum:40}@git.example.org\n",
+    ),
+    (
+        "/root/.aws/config",
+        "aws-access-key-id",
+        true,
+        "[default]\naws_access_key_id = AKIA{upper32:16}\n",
+    ),
+    (
+        "/root/.aws/credentials",
+        "aws-secret-key",
+        true,
+        "[default]\naws_secret_access_key = {base64:40}\n",
+    ),
+    (
+        "/etc/openstack/clouds.yaml",
+        "openstack-clouds-yaml",
+        false,
+        "clouds:\n  prod:\n    auth:\n      auth_url: https://keystone.example.org/v3\n      username: admin\n      password: \"{alnum:18}\"\n      project_name: admin\n",
+    ),
+    (
+        "/root/.config/openstack/clouds.yaml",
+        "openstack-clouds-yaml",
+        false,
+        "clouds:\n  ci:\n    auth_type: v3applicationcredential\n    auth:\n      application_credential_id: {hex:32}\n      application_credential_secret: {alnum:32}\n",
+    ),
+    (
+        "/opt/ci/gh.sh",
+        "github-token",
+        true,
+        "export GH_TOKEN=ghp_{alnum:36}\n",
+    ),
+    (
+        "/opt/ci/ghf.txt",
+        "github-token",
+        true,
+        "github_pat_{alnum:22}_{alnum:59}\n",
+    ),
+    (
+        "/opt/ci/gl.sh",
+        "gitlab-token",
+        true,
+        "GITLAB_TOKEN='glpat-{alnum:20}'\n",
+    ),
+    (
+        "/opt/ci/slack.txt",
+        "slack-token",
+        true,
+        "token: xoxb-{digits:12}-{digits:13}-{alnum:24}\n",
+    ),
+    (
+        "/opt/ci/hook.txt",
+        "slack-token",
+        true,
+        "url=https://hooks.slack.com/services/T{upper32:10}/B{upper32:10}/{alnum:24}\n",
+    ),
+    (
+        "/etc/myapp/db.conf",
+        "generic-secret",
+        false,
+        "[db]\nhost = db\ndb_password = {alnum:22}\n",
+    ),
+    // What the scrub stage removes, left in an image that did not go through
+    // it (issue 13): a history with a token typed into it, a baked machine id
+    // (and a random seed, planted in `corpus`).
+    (
+        "/root/.bash_history",
+        "scrub-leftover",
+        false,
+        "ls -l\ncurl -H 'X-Auth-Token: {alnum:32}' https://ironic.example.org/v1/nodes\n",
+    ),
+    ("/etc/machine-id", "scrub-leftover", false, "{hex:32}\n"),
+];
+
+/// Renders a `TOKENS` template: returns the text and its last random field
+/// (the secret).
+fn fill(template: &str, rng: &mut Rng) -> (String, String) {
+    let mut text = String::new();
+    let mut secret = None;
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let close = open + rest[open..].find('}').expect("unclosed {");
+        let (name, n) = rest[open + 1..close]
+            .split_once(':')
+            .expect("a field is {alphabet:n}");
+        let alphabet: &[u8] = match name {
+            "alnum" => ALNUM,
+            "upper32" => UPPER32,
+            "digits" => b"0123456789",
+            "hex" => b"0123456789abcdef",
+            "base64" => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+            other => panic!("unknown alphabet {other:?} in {template:?}"),
+        };
+        let field = rng.chars(n.parse().unwrap(), alphabet);
+        text.push_str(&rest[..open]);
+        text.push_str(&field);
+        secret = Some(field);
+        rest = &rest[close + 1..];
+    }
+    text.push_str(rest);
+    (text, secret.expect("a template has a secret field"))
+}
+
 fn corpus(work: &Path) -> Vec<Plant> {
     let mut rng = Rng(0x9e3779b97f4a7c15);
     let mut p = Vec::new();
@@ -328,21 +447,10 @@ fn corpus(work: &Path) -> Vec<Plant> {
     let shadow = format!(
         "root:{hash}:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nnobody:!:19000::::::\n"
     );
-    p.push(Plant::new(
-        "/etc/shadow",
-        "shadow-hash",
-        shadow.clone(),
-        secret.clone(),
-        false,
-    ));
     let gshadow = format!("rescue:!{hash}::\n");
-    p.push(Plant {
-        path: "/etc/gshadow-".into(),
-        rule: "shadow-hash",
-        data: gshadow.into_bytes(),
-        secret,
-        content: false,
-    });
+    for (path, text) in [("/etc/shadow", shadow), ("/etc/gshadow-", gshadow)] {
+        p.push(Plant::new(path, "shadow-hash", text, secret.clone(), false));
+    }
 
     let pubkey = read("id_ed25519.pub");
     p.push(Plant::new(
@@ -353,46 +461,9 @@ fn corpus(work: &Path) -> Vec<Plant> {
         false,
     ));
 
-    let pw = rng.chars(20, ALNUM);
-    p.push(Plant::new(
-        "/root/.netrc",
-        "netrc",
-        format!("machine files.example.org\n  login deploy\n  password {pw}\n"),
-        pw,
-        false,
-    ));
-    let tok = rng.chars(40, ALNUM);
-    p.push(Plant::new(
-        "/root/.git-credentials",
-        "git-credentials",
-        format!("https://deploy:{tok}@git.example.org\n"),
-        tok,
-        false,
-    ));
-
     let dpw = rng.chars(24, ALNUM);
     let auth = STANDARD.encode(format!("robot:{dpw}"));
     p.push(Plant::new("/root/.docker/config.json", "docker-config-auth", format!("{{\n  \"auths\": {{\n    \"registry.example.org\": {{\n      \"auth\": \"{auth}\"\n    }}\n  }}\n}}\n").into_bytes(), auth, true));
-
-    let akid = format!("AKIA{}", rng.chars(16, UPPER32));
-    p.push(Plant::new(
-        "/root/.aws/config",
-        "aws-access-key-id",
-        format!("[default]\naws_access_key_id = {akid}\n"),
-        &akid[4..],
-        true,
-    ));
-    let sak = rng.chars(
-        40,
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-    );
-    p.push(Plant::new(
-        "/root/.aws/credentials",
-        "aws-secret-key",
-        format!("[default]\naws_secret_access_key = {sak}\n"),
-        sak,
-        true,
-    ));
 
     let p8 = read("p8.pem");
     let gcp = format!(
@@ -410,11 +481,6 @@ fn corpus(work: &Path) -> Vec<Plant> {
 
     let azk = STANDARD.encode(rng.bytes(64));
     p.push(Plant::new("/opt/app/azure.env", "azure-connection-string", format!("AZURE_STORAGE=DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={azk};EndpointSuffix=core.windows.net\n").into_bytes(), azk, true));
-
-    let ospw = rng.chars(18, ALNUM);
-    p.push(Plant::new("/etc/openstack/clouds.yaml", "openstack-clouds-yaml", format!("clouds:\n  prod:\n    auth:\n      auth_url: https://keystone.example.org/v3\n      username: admin\n      password: \"{ospw}\"\n      project_name: admin\n").into_bytes(), ospw, false));
-    let acs = rng.chars(32, ALNUM);
-    p.push(Plant::new("/root/.config/openstack/clouds.yaml", "openstack-clouds-yaml", format!("clouds:\n  ci:\n    auth_type: v3applicationcredential\n    auth:\n      application_credential_id: {}\n      application_credential_secret: {acs}\n", hex::encode(rng.bytes(16))).into_bytes(), acs, false));
 
     let ck = STANDARD.encode(read("ec.pem"));
     let kt = rng.chars(48, ALNUM);
@@ -450,89 +516,12 @@ fn corpus(work: &Path) -> Vec<Plant> {
         content: true,
     });
 
-    let gh = format!("ghp_{}", rng.chars(36, ALNUM));
-    p.push(Plant::new(
-        "/opt/ci/gh.sh",
-        "github-token",
-        format!("export GH_TOKEN={gh}\n"),
-        &gh[4..],
-        true,
-    ));
-    let ghf = format!(
-        "github_pat_{}_{}",
-        rng.chars(22, ALNUM),
-        rng.chars(59, ALNUM)
-    );
-    p.push(Plant::new(
-        "/opt/ci/ghf.txt",
-        "github-token",
-        format!("{ghf}\n"),
-        &ghf[11..],
-        true,
-    ));
-    let gl = format!("glpat-{}", rng.chars(20, ALNUM));
-    p.push(Plant::new(
-        "/opt/ci/gl.sh",
-        "gitlab-token",
-        format!("GITLAB_TOKEN='{gl}'\n"),
-        &gl[6..],
-        true,
-    ));
-    let sl = format!(
-        "xoxb-{}-{}-{}",
-        rng.chars(12, b"0123456789"),
-        rng.chars(13, b"0123456789"),
-        rng.chars(24, ALNUM)
-    );
-    p.push(Plant::new(
-        "/opt/ci/slack.txt",
-        "slack-token",
-        format!("token: {sl}\n"),
-        &sl[32..],
-        true,
-    ));
-    let hook = format!(
-        "T{}/B{}/{}",
-        rng.chars(10, UPPER32),
-        rng.chars(10, UPPER32),
-        rng.chars(24, ALNUM)
-    );
-    p.push(Plant::new(
-        "/opt/ci/hook.txt",
-        "slack-token",
-        format!("url=https://hooks.slack.com/services/{hook}\n"),
-        &hook[24..],
-        true,
-    ));
-
-    let generic = rng.chars(22, ALNUM);
-    p.push(Plant::new(
-        "/etc/myapp/db.conf",
-        "generic-secret",
-        format!("[db]\nhost = db\ndb_password = {generic}\n"),
-        generic,
-        false,
-    ));
-
-    // What the scrub stage removes, left in an image that did not go through
-    // it (issue 13): a history with a token typed into it, a baked
-    // machine id, a random seed.
-    let typed = rng.chars(32, ALNUM);
-    p.push(Plant::new(
-        "/root/.bash_history",
-        "scrub-leftover",
-        format!("ls -l\ncurl -H 'X-Auth-Token: {typed}' https://ironic.example.org/v1/nodes\n"),
-        typed,
-        false,
-    ));
-    let id = hex::encode(rng.bytes(16));
-    p.push(Plant::new(
-        "/etc/machine-id",
-        "scrub-leftover",
-        format!("{id}\n"),
-        id,
-        false,
-    ));
+    for &(path, rule, content, template) in TOKENS {
+        let (text, secret) = fill(template, &mut rng);
+        p.push(Plant::new(path, rule, text, secret, content));
+    }
+    // A random seed baked into the image (issue 13, like the history and
+    // machine id in `TOKENS`).
     let seed = rng.bytes(512);
     let seed_hex = hex::encode(&seed[..8]);
     p.push(Plant::new(
@@ -605,6 +594,15 @@ fn planted_tree(work: &Path, plants: &[Plant]) -> PathBuf {
     }
     decoys(&root);
     root
+}
+
+/// Generates the corpus under `work` and writes its planted tree: what
+/// every test of the planted secrets starts from.
+fn planted(work: &Path) -> (Vec<Plant>, PathBuf) {
+    need_tools();
+    let plants = corpus(work);
+    let root = planted_tree(work, &plants);
+    (plants, root)
 }
 
 /// Where each plant must be reported in a tree built by `planted_tree`,
@@ -693,10 +691,8 @@ fn cpio_of(root: &Path, out: &Path) {
 
 #[test]
 fn every_planted_secret_is_found_in_a_directory() {
-    need_tools();
     let work = tempfile::tempdir().unwrap();
-    let plants = corpus(work.path());
-    let root = planted_tree(work.path(), &plants);
+    let (plants, root) = planted(work.path());
     let report = audit::audit_dir(&root, &[], 2).unwrap();
     check(&report, &plants, &expected(&plants, ""));
     // Every rule of the rule table is exercised by the corpus.
@@ -709,10 +705,8 @@ fn every_planted_secret_is_found_in_a_directory() {
 
 #[test]
 fn cpio_and_concatenated_plain_plus_zstd_initramfs() {
-    need_tools();
     let work = tempfile::tempdir().unwrap();
-    let plants = corpus(work.path());
-    let root = planted_tree(work.path(), &plants);
+    let (plants, root) = planted(work.path());
     let want = expected(&plants, "");
 
     let plain = work.path().join("plain.cpio");
@@ -766,10 +760,8 @@ fn iso_with_an_initramfs_is_looked_into() {
         eprintln!("skipping: xorriso not installed");
         return;
     }
-    need_tools();
     let work = tempfile::tempdir().unwrap();
-    let plants = corpus(work.path());
-    let root = planted_tree(work.path(), &plants);
+    let (plants, root) = planted(work.path());
     let iso_tree = work.path().join("iso");
     std::fs::create_dir_all(iso_tree.join("boot")).unwrap();
     cpio_of(&root, &work.path().join("x.cpio"));
@@ -984,7 +976,6 @@ fn stock_debian_trees_are_clean() {
 /// empty or absent); either way, audits it against that key.
 #[test]
 fn export_corpus() {
-    need_tools();
     let tmp = tempfile::tempdir().unwrap();
     let work = std::env::var_os("IPA_AUDIT_EXPORT")
         .map_or_else(|| tmp.path().to_path_buf(), PathBuf::from);
@@ -994,8 +985,7 @@ fn export_corpus() {
         "{} must be empty",
         work.display()
     );
-    let plants = corpus(&work);
-    let root = planted_tree(&work, &plants);
+    let (plants, root) = planted(&work);
     let want = expected(&plants, "");
     let key: String = want.iter().map(|(p, r)| format!("{p}\t{r}\n")).collect();
     std::fs::write(work.join("expected.tsv"), key).unwrap();

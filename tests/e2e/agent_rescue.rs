@@ -70,39 +70,26 @@ fn run_agent_to_rescue(ironic: &Ironic, uuid: &str, root: &FakeRoot) -> (Node, i
     let mut agent = AgentProcess::spawn(&binary, &args).unwrap();
     let started = Instant::now();
     let mut exited_at: Option<Instant> = None;
-    let node = loop {
-        let node = ironic.node(uuid).unwrap();
-        if node.provision_state() == "rescue" && node.target_provision_state().is_none() {
-            break node;
-        }
-        assert!(
-            !node.is_failed(),
-            "node went to {:?}: {:?}",
-            node.provision_state(),
-            node.last_error()
-        );
-        if let Some(status) = agent.try_status() {
-            assert!(status.success(), "agent exited early with {status}");
+    let node = ironic
+        .wait_for_provision_state_watching(uuid, "rescue", RESCUE_TIMEOUT, |_| {
+            let Some(status) = agent.try_status() else {
+                return Ok(());
+            };
+            if !status.success() {
+                return Err(format!("the agent exited early with {status}"));
+            }
             // A successful agent exits right after answering finalize_rescue;
             // Ironic records the result within a second or two.
             let exited = *exited_at.get_or_insert_with(Instant::now);
-            assert!(
-                exited.elapsed() < Duration::from_secs(15),
-                "agent exited ({status}) but the node is still {:?}; last_error {:?}",
-                node.provision_state(),
-                node.last_error()
-            );
-        }
-        assert!(
-            started.elapsed() < RESCUE_TIMEOUT,
-            "node still {:?} (target {:?}) after {:?}; last_error {:?}",
-            node.provision_state(),
-            node.target_provision_state(),
-            started.elapsed(),
-            node.last_error()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+            if exited.elapsed() < Duration::from_secs(15) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the agent exited ({status}) 15 s ago and Ironic has not recorded the rescue"
+                ))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}\n--- agent log\n{}", agent.log_tail(40)));
     eprintln!(
         "rescue reached {:.1} s after the agent started",
         started.elapsed().as_secs_f64()

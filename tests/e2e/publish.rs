@@ -20,11 +20,7 @@ use sha2_like::sha512_hex;
 /// from the one the builder uses.
 mod sha2_like {
     pub fn sha512_hex(path: &std::path::Path) -> String {
-        let out = std::process::Command::new("sha512sum")
-            .arg(path)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        let out = ipa_e2e::process::checked(std::process::Command::new("sha512sum").arg(path));
         String::from_utf8(out.stdout).unwrap()[..128].to_string()
     }
 }

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use ipa_e2e::ironic::{Ironic, Node};
 use ipa_e2e::net::free_port;
 use ipa_e2e::paths::workspace_root;
+use ipa_e2e::process::checked;
 use ipa_e2e::qemu::{self, Boot, Controller, Qemu, Vm};
 use ipa_e2e::ramdisk::build_profile;
 
@@ -96,18 +97,7 @@ const OLD_ROOT_HASH: &str = "$6$OldSalt$forgottenforgottenforgottenforgottenforg
 
 /// Runs a host tool; panics with its output when it fails.
 fn host(program: &str, args: &[&str], cwd: &Path) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e} (see .ci/test for the packages)"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = checked(Command::new(program).args(args).current_dir(cwd));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -480,38 +470,23 @@ fn rescue_through_ramdisk(profile: &str) {
 
     // Watch Ironic until the node is rescued, noting the first heartbeat.
     let mut heartbeat: Option<Duration> = None;
-    let node = loop {
-        let node = ironic.node(&uuid).unwrap();
-        if heartbeat.is_none() && node.internal("agent_url").is_some() {
-            heartbeat = Some(vm.elapsed());
-        }
-        if node.provision_state() == "rescue" && node.target_provision_state().is_none() {
-            break node;
-        }
-        assert!(
-            !node.is_failed(),
-            "node went to {:?}: {:?}\n{}",
-            node.provision_state(),
-            node.last_error(),
-            vm.diagnostics()
-        );
-        assert!(
-            vm.running(),
-            "QEMU stopped while the node is {:?}\n{}",
-            node.provision_state(),
-            vm.diagnostics()
-        );
-        assert!(
-            vm.elapsed() < RESCUE_TIMEOUT,
-            "node still {:?} (target {:?}) {:?} after QEMU started; last_error {:?}\n{}",
-            node.provision_state(),
-            node.target_provision_state(),
-            vm.elapsed(),
-            node.last_error(),
-            vm.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let node = ironic
+        .wait_for_provision_state_watching(
+            &uuid,
+            "rescue",
+            RESCUE_TIMEOUT.saturating_sub(vm.elapsed()),
+            |node| {
+                if heartbeat.is_none() && node.internal("agent_url").is_some() {
+                    heartbeat = Some(vm.elapsed());
+                }
+                if vm.running() {
+                    Ok(())
+                } else {
+                    Err("QEMU stopped".into())
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", vm.diagnostics()));
     let rescued = vm.elapsed();
     let agent_url = node.internal("agent_url").unwrap_or_default().to_string();
     assert_eq!(agent_url, format!("https://127.0.0.1:{agent_fwd}"));

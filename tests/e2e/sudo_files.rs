@@ -10,6 +10,7 @@ use std::process::Command;
 
 use ipa_e2e::agent::{FakeRoot, agent_binary};
 use ipa_e2e::paths::workspace_root;
+use ipa_e2e::process::checked;
 
 fn elements() -> PathBuf {
     workspace_root().join("elements")
@@ -98,16 +99,11 @@ fn the_rescue_user_drop_in_is_valid_and_root_only() {
     let pw = root.rescue_password_file();
     std::fs::create_dir_all(pw.parent().unwrap()).unwrap();
     std::fs::write(&pw, "$6$salt$0123456789abcdefghijklmnopqrstuvwxyzABCDEF\n").unwrap();
-    let out = Command::new(agent_binary().unwrap())
-        .arg("--root")
-        .arg(root.path())
-        .arg("rescue-user")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ipa-agent rescue-user: {}",
-        String::from_utf8_lossy(&out.stderr)
+    checked(
+        Command::new(agent_binary().unwrap())
+            .arg("--root")
+            .arg(root.path())
+            .arg("rescue-user"),
     );
     let dir = root.path().join("etc/sudoers.d");
     let drop_in = dir.join("rescue");

@@ -204,11 +204,28 @@ impl IronicClient {
         wanted: &str,
         timeout: Duration,
     ) -> Result<Node, IronicError> {
+        self.wait_for_provision_state_watching(id, wanted, timeout, |_| Ok(()))
+    }
+
+    /// [`wait_for_provision_state`](Self::wait_for_provision_state) for a
+    /// node that gets there only through a process the test runs (the agent,
+    /// a QEMU VM): `watch` sees every polled node and returns `Err(why)` once
+    /// that process can no longer get it there (it exited, QEMU stopped). The
+    /// wait then ends with [`IronicError::Stopped`] at once instead of running
+    /// out the timeout.
+    pub fn wait_for_provision_state_watching(
+        &self,
+        id: &str,
+        wanted: &str,
+        timeout: Duration,
+        watch: impl FnMut(&Node) -> Result<(), String>,
+    ) -> Result<Node, IronicError> {
         let waiting_state = wanted.ends_with(" wait") || wanted.starts_with("wait ");
-        self.wait_until(id, wanted, timeout, |node| {
+        let done = |node: &Node| {
             node.provision_state() == wanted
                 && (waiting_state || node.target_provision_state().is_none())
-        })
+        };
+        self.poll(id, wanted, timeout, done, watch)
     }
 
     /// Polls the node until `done(node)`; `what` names the condition in errors.
@@ -218,7 +235,20 @@ impl IronicClient {
         id: &str,
         what: &str,
         timeout: Duration,
+        done: impl FnMut(&Node) -> bool,
+    ) -> Result<Node, IronicError> {
+        self.poll(id, what, timeout, done, |_| Ok(()))
+    }
+
+    /// The loop behind the waits: `done` ends it with the node; a failure
+    /// state, `watch` giving up, or the timeout end it with an error.
+    fn poll(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
         mut done: impl FnMut(&Node) -> bool,
+        mut watch: impl FnMut(&Node) -> Result<(), String>,
     ) -> Result<Node, IronicError> {
         let started = Instant::now();
         loop {
@@ -226,21 +256,24 @@ impl IronicClient {
             if done(&node) {
                 return Ok(node);
             }
-            let failed = node.is_failed() && node.provision_state() != what;
-            if failed || started.elapsed() > timeout {
-                let wait = Box::new(NodeWait {
+            let wait = || {
+                Box::new(NodeWait {
                     node: id.to_string(),
                     wanted: what.to_string(),
                     waited: started.elapsed(),
                     state: node.provision_state().to_string(),
                     target: node.target_provision_state().map(str::to_string),
                     last_error: node.last_error().map(str::to_string),
-                });
-                return Err(if failed {
-                    IronicError::Failed(wait)
-                } else {
-                    IronicError::Timeout(wait)
-                });
+                })
+            };
+            if node.is_failed() && node.provision_state() != what {
+                return Err(IronicError::Failed(wait()));
+            }
+            if let Err(why) = watch(&node) {
+                return Err(IronicError::Stopped { wait: wait(), why });
+            }
+            if started.elapsed() > timeout {
+                return Err(IronicError::Timeout(wait()));
             }
             std::thread::sleep(POLL_INTERVAL);
         }

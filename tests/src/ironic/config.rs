@@ -28,96 +28,140 @@ pub struct IronicConfig {
     env: Vec<(String, String)>,
 }
 
-/// The settings of every run, in order: section, key and value, where
-/// `{state}` stands for the state directory and `{port}` for the API port.
-const SETTINGS: &[(&str, &str, &str)] = &[
-    // One process, no message bus, no Keystone.
-    ("DEFAULT", "auth_strategy", "noauth"),
-    ("DEFAULT", "rpc_transport", "none"),
-    ("DEFAULT", "host", "ipa-e2e"),
-    ("DEFAULT", "debug", "true"),
-    ("DEFAULT", "log_file", "{state}/ironic.log"),
-    ("DEFAULT", "state_path", "{state}"),
-    ("DEFAULT", "tempdir", "{state}/tmp"),
-    // Fake hardware; the agent rescue and custom-agent deploy interfaces
-    // are what a real rescue with our ramdisk uses.
-    ("DEFAULT", "enabled_hardware_types", "fake-hardware"),
-    ("DEFAULT", "enabled_boot_interfaces", "fake"),
-    ("DEFAULT", "enabled_deploy_interfaces", "fake,custom-agent"),
-    ("DEFAULT", "enabled_management_interfaces", "fake"),
-    ("DEFAULT", "enabled_power_interfaces", "fake"),
-    ("DEFAULT", "enabled_network_interfaces", "noop"),
-    ("DEFAULT", "default_network_interface", "noop"),
-    ("DEFAULT", "enabled_rescue_interfaces", "agent,no-rescue"),
-    ("DEFAULT", "enabled_inspect_interfaces", "no-inspect"),
-    ("DEFAULT", "enabled_console_interfaces", "no-console"),
-    ("DEFAULT", "enabled_raid_interfaces", "no-raid"),
-    ("DEFAULT", "enabled_vendor_interfaces", "no-vendor"),
-    ("DEFAULT", "enabled_bios_interfaces", "no-bios"),
-    ("DEFAULT", "enabled_firmware_interfaces", "no-firmware"),
-    ("api", "host_ip", "127.0.0.1"),
-    ("api", "port", "{port}"),
-    ("database", "connection", "sqlite:///{state}/ironic.sqlite"),
-    // The fake boot interface cannot prepare a rescue ramdisk: the test
-    // starts the agent itself. require_tls stays at its default (true).
-    ("agent", "manage_agent_boot", "false"),
-    ("agent", "certificates_path", "{state}/certificates"),
-    // `provide` would otherwise run cleaning, which needs an agent too.
-    ("conductor", "automated_clean", "false"),
-    ("dhcp", "dhcp_provider", "none"),
-    ("oslo_concurrency", "lock_path", "{state}/locks"),
-    ("deploy", "http_root", "{state}/httpboot"),
-    ("deploy", "iso_master_path", "{state}/master_iso_images"),
-    ("pxe", "tftp_root", "{state}/tftpboot"),
-    ("pxe", "tftp_master_path", "{state}/tftpboot/master_images"),
-    ("pxe", "images_path", "{state}/images"),
-    ("pxe", "instance_master_path", "{state}/master_images"),
-    (
-        "ironic_networking",
-        "driver_config_dir",
-        "{state}/networking",
-    ),
-];
+/// The settings of every run, as `ironic.conf` text where `{state}` stands
+/// for the state directory and `{port}` for the API port. [`render`]
+/// re-emits it section by section with the additions after it.
+///
+/// [`render`]: IronicConfig::render
+const SETTINGS: &str = "\
+[DEFAULT]
+# One process, no message bus, no Keystone.
+auth_strategy = noauth
+rpc_transport = none
+host = ipa-e2e
+debug = true
+log_file = {state}/ironic.log
+state_path = {state}
+tempdir = {state}/tmp
+# Fake hardware; the agent rescue and custom-agent deploy interfaces are
+# what a real rescue with our ramdisk uses.
+enabled_hardware_types = fake-hardware
+enabled_boot_interfaces = fake
+enabled_deploy_interfaces = fake,custom-agent
+enabled_management_interfaces = fake
+enabled_power_interfaces = fake
+enabled_network_interfaces = noop
+default_network_interface = noop
+enabled_rescue_interfaces = agent,no-rescue
+enabled_inspect_interfaces = no-inspect
+enabled_console_interfaces = no-console
+enabled_raid_interfaces = no-raid
+enabled_vendor_interfaces = no-vendor
+enabled_bios_interfaces = no-bios
+enabled_firmware_interfaces = no-firmware
+
+[api]
+host_ip = 127.0.0.1
+port = {port}
+
+[database]
+connection = sqlite:///{state}/ironic.sqlite
+
+[agent]
+# The fake boot interface cannot prepare a rescue ramdisk: the test starts
+# the agent itself. require_tls stays at its default (true).
+manage_agent_boot = false
+certificates_path = {state}/certificates
+
+[conductor]
+# `provide` would otherwise run cleaning, which needs an agent too.
+automated_clean = false
+
+[dhcp]
+dhcp_provider = none
+
+[oslo_concurrency]
+lock_path = {state}/locks
+
+[deploy]
+http_root = {state}/httpboot
+iso_master_path = {state}/master_iso_images
+
+[pxe]
+tftp_root = {state}/tftpboot
+tftp_master_path = {state}/tftpboot/master_images
+images_path = {state}/images
+instance_master_path = {state}/master_images
+
+[ironic_networking]
+driver_config_dir = {state}/networking
+";
 
 /// What deploy, cleaning and inspection with our ramdisk add to
-/// [`SETTINGS`] (see `ironic-deploy.md`'s traps): the `manual-management`
-/// hardware type (fake power, noop management, which accepts the `disk`
-/// boot device that `prepare_instance_boot` sets), `pxe` boot (required by
-/// that type, unused with `manage_agent_boot = false`), `direct` deploy,
-/// `agent` inspection without managed boot, automated cleaning with only
-/// `erase_devices_metadata`, images handed to the agent as plain URLs, no
-/// power-state polling after deploy (fake power never reports off), a
-/// short heartbeat interval, and the API's URL as a QEMU guest reaches it
-/// (`ipa-inspection-callback-url` for the inspection boot Ironic prepares).
-const JOB_SETTINGS: &[(&str, &str, &str)] = &[
-    (
-        "DEFAULT",
-        "enabled_hardware_types",
-        "fake-hardware,manual-management",
-    ),
-    ("DEFAULT", "enabled_boot_interfaces", "fake,pxe"),
-    (
-        "DEFAULT",
-        "enabled_deploy_interfaces",
-        "fake,custom-agent,direct",
-    ),
-    ("DEFAULT", "enabled_management_interfaces", "fake,noop"),
-    ("DEFAULT", "enabled_inspect_interfaces", "no-inspect,agent"),
-    ("conductor", "automated_clean", "true"),
-    ("deploy", "erase_devices_priority", "0"),
-    ("deploy", "erase_devices_metadata_priority", "10"),
-    ("agent", "image_download_source", "http"),
-    ("agent", "post_deploy_get_power_state_retries", "0"),
-    ("agent", "deploy_logs_local_path", "{state}/deploy-logs"),
-    ("api", "ramdisk_heartbeat_timeout", "20"),
-    ("inspector", "require_managed_boot", "false"),
-    ("inspector", "add_ports", "active"),
-    (
-        "service_catalog",
-        "endpoint_override",
-        "http://10.0.2.2:{port}",
-    ),
-];
+/// [`SETTINGS`] (see `ironic-deploy.md`'s traps), in the same form.
+const JOB_SETTINGS: &str = "\
+[DEFAULT]
+# The `manual-management` hardware type: fake power, noop management
+# (which accepts the `disk` boot device that `prepare_instance_boot`
+# sets), `pxe` boot (required by that type, unused with
+# `manage_agent_boot = false`); `direct` deploy; `agent` inspection.
+enabled_hardware_types = fake-hardware,manual-management
+enabled_boot_interfaces = fake,pxe
+enabled_deploy_interfaces = fake,custom-agent,direct
+enabled_management_interfaces = fake,noop
+enabled_inspect_interfaces = no-inspect,agent
+
+[conductor]
+# Automated cleaning with only `erase_devices_metadata`.
+automated_clean = true
+
+[deploy]
+erase_devices_priority = 0
+erase_devices_metadata_priority = 10
+
+[agent]
+# Images handed to the agent as plain URLs; no power-state polling after
+# deploy (fake power never reports off).
+image_download_source = http
+post_deploy_get_power_state_retries = 0
+deploy_logs_local_path = {state}/deploy-logs
+
+[api]
+# A short heartbeat interval.
+ramdisk_heartbeat_timeout = 20
+
+[inspector]
+# Inspection without managed boot.
+require_managed_boot = false
+add_ports = active
+
+[service_catalog]
+# The API's URL as a QEMU guest reaches it (`ipa-inspection-callback-url`
+# for the inspection boot Ironic prepares).
+endpoint_override = http://10.0.2.2:{port}
+";
+
+/// The `(section, key, value)` settings of `ironic.conf`-style text, in
+/// order; blank lines and `#` comments are skipped. Only for the constants
+/// above, so a line that is none of these is a bug here and panics.
+fn entries(text: &'static str) -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    let mut section = None;
+    text.lines().filter_map(move |line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name);
+            return None;
+        }
+        let (key, value) = line
+            .split_once(" = ")
+            .unwrap_or_else(|| panic!("not `key = value`: {line:?}"));
+        let section = section.unwrap_or_else(|| panic!("{key} before any [section]"));
+        Some((section, key, value))
+    })
+}
 
 impl Default for IronicConfig {
     fn default() -> Self {
@@ -148,9 +192,7 @@ impl IronicConfig {
     /// Adds [`JOB_SETTINGS`]: what the deploy, cleaning and inspection
     /// flows need.
     pub fn jobs(self) -> Self {
-        JOB_SETTINGS
-            .iter()
-            .fold(self, |c, (section, key, value)| c.set(section, key, value))
+        entries(JOB_SETTINGS).fold(self, |c, (section, key, value)| c.set(section, key, value))
     }
 
     /// Sets an environment variable of the Ironic process (e.g.
@@ -183,26 +225,25 @@ impl IronicConfig {
             sections[idx].1.push((key.to_string(), value));
         };
 
-        for (section, key, value) in SETTINGS {
-            let value = value
+        let fill = |value: &str| {
+            value
                 .replace("{state}", &s.to_string())
-                .replace("{port}", &port.to_string());
-            put(section, key, value);
+                .replace("{port}", &port.to_string())
+        };
+        for (section, key, value) in entries(SETTINGS) {
+            put(section, key, fill(value));
         }
         if self.reveal_secrets {
             put("oslo_policy", "policy_file", format!("{s}/policy.yaml"));
         }
         for (section, key, value) in &self.extra {
-            let value = value
-                .replace("{state}", &s.to_string())
-                .replace("{port}", &port.to_string());
-            put(section, key, value);
+            put(section, key, fill(value));
         }
 
         let mut text = String::new();
-        for (name, entries) in sections {
+        for (name, settings) in sections {
             let _ = writeln!(text, "[{name}]");
-            for (key, value) in entries {
+            for (key, value) in settings {
                 let _ = writeln!(text, "{key} = {value}");
             }
             text.push('\n');

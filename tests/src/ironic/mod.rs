@@ -77,6 +77,11 @@ pub enum IronicError {
         .0.node, .0.state, .0.wanted, .0.last_error
     )]
     Failed(Box<NodeWait>),
+    #[error(
+        "node {} stopped on its way to {}: {why}; it is {:?} (target {:?}), last_error {:?}",
+        .wait.node, .wait.wanted, .wait.state, .wait.target, .wait.last_error
+    )]
+    Stopped { wait: Box<NodeWait>, why: String },
 }
 
 /// Where a node stood when a wait for a state ended without it.
