@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ipa_build::config::element::{Attrs, Mode};
 use ipa_e2e::agent::{FakeRoot, agent_binary};
 use ipa_e2e::paths::workspace_root;
 use ipa_e2e::process::checked;
@@ -42,27 +43,24 @@ fn assert_visudo_ok(path: &Path) {
 fn the_sudo_element_ships_a_valid_sudoers_that_reads_sudoers_d() {
     let el = ipa_build::config::element::load("sudo", &elements().join("sudo")).unwrap();
     assert!(el.packages.iter().any(|p| p == "sudo"), "{:?}", el.packages);
-    let sudoers = el
-        .files
-        .iter()
-        .find(|f| f.path == Path::new("/etc/sudoers"))
-        .expect("the sudo element lists /etc/sudoers");
-    assert_eq!(sudoers.attrs.mode.0, 0o440);
-    let dir = el
-        .directories
-        .iter()
-        .find(|d| d.path == Path::new("/etc/sudoers.d"))
-        .expect("the sudo element creates /etc/sudoers.d");
-    assert_eq!(dir.attrs.mode.0, 0o750);
+    let listed = |path: &str| {
+        let f = el.files.iter().find(|f| f.path == Path::new(path));
+        let d = el.directories.iter().find(|d| d.path == Path::new(path));
+        f.map(|f| f.attrs).or(d.map(|d| d.attrs))
+    };
+    let root = |mode| {
+        Some(Attrs {
+            mode: Mode(mode),
+            owner: 0,
+            group: 0,
+        })
+    };
     assert_eq!(
-        (
-            sudoers.attrs.owner,
-            sudoers.attrs.group,
-            dir.attrs.owner,
-            dir.attrs.group
-        ),
-        (0, 0, 0, 0)
+        listed("/etc/sudoers"),
+        root(0o440),
+        "sudoers as visudo wants it"
     );
+    assert_eq!(listed("/etc/sudoers.d"), root(0o750), "sudoers.d, created");
 
     let path = elements().join("sudo/files/etc/sudoers");
     let text = std::fs::read_to_string(&path).unwrap();
