@@ -729,6 +729,7 @@ error: `output.level`: level 30 is out of range for zstd (the default compressio
     let p = profile::load_with("level30", &dirs, &ok).unwrap();
     assert_eq!(p.output.compression, Compression::Gzip);
     assert_eq!(p.output.level, None);
+    assert!(p.site("output.level", None).is_none(), "the dropped level");
     assert_eq!(p.output.formats, vec![Format::Iso]);
 }
 

@@ -815,7 +815,11 @@ fn output(cx: &Ctx<'_>, o: &Overrides, profile_name: &str) -> Result<Output, Con
         }
         None => profile_name.to_string(),
     };
-    let (compression_at, level_at, formats_at) = overridden(cx, o);
+    let (compression_at, level_at) = compression_and_level(cx, o);
+    let formats_at = match o.formats.as_slice() {
+        [] => cx.scalar("output.formats", |r| r.output.formats.as_ref()),
+        given => Some(At::cli(given.to_vec())),
+    };
     let compression = compression_at
         .as_ref()
         .map_or(Compression::Zstd, |c| c.value);
@@ -840,22 +844,15 @@ fn output(cx: &Ctx<'_>, o: &Overrides, profile_name: &str) -> Result<Output, Con
     })
 }
 
-/// `output.compression`, `output.level` and `output.formats` with the
-/// command line's overrides laid over the chain. A different compression
-/// drops the chain's level, which was chosen for the other compressor;
-/// `--level` then sets its own.
-#[allow(clippy::type_complexity)]
-fn overridden(
+/// `output.compression` and `output.level` with the command line's
+/// overrides laid over the chain. A different compression drops the chain's
+/// level, which was chosen for the other compressor; `--level` then sets its own.
+fn compression_and_level(
     cx: &Ctx<'_>,
     o: &Overrides,
-) -> (
-    Option<At<Compression>>,
-    Option<At<Scalar>>,
-    Option<At<Vec<Format>>>,
-) {
+) -> (Option<At<Compression>>, Option<At<Scalar>>) {
     let mut compression = cx.scalar("output.compression", |r| r.output.compression.as_ref());
     let mut level = cx.scalar("output.level", |r| r.output.level.as_ref());
-    let mut formats = cx.scalar("output.formats", |r| r.output.formats.as_ref());
     if let Some(c) = o.compression {
         if compression.as_ref().map_or(Compression::Zstd, |x| x.value) != c {
             level = None;
@@ -866,10 +863,7 @@ fn overridden(
     if let Some(l) = o.level {
         level = Some(At::cli(Scalar::Int(i128::from(l))));
     }
-    if !o.formats.is_empty() {
-        formats = Some(At::cli(o.formats.clone()));
-    }
-    (compression, level, formats)
+    (compression, level)
 }
 
 /// `output.formats`: not empty, duplicates dropped.
