@@ -105,17 +105,29 @@ pub struct Manifest {
     pub firmware: Vec<FirmwareRecord>,
 }
 
-/// What became of one firmware file a module names (`"status"` in the
-/// manifest, lowercase).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What became of one firmware file a module names: `"status"` in the
+/// manifest, with the installed file's details beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
 pub enum FirmwareStatus {
     /// Copied into the image from its package.
-    Installed,
+    Installed(InstalledFirmware),
     /// No package of the allowed components has it: a warning, not a failure.
     Missing,
-    /// Only a component the profile does not allow has it.
-    Excluded,
+}
+
+/// Where an installed firmware file came from and where it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledFirmware {
+    /// The image path written (with `.xz`/`.zst` when the package ships it
+    /// compressed).
+    pub path: String,
+    pub package: String,
+    pub version: String,
+    /// The archive component: `main` or `non-free-firmware`.
+    pub component: String,
+    /// Bytes in the image.
+    pub size: u64,
 }
 
 /// One firmware file a module of the image names.
@@ -125,22 +137,19 @@ pub struct FirmwareRecord {
     pub file: String,
     /// The modules naming it, sorted.
     pub modules: Vec<String>,
-    /// Whether it went into the image, and if not, why.
+    /// Whether it went into the image, and if so from where.
+    #[serde(flatten)]
     pub status: FirmwareStatus,
-    /// The image path written (with `.xz`/`.zst` when the package ships it
-    /// compressed), for an installed file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// The archive component: `main` or `non-free-firmware`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub component: Option<String>,
-    /// Bytes in the image (0 unless installed).
-    #[serde(default)]
-    pub size: u64,
+}
+
+impl FirmwareRecord {
+    /// The installed file's details; `None` for a missing one.
+    pub fn installed(&self) -> Option<&InstalledFirmware> {
+        match &self.status {
+            FirmwareStatus::Installed(i) => Some(i),
+            FirmwareStatus::Missing => None,
+        }
+    }
 }
 
 /// Uncompressed bytes one part of the build put into the image.

@@ -14,7 +14,7 @@ use super::budget::{Owner, Owners};
 use super::fetch::Inputs;
 use super::{BuildError, BuildOptions, io_err, plan::Plan, scrub};
 use crate::debian::deb;
-use crate::manifest::{FirmwareRecord, FirmwareStatus};
+use crate::manifest::{FirmwareRecord, InstalledFirmware};
 use crate::report::Reporter;
 use crate::stage::Tree;
 use crate::stage::elf;
@@ -75,9 +75,9 @@ pub fn stage(
         owners.add(Owner::Agent, vec![dest.clone()]);
     }
     let libs = elf::library_closure(&mut tree, Some(pool.root()))?;
-    let installed: Vec<&FirmwareRecord> = firmware
+    let installed: Vec<&InstalledFirmware> = firmware
         .iter()
-        .filter(|r| r.status == FirmwareStatus::Installed)
+        .filter_map(FirmwareRecord::installed)
         .collect();
     st.done(format!(
         "{} modules, {} firmware files ({}), {} libraries from dependencies",

@@ -21,7 +21,7 @@ use crate::debian::deb;
 use crate::hardware::{self, Class, ClassCoverage, Coverage, ModuleTable};
 use crate::initramfs::iso;
 use crate::initramfs::read as input;
-use crate::manifest::{FirmwareStatus, Manifest};
+use crate::manifest::{FirmwareRecord, Manifest};
 use crate::stage::Tree;
 use crate::stage::modules::{self, Kernel};
 
@@ -306,7 +306,7 @@ pub fn render(r: &HardwareReport) -> String {
 /// The firmware lines of a report: every file with its package and
 /// component, non-free ones marked, and the missing ones; said plainly
 /// because Ironic's rescue documentation warns about proprietary blobs.
-pub fn render_firmware(s: &mut String, firmware: &[crate::manifest::FirmwareRecord]) {
+pub fn render_firmware(s: &mut String, firmware: &[FirmwareRecord]) {
     use crate::report::human_bytes;
     use std::fmt::Write;
     if firmware.is_empty() {
@@ -314,12 +314,9 @@ pub fn render_firmware(s: &mut String, firmware: &[crate::manifest::FirmwareReco
     }
     let installed: Vec<_> = firmware
         .iter()
-        .filter(|r| r.status == FirmwareStatus::Installed)
+        .filter_map(FirmwareRecord::installed)
         .collect();
-    let nonfree = installed
-        .iter()
-        .filter(|r| r.component.as_deref() != Some("main"))
-        .count();
+    let nonfree = installed.iter().filter(|i| i.component != "main").count();
     let _ = writeln!(
         s,
         "  firmware: {} files, {} ({} from non-free-firmware), {} named but missing",
@@ -329,19 +326,21 @@ pub fn render_firmware(s: &mut String, firmware: &[crate::manifest::FirmwareReco
         firmware.len() - installed.len()
     );
     for r in firmware {
-        let from = match (&r.package, &r.component) {
-            (Some(p), Some(c)) => format!("{p} [{c}]"),
-            _ => "MISSING: no package has it".to_string(),
+        let (size, path, from) = match r.installed() {
+            Some(i) => (
+                human_bytes(i.size),
+                i.path.as_str(),
+                format!("{} [{}]", i.package, i.component),
+            ),
+            None => (
+                "-".to_string(),
+                r.file.as_str(),
+                "MISSING: no package has it".to_string(),
+            ),
         };
         let _ = writeln!(
             s,
-            "    {:>10}  {}  {from}  for {}",
-            if r.status == FirmwareStatus::Installed {
-                human_bytes(r.size)
-            } else {
-                "-".to_string()
-            },
-            r.path.as_deref().unwrap_or(&r.file),
+            "    {size:>10}  {path}  {from}  for {}",
             r.modules.join(", ")
         );
     }

@@ -348,14 +348,6 @@ impl Qemu {
         self
     }
 
-    pub fn boot_ref(&self) -> &Boot {
-        &self.boot
-    }
-
-    pub fn firmware_ref(&self) -> &Firmware {
-        &self.firmware
-    }
-
     /// The full argument list (without the program name, [`QEMU`]`.what`).
     pub fn args(&self) -> Vec<String> {
         let mut a = Args::default();

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::debian::Package;
 use crate::debian::contents::FirmwareIndex;
-use crate::manifest::{FirmwareRecord, FirmwareStatus};
+use crate::manifest::{FirmwareRecord, FirmwareStatus, InstalledFirmware};
 use crate::stage::Tree;
 use crate::stage::files;
 use crate::stage::tree::Last;
@@ -73,12 +73,13 @@ impl FirmwarePlan {
                     let r = FirmwareRecord {
                         file: file.to_string(),
                         modules,
-                        status: FirmwareStatus::Installed,
-                        path: Some(format!("/usr/lib/firmware/{}", src.shipped)),
-                        package: Some(src.package.name.clone()),
-                        version: Some(src.package.version.clone()),
-                        component: Some(src.package.component.clone()),
-                        size: 0,
+                        status: FirmwareStatus::Installed(InstalledFirmware {
+                            path: format!("/usr/lib/firmware/{}", src.shipped),
+                            package: src.package.name.clone(),
+                            version: src.package.version.clone(),
+                            component: src.package.component.clone(),
+                            size: 0,
+                        }),
                     };
                     plan.packages.insert(src.package.name.clone(), src.package);
                     r
@@ -87,11 +88,6 @@ impl FirmwarePlan {
                     file: file.to_string(),
                     modules,
                     status: FirmwareStatus::Missing,
-                    path: None,
-                    package: None,
-                    version: None,
-                    component: None,
-                    size: 0,
                 },
             };
             plan.records.push(record);
@@ -116,15 +112,17 @@ impl FirmwarePlan {
     ) -> Result<Vec<PathBuf>, FirmwareError> {
         let mut written = Vec::new();
         for r in &mut self.records {
-            let (Some(pkg), Some(shipped)) = (&r.package, self.shipped.get(&r.file)) else {
+            let (FirmwareStatus::Installed(got), Some(shipped)) =
+                (&mut r.status, self.shipped.get(&r.file))
+            else {
                 continue;
             };
             let not_there = || FirmwareError::NotInPackage {
                 file: r.file.clone(),
-                package: pkg.clone(),
+                package: got.package.clone(),
                 shipped: shipped.clone(),
             };
-            let pool = unpacked.get(pkg).ok_or_else(not_there)?;
+            let pool = unpacked.get(&got.package).ok_or_else(not_there)?;
             let image = PathBuf::from("/usr/lib/firmware").join(shipped);
             // Firmware packages link one name to another (WHENCE `Link:`);
             // the image gets the content at the name the module asks for.
@@ -141,7 +139,7 @@ impl FirmwarePlan {
                 return Err(not_there());
             }
             files::install_file(tree, &source, &image, 0o644, 0, 0).map_err(io(&image))?;
-            r.size = std::fs::metadata(&source).map_err(io(&source))?.len();
+            got.size = std::fs::metadata(&source).map_err(io(&source))?.len();
             written.push(image);
         }
         Ok(written)
@@ -149,7 +147,11 @@ impl FirmwarePlan {
 
     /// Bytes of installed firmware.
     pub fn bytes(&self) -> u64 {
-        self.records.iter().map(|r| r.size).sum()
+        self.records
+            .iter()
+            .filter_map(FirmwareRecord::installed)
+            .map(|i| i.size)
+            .sum()
     }
 }
 
@@ -158,7 +160,7 @@ impl FirmwarePlan {
 pub fn wanted_in_package(plan: &FirmwarePlan, package: &str) -> BTreeSet<String> {
     plan.records
         .iter()
-        .filter(|r| r.package.as_deref() == Some(package))
+        .filter(|r| r.installed().is_some_and(|i| i.package == package))
         .filter_map(|r| plan.shipped.get(&r.file).cloned())
         .collect()
 }
