@@ -107,35 +107,25 @@ impl Rig {
     /// dies while it is still needed (a deploy ends with the agent powering
     /// the VM off, so `vm_may_exit`).
     fn wait(&self, vm: &mut Vm, job: &str, wanted: &str, vm_may_exit: bool) -> Node {
-        let started = Instant::now();
-        loop {
-            let node = self.ironic.node(&self.node).unwrap();
-            // A failed deploy keeps `active` as its target.
-            let settled = node.target_provision_state().is_none() || node.is_failed();
-            if node.provision_state() == wanted && settled {
-                return node;
-            }
-            let why = if node.is_failed() {
-                Some("failed")
-            } else if !vm_may_exit && !vm.running() {
-                Some("QEMU stopped")
-            } else if started.elapsed() > JOB_TIMEOUT {
-                Some("timed out")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                panic!(
-                    "[{job}] {why} waiting for {wanted:?}: node {:?} (target {:?}), last_error {:?}\n{}\n--- ironic log\n{}",
-                    node.provision_state(),
-                    node.target_provision_state(),
-                    node.last_error(),
-                    vm.diagnostics(),
-                    self.ironic.log_tail(40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        // A failed deploy keeps `active` as its target.
+        let done = |node: &Node| {
+            node.provision_state() == wanted
+                && (node.target_provision_state().is_none() || node.is_failed())
+        };
+        let watch = |_: &Node| match vm_may_exit || vm.running() {
+            true => Ok(()),
+            false => Err("QEMU stopped".to_string()),
+        };
+        let waited = self
+            .ironic
+            .poll(&self.node, wanted, JOB_TIMEOUT, done, watch);
+        waited.unwrap_or_else(|e| {
+            panic!(
+                "[{job}] {e}\n{}\n--- ironic log\n{}",
+                vm.diagnostics(),
+                self.ironic.log_tail(40)
+            )
+        })
     }
 
     fn timed(&mut self, job: &str, since: Instant, end: &str) {

@@ -228,21 +228,12 @@ impl IronicClient {
         self.poll(id, wanted, timeout, done, watch)
     }
 
-    /// Polls the node until `done(node)`; `what` names the condition in errors.
-    /// Fails early when the node reaches a failure state that `what` does not name.
-    pub fn wait_until(
-        &self,
-        id: &str,
-        what: &str,
-        timeout: Duration,
-        done: impl FnMut(&Node) -> bool,
-    ) -> Result<Node, IronicError> {
-        self.poll(id, what, timeout, done, |_| Ok(()))
-    }
-
-    /// The loop behind the waits: `done` ends it with the node; a failure
-    /// state, `watch` giving up, or the timeout end it with an error.
-    fn poll(
+    /// The loop behind the waits: polls the node until `done(node)`; `what`
+    /// names the condition in errors. A failure state that `what` does not
+    /// name, `watch` giving up (as in
+    /// [`wait_for_provision_state_watching`](Self::wait_for_provision_state_watching)),
+    /// or the timeout end it with an error.
+    pub fn poll(
         &self,
         id: &str,
         what: &str,
@@ -306,7 +297,8 @@ impl IronicClient {
         } else {
             "maintenance off"
         };
-        self.wait_until(id, what, STEP_TIMEOUT, |node| node.maintenance() == on)
+        let done = |node: &Node| node.maintenance() == on;
+        self.poll(id, what, STEP_TIMEOUT, done, |_| Ok(()))
     }
 
     /// Replaces node fields with a JSON patch, e.g. `[("/deploy_interface", "custom-agent")]`.
