@@ -150,12 +150,24 @@ fn hook_env(hook: &Hook, env: &HookEnv) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
+    /// An executable `#!/bin/sh` script. It is written by a child `sh`, not
+    /// by this process: a file this process had open for writing can still be
+    /// open in a child that another test thread forked at that moment, and
+    /// running it then fails with "Text file busy" (ETXTBSY).
     fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::io::Write;
         let p = dir.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+            .arg(&p)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = sh.stdin.take().unwrap();
+        write!(stdin, "#!/bin/sh\n{body}\n").unwrap();
+        drop(stdin);
+        assert!(sh.wait().unwrap().success(), "writing {}", p.display());
         p
     }
 
