@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cmd::inspect::{self, FileInfo, InspectError, Inspection};
 use crate::cmd::{Error, Outcome};
-use crate::manifest::PackageRecord;
+use crate::manifest::{FirmwareRecord, PackageRecord};
 
 /// Arguments of `ipa-build diff`.
 #[derive(clap::Args, Debug, Clone)]
@@ -68,6 +68,17 @@ impl<O, C> Changes<O, C> {
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
+
+    /// The report's lines: `+ ` for what B adds, `- ` for what it lacks,
+    /// `~ ` for what changed, each described by `only` or `change`.
+    fn render(&self, s: &mut String, only: impl Fn(&O) -> String, change: impl Fn(&C) -> String) {
+        let added = self.added.iter().map(|o| ('+', only(o)));
+        let removed = self.removed.iter().map(|o| ('-', only(o)));
+        let changed = self.changed.iter().map(|c| ('~', change(c)));
+        for (mark, line) in added.chain(removed).chain(changed) {
+            s.push_str(&format!("{mark} {line}\n"));
+        }
+    }
 }
 
 /// A package on one side only, from the manifest; `size` is that of the `.deb`.
@@ -101,6 +112,23 @@ pub struct FileChange {
     pub size: Delta,
 }
 
+/// A firmware file the modules name, on one side only, with where it came
+/// from: `firmware-bnx2x 20240909-2 [non-free-firmware]`, or `missing`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FirmwareOnly {
+    pub file: String,
+    pub source: String,
+}
+
+/// A firmware file on both sides that now comes from elsewhere (another
+/// package version, or it went missing or was found).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FirmwareChange {
+    pub file: String,
+    pub old_source: String,
+    pub new_source: String,
+}
+
 /// Kernel release and module changes.
 #[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
 pub struct KernelChange {
@@ -130,6 +158,8 @@ pub struct Diff {
     pub have_manifests: bool,
     pub packages: Changes<PackageOnly, PackageChange>,
     pub files: Changes<FileOnly, FileChange>,
+    /// From the manifests, like `packages`: the firmware the modules name.
+    pub firmware: Changes<FirmwareOnly, FirmwareChange>,
     pub kernel: KernelChange,
     pub totals: Totals,
 }
@@ -139,6 +169,7 @@ impl Diff {
     pub fn is_empty(&self) -> bool {
         self.packages.is_empty()
             && self.files.is_empty()
+            && self.firmware.is_empty()
             && self.kernel.modules_added.is_empty()
             && self.kernel.modules_removed.is_empty()
             && self.kernel.old_release == self.kernel.new_release
@@ -149,6 +180,22 @@ impl Diff {
 fn packages(ins: &Inspection) -> Option<BTreeMap<String, &PackageRecord>> {
     let m = ins.manifest.as_ref()?;
     Some(m.packages.iter().map(|p| (p.name.clone(), p)).collect())
+}
+
+/// The firmware a build's modules name, by file, with where each came from
+/// (`None` without a manifest).
+fn firmware(ins: &Inspection) -> Option<BTreeMap<&str, String>> {
+    let m = ins.manifest.as_ref()?;
+    let source = |r: &FirmwareRecord| match r.installed() {
+        Some(i) => format!("{} {} [{}]", i.package, i.version, i.component),
+        None => "missing".to_string(),
+    };
+    Some(
+        m.firmware
+            .iter()
+            .map(|r| (r.file.as_str(), source(r)))
+            .collect(),
+    )
 }
 
 /// What is only in the old map, only in the new one, and in both but changed.
@@ -219,6 +266,7 @@ pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
         have_manifests: false,
         packages: Changes::none(),
         files: Changes::none(),
+        firmware: Changes::none(),
         kernel: KernelChange::default(),
         totals: Totals {
             size: Delta::new(oi.size, ni.size),
@@ -242,6 +290,18 @@ pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
         let differs =
             |o: &&PackageRecord, n: &&PackageRecord| (&o.version, o.size) != (&n.version, n.size);
         d.packages = compare(&op, &np, differs).report(only, change);
+    }
+    if let (Some(of), Some(nf)) = (firmware(old), firmware(new)) {
+        let only = |file: &&str, source: &String| FirmwareOnly {
+            file: file.to_string(),
+            source: source.clone(),
+        };
+        let change = |file: &&str, o: &String, n: &String| FirmwareChange {
+            file: file.to_string(),
+            old_source: o.clone(),
+            new_source: n.clone(),
+        };
+        d.firmware = compare(&of, &nf, |o, n| o != n).report(only, change);
     }
     let of: BTreeMap<&str, _> = oi.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let nf: BTreeMap<&str, _> = ni.files.iter().map(|f| (f.path.as_str(), f)).collect();
@@ -275,19 +335,22 @@ pub fn render(d: &Diff) -> String {
     if !d.have_manifests {
         let _ = writeln!(s, "(no manifest on one side: packages not compared)");
     }
-    for p in &d.packages.added {
-        let _ = writeln!(s, "+ package {} {} ({} bytes)", p.name, p.version, p.size);
-    }
-    for p in &d.packages.removed {
-        let _ = writeln!(s, "- package {} {} ({} bytes)", p.name, p.version, p.size);
-    }
-    for p in &d.packages.changed {
-        let _ = writeln!(
-            s,
-            "~ package {} {} -> {} ({:+} bytes)",
-            p.name, p.old_version, p.new_version, p.size.delta
-        );
-    }
+    d.packages.render(
+        &mut s,
+        |p| format!("package {} {} ({} bytes)", p.name, p.version, p.size),
+        |p| {
+            let (name, size) = (&p.name, p.size.delta);
+            format!(
+                "package {name} {} -> {} ({size:+} bytes)",
+                p.old_version, p.new_version
+            )
+        },
+    );
+    d.firmware.render(
+        &mut s,
+        |f| format!("firmware {} ({})", f.file, f.source),
+        |f| format!("firmware {} {} -> {}", f.file, f.old_source, f.new_source),
+    );
     if d.kernel.old_release != d.kernel.new_release {
         let _ = writeln!(
             s,
@@ -302,19 +365,14 @@ pub fn render(d: &Diff) -> String {
     for m in &d.kernel.modules_removed {
         let _ = writeln!(s, "- module {m}");
     }
-    for f in &d.files.added {
-        let _ = writeln!(s, "+ {} ({} bytes)", f.path, f.size);
-    }
-    for f in &d.files.removed {
-        let _ = writeln!(s, "- {} ({} bytes)", f.path, f.size);
-    }
-    for f in &d.files.changed {
-        let _ = writeln!(
-            s,
-            "~ {} {} -> {} ({:+} bytes)",
-            f.path, f.size.old, f.size.new, f.size.delta
-        );
-    }
+    d.files.render(
+        &mut s,
+        |f| format!("{} ({} bytes)", f.path, f.size),
+        |f| {
+            let Delta { old, new, delta } = f.size;
+            format!("{} {old} -> {new} ({delta:+} bytes)", f.path)
+        },
+    );
     let t = &d.totals;
     let _ = writeln!(
         s,
@@ -349,9 +407,11 @@ mod tests {
     use crate::cmd::inspect::{FileInfo, KernelInfo};
     use serde_json::json;
 
-    /// A manifest listing `pkgs` (name, version, size; the rest filled in).
-    fn manifest(pkgs: serde_json::Value) -> crate::manifest::Manifest {
+    /// A manifest listing `pkgs` (name, version, size; the rest filled in)
+    /// and the firmware records `fw`, as the manifest writes them.
+    fn manifest(pkgs: serde_json::Value, fw: serde_json::Value) -> crate::manifest::Manifest {
         let mut m = crate::cmd::test_manifest();
+        m["firmware"] = fw;
         m["packages"] = pkgs
             .as_array()
             .unwrap()
@@ -369,7 +429,12 @@ mod tests {
 
     /// A build holding `pkgs` (as for [`manifest`]), `files` (`path:size:sha256`
     /// words) and kernel modules `mods`.
-    fn ins(pkgs: serde_json::Value, files: &str, mods: &[&str]) -> Inspection {
+    fn ins(
+        pkgs: serde_json::Value,
+        fw: serde_json::Value,
+        files: &str,
+        mods: &[&str],
+    ) -> Inspection {
         let files: Vec<FileInfo> = files
             .split_whitespace()
             .map(|f| {
@@ -394,20 +459,36 @@ mod tests {
                 release: "6.1".into(),
                 modules: mods.iter().map(|m| m.to_string()).collect(),
             }],
-            manifest: Some(manifest(pkgs)),
+            manifest: Some(manifest(pkgs, fw)),
             initramfs: None,
         }
     }
 
     #[test]
     fn reports_packages_files_and_modules() {
+        let installed = |file: &str, version: &str| {
+            json!({"file": file, "modules": ["bnx2x"], "status": "installed",
+                   "path": format!("/usr/lib/firmware/{file}"), "package": "firmware-bnx2x",
+                   "version": version, "component": "non-free-firmware", "size": 1})
+        };
+        let missing = |file: &str| json!({"file": file, "modules": ["bnx2x"], "status": "missing"});
         let a = ins(
             json!([{"name":"busybox","version":"1","size":10},{"name":"old","version":"1","size":5}]),
+            json!([
+                installed("a.fw", "1"),
+                missing("m.fw"),
+                installed("gone.fw", "1")
+            ]),
             "/bin/busybox:10:aa /gone:3:bb /same:1:cc",
             &["e1000", "virtio_net"],
         );
         let b = ins(
             json!([{"name":"busybox","version":"2","size":12},{"name":"pciutils","version":"3","size":7}]),
+            json!([
+                installed("a.fw", "2"),
+                installed("m.fw", "2"),
+                missing("new.fw")
+            ]),
             "/bin/busybox:12:ab /new:4:dd /same:1:cc",
             &["virtio_net", "ext4"],
         );
@@ -419,6 +500,27 @@ mod tests {
         assert_eq!(d.files.added[0].path, "/new");
         assert_eq!(d.files.removed[0].path, "/gone");
         assert_eq!(d.files.changed.len(), 1);
+        let fw = |f: &FirmwareChange| format!("{}: {} -> {}", f.file, f.old_source, f.new_source);
+        assert_eq!(
+            d.firmware.changed.iter().map(fw).collect::<Vec<_>>(),
+            [
+                "a.fw: firmware-bnx2x 1 [non-free-firmware] -> firmware-bnx2x 2 [non-free-firmware]",
+                "m.fw: missing -> firmware-bnx2x 2 [non-free-firmware]",
+            ]
+        );
+        assert_eq!(d.firmware.added[0].source, "missing");
+        assert_eq!(d.firmware.removed[0].file, "gone.fw");
+        let text = render(&d);
+        for line in [
+            "+ package pciutils 3 (7 bytes)",
+            "~ package busybox 1 -> 2 (+2 bytes)",
+            "+ firmware new.fw (missing)",
+            "- firmware gone.fw (firmware-bnx2x 1 [non-free-firmware])",
+            "- /gone (3 bytes)",
+            "~ /bin/busybox 10 -> 12 (+2 bytes)",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
         assert_eq!(d.kernel.modules_added, ["ext4"]);
         assert_eq!(d.kernel.modules_removed, ["e1000"]);
         assert_eq!(d.totals.uncompressed.delta, 3);
