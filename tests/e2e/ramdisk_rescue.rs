@@ -551,6 +551,16 @@ fn rescue_through_ramdisk(profile: &str) {
         t.elapsed().as_secs_f64()
     );
 
+    // Nothing failed on the way up (under systemd): a failed unit is the
+    // first thing `systemctl status` shows the tenant.
+    let failed = ssh(
+        ssh_fwd,
+        password,
+        "if [ -d /run/systemd/system ]; then systemctl --failed --no-legend --plain; fi",
+    );
+    let failed = String::from_utf8_lossy(&failed.stdout);
+    assert!(failed.trim().is_empty(), "[{profile}] failed units:\n{failed}");
+
     let repair = Instant::now();
     repair_tenant_machine(profile, &vm, ssh_fwd, password);
     let repaired = repair.elapsed();
