@@ -559,7 +559,10 @@ fn rescue_through_ramdisk(profile: &str) {
         "if [ -d /run/systemd/system ]; then systemctl --failed --no-legend --plain; fi",
     );
     let failed = String::from_utf8_lossy(&failed.stdout);
-    assert!(failed.trim().is_empty(), "[{profile}] failed units:\n{failed}");
+    assert!(
+        failed.trim().is_empty(),
+        "[{profile}] failed units:\n{failed}"
+    );
 
     let repair = Instant::now();
     repair_tenant_machine(profile, &vm, ssh_fwd, password);
