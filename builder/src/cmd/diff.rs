@@ -5,12 +5,12 @@
 //! their sizes (from the initramfs contents, compared by SHA-256), and the
 //! kernel and its modules. Both sides are read with [`crate::cmd::inspect`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cmd::inspect::{self, FileInfo, InspectError, Inspection};
+use crate::cmd::inspect::{self, FileInfo, InspectError, Inspection, KernelInfo};
 use crate::cmd::{Error, Outcome};
 use crate::manifest::{FirmwareRecord, PackageRecord};
 
@@ -316,13 +316,16 @@ pub fn diff(old: &Inspection, new: &Inspection) -> Diff {
     d.files = compare(&of, &nf, |o, n| o.sha256 != n.sha256).report(only, change);
     let ok = oi.kernels.first();
     let nk = ni.kernels.first();
-    let om: Vec<String> = ok.map(|k| k.modules.clone()).unwrap_or_default();
-    let nm: Vec<String> = nk.map(|k| k.modules.clone()).unwrap_or_default();
+    let modules = |k: Option<&KernelInfo>| -> BTreeSet<String> {
+        k.map(|k| k.modules.iter().cloned().collect())
+            .unwrap_or_default()
+    };
+    let (om, nm) = (modules(ok), modules(nk));
     d.kernel = KernelChange {
         old_release: ok.map(|k| k.release.clone()),
         new_release: nk.map(|k| k.release.clone()),
-        modules_added: nm.iter().filter(|m| !om.contains(m)).cloned().collect(),
-        modules_removed: om.iter().filter(|m| !nm.contains(m)).cloned().collect(),
+        modules_added: nm.difference(&om).cloned().collect(),
+        modules_removed: om.difference(&nm).cloned().collect(),
     };
     d
 }
