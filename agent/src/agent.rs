@@ -259,8 +259,10 @@ fn run_with(
         std::thread::spawn(move || crate::tls::new_key(&curve))
     });
     // IPA posts the inventory before lookup; the answer names the node.
-    let inspected = crate::inspect::run(&cfg, timing.as_ref());
-    let session = lookup_phase(&cfg, &token, &timing, inspected.as_deref())?;
+    // Loaded once: inspection and lookup trust the same CAs.
+    let trust = crate::trust::load(&cfg.root, &cfg.trust);
+    let inspected = crate::inspect::run(&cfg, &trust, timing.as_ref());
+    let session = lookup_phase(&cfg, trust, &token, &timing, inspected.as_deref())?;
     if rescued {
         log::info!(
             "{} exists: this node was rescued; not serving the API nor heartbeating",
@@ -285,6 +287,7 @@ fn run_with(
 /// token rules; never returns when the agent must not serve.
 fn lookup_phase(
     cfg: &Config,
+    trust: crate::trust::Trust,
     token: &RwLock<Option<String>>,
     timing: &Arc<dyn Timing>,
     node_uuid: Option<&str>,
@@ -302,7 +305,7 @@ fn lookup_phase(
             request_id: cfg.global_request_id.clone(),
             version_override: cfg.ironic_api_version,
             timeout: cfg.http_request_timeout,
-            trust: crate::trust::load(&cfg.root, &cfg.trust),
+            trust,
         },
         timing.clone(),
     );

@@ -1,5 +1,5 @@
-//! Small file-system helpers shared by the rescue extension and the
-//! `rescue-user` subcommand.
+//! Small file-system helpers shared across the agent: paths under the
+//! (test-replaceable) root, reading sysfs attributes, atomic writes.
 
 use std::fs;
 use std::io::Write;
@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 /// in a temporary directory.
 pub fn under(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
+}
+
+/// The trimmed text of a sysfs/procfs file, `None` when it is missing,
+/// unreadable or empty.
+pub fn read_trimmed(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same

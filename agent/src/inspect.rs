@@ -10,6 +10,7 @@
 
 use crate::config::Config;
 use crate::timing::Timing;
+use crate::trust::Trust;
 use serde_json::{Value, json};
 
 /// `ipa-inspection-*` parameters.
@@ -65,7 +66,7 @@ pub enum InspectError {
 
 /// Runs inspection when configured; returns the node UUID Ironic answered
 /// with, for lookup. Failures are logged, never fatal.
-pub fn run(cfg: &Config, timing: &dyn Timing) -> Option<String> {
+pub fn run(cfg: &Config, trust: &Trust, timing: &dyn Timing) -> Option<String> {
     let url = cfg.inspection.callback_url.as_deref()?;
     log::info!(
         "inspection is enabled (collectors {}): posting to {url}",
@@ -74,7 +75,8 @@ pub fn run(cfg: &Config, timing: &dyn Timing) -> Option<String> {
     wait_for_dhcp(cfg, timing);
     wait_for_disks(cfg, timing);
     let body = payload(cfg);
-    let agent = http_agent(cfg);
+    let timeout = crate::timing::duration(cfg.http_request_timeout.max(1.0));
+    let agent = trust.ironic_agent(cfg.insecure, timeout);
     match post(&agent, url, &body.to_string(), timing) {
         Ok(answer) => {
             let uuid = answer["uuid"].as_str().map(str::to_string);
@@ -89,19 +91,6 @@ pub fn run(cfg: &Config, timing: &dyn Timing) -> Option<String> {
             None
         }
     }
-}
-
-fn http_agent(cfg: &Config) -> ureq::Agent {
-    let trust = crate::trust::load(&cfg.root, &cfg.trust);
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(crate::timing::duration(
-            cfg.http_request_timeout.max(1.0),
-        )))
-        .proxy(None)
-        .tls_config(trust.tls_config(cfg.insecure))
-        .build()
-        .into()
 }
 
 /// Waits up to `ipa-inspection-dhcp-wait-timeout` until the PXE NIC (or,
@@ -396,10 +385,7 @@ mod tests {
     }
 
     fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into()
+        Trust::default().ironic_agent(false, std::time::Duration::from_secs(30))
     }
 
     #[test]

@@ -130,14 +130,8 @@ impl<'a> Call<'a> {
 impl IronicClient {
     /// A client for `cfg`, using `timing` for back-off.
     pub fn new(cfg: &ClientConfig, timing: Arc<dyn Timing>) -> Self {
-        let tls = cfg.trust.tls_config(cfg.insecure);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(crate::timing::duration(cfg.timeout.max(0.1))))
-            .proxy(None)
-            .tls_config(tls)
-            .build()
-            .into();
+        let timeout = crate::timing::duration(cfg.timeout.max(0.1));
+        let agent = cfg.trust.ironic_agent(cfg.insecure, timeout);
         IronicClient {
             urls: Mutex::new(cfg.urls.clone()),
             agent,

@@ -31,11 +31,11 @@ pub fn mac_addresses(root: &Path) -> Vec<String> {
         if !wanted || name == "lo" {
             continue;
         }
-        let Ok(mac) = std::fs::read_to_string(dir.join("address")) else {
+        let Some(mac) = crate::fsutil::read_trimmed(&dir.join("address")) else {
             continue;
         };
-        let mac = mac.trim().to_ascii_lowercase();
-        if mac.is_empty() || mac == "00:00:00:00:00:00" || macs.contains(&mac) {
+        let mac = mac.to_ascii_lowercase();
+        if mac == "00:00:00:00:00:00" || macs.contains(&mac) {
             continue;
         }
         macs.push(mac);

@@ -178,6 +178,19 @@ pub fn load(root: &Path, cfg: &TrustConfig) -> Trust {
 }
 
 impl Trust {
+    /// The HTTP client for calls to Ironic (lookup, heartbeats, inspection):
+    /// this trust, never a proxy (Ironic is reached directly, as IPA does),
+    /// error statuses returned as responses, one overall `timeout`.
+    pub fn ironic_agent(&self, insecure: bool, timeout: std::time::Duration) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .proxy(None)
+            .tls_config(self.tls_config(insecure))
+            .build()
+            .into()
+    }
+
     /// The ureq TLS settings for this trust; `insecure` skips verification.
     pub fn tls_config(&self, insecure: bool) -> ureq::tls::TlsConfig {
         let mut b = ureq::tls::TlsConfig::builder().disable_verification(insecure);

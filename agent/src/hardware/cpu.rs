@@ -3,7 +3,7 @@
 //! built for: a static agent only runs on its own architecture, and
 //! Ironic's `architecture` hook copies it into the node's `cpu_arch`.
 
-use super::inventory::read_trimmed;
+use crate::fsutil::read_trimmed;
 use crate::fsutil::under;
 use serde::Serialize;
 use std::collections::BTreeSet;

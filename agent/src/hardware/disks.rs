@@ -13,7 +13,7 @@
 //! inventory keeps IPA's shape) but deploy and cleaning must never write to
 //! such a device.
 
-use crate::fsutil::under;
+use crate::fsutil::{read_trimmed, under};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fs;
@@ -154,13 +154,6 @@ fn describe(
         boot_medium: mounted || holds_iso9660(&under(root, &name)),
         name,
     })
-}
-
-/// A sysfs attribute, trimmed; `None` when missing or blank.
-fn read_trimmed(path: &Path) -> Option<String> {
-    let s = fs::read_to_string(path).ok()?;
-    let t = s.trim();
-    (!t.is_empty()).then(|| t.to_string())
 }
 
 fn read_number(path: &Path) -> Option<u64> {

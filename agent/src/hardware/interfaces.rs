@@ -3,7 +3,7 @@
 //! these MACs, creates ports from them, and (with `[inspector]add_ports =
 //! active`) keeps only those with an IP address.
 
-use super::inventory::read_trimmed;
+use crate::fsutil::read_trimmed;
 use crate::fsutil::under;
 use serde::Serialize;
 use std::collections::BTreeMap;

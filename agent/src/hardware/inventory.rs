@@ -68,14 +68,6 @@ pub fn collect_with(
     }
 }
 
-/// The trimmed text of a sysfs/procfs file, `None` when it is missing,
-/// unreadable or empty.
-pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! lists; so do we, reading SMBIOS type 17 records from
 //! `/sys/firmware/dmi/entries` instead of running `dmidecode`/`lshw`.
 
-use super::inventory::read_trimmed;
+use crate::fsutil::read_trimmed;
 use crate::fsutil::under;
 use serde::Serialize;
 use std::path::Path;

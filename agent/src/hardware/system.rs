@@ -1,7 +1,7 @@
 //! DMI's system identity (`/sys/class/dmi/id`), the boot mode, the PXE
 //! interface and the host name.
 
-use super::inventory::read_trimmed;
+use crate::fsutil::read_trimmed;
 use crate::fsutil::under;
 use serde::Serialize;
 use std::path::Path;
