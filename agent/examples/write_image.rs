@@ -29,11 +29,9 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: write_image URL TARGET SHA256");
     };
     let t = Target::open(std::path::Path::new(target))?;
-    let settings = Settings {
-        retries: 0,
-        retry_interval: Duration::ZERO,
-        ..Settings::default()
-    };
+    let mut settings = Settings::default();
+    settings.download.retries = 0;
+    settings.download.retry_interval = Duration::ZERO;
     let expected = Expected {
         algo: Algo::Sha256,
         hex: sha.to_lowercase(),

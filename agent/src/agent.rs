@@ -208,12 +208,15 @@ async fn bind(cfg: &Config) -> Result<TcpListener, AgentError> {
 pub fn run(cfg: Config) -> Result<(), AgentError> {
     let started_at = epoch_now();
     let control = Control::default();
+    // Loaded once: inspection, lookup and image downloads trust the same CAs.
+    let trust = crate::trust::load(&cfg.root, &cfg.trust);
     let ctx = Ctx {
         root: cfg.root.clone(),
         control: control.clone(),
+        deploy: crate::deploy::settings::Settings::new(&cfg, trust.clone()),
     };
     let registry = builtin_registry(&ctx);
-    run_with(cfg, registry, control, started_at)
+    run_with(cfg, trust, registry, control, started_at)
 }
 
 /// What lookup told us about the node: enough to heartbeat.
@@ -238,6 +241,7 @@ struct Advertised {
 /// heartbeat, exit.
 fn run_with(
     cfg: Config,
+    trust: crate::trust::Trust,
     registry: Registry,
     control: Control,
     started_at: f64,
@@ -259,8 +263,6 @@ fn run_with(
         std::thread::spawn(move || crate::tls::new_key(&curve))
     });
     // IPA posts the inventory before lookup; the answer names the node.
-    // Loaded once: inspection and lookup trust the same CAs.
-    let trust = crate::trust::load(&cfg.root, &cfg.trust);
     let inspected = crate::inspect::run(&cfg, &trust, timing.as_ref());
     let session = lookup_phase(&cfg, trust, &token, &timing, inspected.as_deref())?;
     if rescued {

@@ -64,6 +64,8 @@ pub struct Config {
     pub ntp_server: Option<String>,
     /// In-band inspection before lookup (`ipa-inspection-*`).
     pub inspection: crate::inspect::Settings,
+    /// How deploy images are downloaded (`ipa-image-download-*`).
+    pub image_download: crate::deploy::settings::Download,
 }
 
 /// Reads `<root>/proc/cmdline` (missing file = empty command line) and
@@ -293,6 +295,27 @@ impl Reader<'_> {
         }
     }
 
+    /// `ipa-image-download-*`: retries, the pause between them, the
+    /// connect/read timeout (at least 1 s) and the whole download's limit
+    /// (0, the default, is none).
+    fn image_download(&mut self) -> crate::deploy::settings::Download {
+        let secs = std::time::Duration::from_secs_f64;
+        let max = self.f64("ipa-image-download-max-duration", 0.0, (0.0, 604_800.0));
+        crate::deploy::settings::Download {
+            retries: self.u32("ipa-image-download-connection-retries", 9, (0, 1000)),
+            retry_interval: secs(self.f64(
+                "ipa-image-download-connection-retry-interval",
+                10.0,
+                (0.0, 3600.0),
+            )),
+            connect_timeout: secs(
+                self.f64("ipa-image-download-connection-timeout", 60.0, (0.0, 3600.0))
+                    .max(1.0),
+            ),
+            max_duration: (max > 0.0).then(|| secs(max)),
+        }
+    }
+
     fn bootif(&mut self) -> Option<String> {
         let v = self.p.get("BOOTIF")?;
         let mac = normalize_bootif(v);
@@ -352,6 +375,7 @@ pub fn from_params(root: PathBuf, p: &BTreeMap<String, String>) -> (Config, Vec<
         bootif: r.bootif(),
         ntp_server: r.non_empty("ipa-ntp-server"),
         inspection: r.inspection(),
+        image_download: r.image_download(),
     };
     (config, r.warn)
 }

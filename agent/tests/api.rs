@@ -62,6 +62,7 @@ fn start(token: Option<&str>) -> Agent {
     let ctx = Ctx {
         root: root.path().to_path_buf(),
         control: control.clone(),
+        deploy: Default::default(),
     };
     let mut reg: Registry = builtin_registry(&ctx);
     let seen = Arc::new(Mutex::new(Vec::new()));

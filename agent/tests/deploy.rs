@@ -6,7 +6,7 @@
 use ipa_agent::deploy::checksum::{Algo, Expected, Hasher};
 use ipa_agent::deploy::download::Source;
 use ipa_agent::deploy::format::Format;
-use ipa_agent::deploy::settings::Settings;
+use ipa_agent::deploy::settings::{Download, Settings};
 use ipa_agent::deploy::target::Target;
 use ipa_agent::deploy::{DeployError, write};
 use serde_json::{Value, json};
@@ -131,9 +131,12 @@ fn sha256(b: &[u8]) -> String {
 
 fn quick() -> Settings {
     Settings {
-        retries: 1,
-        retry_interval: Duration::from_millis(10),
-        connect_timeout: Duration::from_secs(10),
+        download: Download {
+            retries: 1,
+            retry_interval: Duration::from_millis(10),
+            connect_timeout: Duration::from_secs(10),
+            max_duration: None,
+        },
         ..Settings::default()
     }
 }
@@ -435,7 +438,7 @@ fn write_image_step_picks_the_disk_writes_and_adds_the_configdrive() {
     });
     let w = write::write_image(
         &root,
-        &Settings::from_root(&root),
+        &Settings::default(),
         &node,
         args.as_object().unwrap(),
     )
@@ -467,7 +470,7 @@ fn write_image_step_refuses_a_malformed_configdrive_and_a_missing_disk() {
         let args = json!({"image_info": info, "configdrive": cd});
         write::write_image(
             &root,
-            &Settings::from_root(&root),
+            &Settings::default(),
             &node,
             args.as_object().unwrap(),
         )

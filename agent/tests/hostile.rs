@@ -37,6 +37,7 @@ fn start(limits: Limits, tls: Option<Arc<rustls::ServerConfig>>) -> (u16, Contro
     let ctx = Ctx {
         root,
         control: control.clone(),
+        deploy: Default::default(),
     };
     let executor = Arc::new(Executor::new(builtin_registry(&ctx), Arc::new(|| {})));
     let state = Arc::new(ApiState {

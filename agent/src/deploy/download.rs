@@ -134,14 +134,14 @@ enum Failure {
 /// Opens the first URL that answers 200, retrying as IPA does.
 pub fn open(settings: &Settings, src: &Source, urls: &[String]) -> Result<Body, DeployError> {
     let mut errors = Vec::new();
-    for attempt in 0..=settings.retries {
+    for attempt in 0..=settings.download.retries {
         if attempt > 0 {
             log::warn!(
                 "download attempt {attempt} of {} failed; retrying in {:?}",
-                settings.retries,
-                settings.retry_interval
+                settings.download.retries,
+                settings.download.retry_interval
             );
-            std::thread::sleep(settings.retry_interval);
+            std::thread::sleep(settings.download.retry_interval);
         }
         for url in urls {
             match open_once(settings, src, url) {
@@ -157,7 +157,7 @@ pub fn open(settings: &Settings, src: &Source, urls: &[String]) -> Result<Body, 
     let last: Vec<String> = errors.into_iter().rev().take(urls.len()).collect();
     Err(DeployError::Download(format!(
         "giving up after {} attempts: {}",
-        settings.retries + 1,
+        settings.download.retries + 1,
         last.join("; ")
     )))
 }
@@ -178,10 +178,10 @@ fn open_once(settings: &Settings, src: &Source, url: &str) -> Result<Body, Failu
         .http_status_as_error(false)
         .proxy(proxy)
         .tls_config(settings.trust.tls_config(settings.insecure))
-        .timeout_connect(Some(settings.connect_timeout))
-        .timeout_recv_response(Some(settings.connect_timeout))
-        .timeout_per_read(Some(settings.connect_timeout))
-        .timeout_global(settings.max_duration)
+        .timeout_connect(Some(settings.download.connect_timeout))
+        .timeout_recv_response(Some(settings.download.connect_timeout))
+        .timeout_per_read(Some(settings.download.connect_timeout))
+        .timeout_global(settings.download.max_duration)
         .build()
         .into();
     let mut req = agent.get(url);

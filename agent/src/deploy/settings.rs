@@ -2,12 +2,10 @@
 //! trust the agent uses for Ironic (`ipa-cafile`, IPA's config files,
 //! vmedia's `ironic.crt`, the system bundle; `ipa-insecure`).
 //!
-//! Read from `--root` (kernel command line and config files) when a deploy
-//! starts, so a test's fake root gives a test's settings.
+//! Made once at start-up from the agent's parsed configuration.
 
-use crate::config;
-use crate::trust::{self, Trust};
-use std::path::Path;
+use crate::config::Config;
+use crate::trust::Trust;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -21,15 +19,10 @@ pub fn set_md5_allowed(lookup_config: &serde_json::Value) {
     MD5_ALLOWED.store(allowed, Ordering::Relaxed);
 }
 
-/// Download policy and trust.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// CAs and client certificate (the same as for Ironic).
-    pub trust: Trust,
-    /// Skip certificate verification (`ipa-insecure`).
-    pub insecure: bool,
-    /// md5 checksums are accepted (Ironic said so at lookup).
-    pub md5_allowed: bool,
+/// IPA's image download parameters (`ipa-image-download-*`), parsed with
+/// the rest of the kernel command line ([`crate::config::Config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
     /// Further attempts after a failed one
     /// (`ipa-image-download-connection-retries`, 9).
     pub retries: u32,
@@ -41,12 +34,9 @@ pub struct Settings {
     pub max_duration: Option<Duration>,
 }
 
-impl Default for Settings {
+impl Default for Download {
     fn default() -> Self {
-        Settings {
-            trust: Trust::default(),
-            insecure: false,
-            md5_allowed: false,
+        Download {
             retries: 9,
             retry_interval: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(60),
@@ -55,37 +45,36 @@ impl Default for Settings {
     }
 }
 
+/// Download policy and trust: made once when the agent starts, from its
+/// configuration and the trust it loaded for Ironic.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// CAs and client certificate (the same as for Ironic).
+    pub trust: Trust,
+    /// Skip certificate verification (`ipa-insecure`).
+    pub insecure: bool,
+    /// md5 checksums are accepted (Ironic said so at lookup; see
+    /// [`Settings::now`]).
+    pub md5_allowed: bool,
+    pub download: Download,
+}
+
 impl Settings {
-    /// The settings under `root`: the agent's own parsing of the kernel
-    /// command line and IPA's config files, plus the download parameters.
-    pub fn from_root(root: &Path) -> Settings {
-        let params = config::read_kernel_params(root);
-        let (mut cfg, _) = config::from_params(root.to_path_buf(), &params);
-        let mut warnings = Vec::new();
-        cfg.apply_agent_conf(&trust::read_agent_conf(root), &mut warnings);
-        let num = |k: &str, default: f64, max: f64| -> f64 {
-            params
-                .get(k)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|v| v.is_finite())
-                .map(|v| v.clamp(0.0, max))
-                .unwrap_or(default)
-        };
-        let max = num("ipa-image-download-max-duration", 0.0, 604_800.0);
+    /// The settings of an agent configured as `cfg`, trusting `trust`.
+    pub fn new(cfg: &Config, trust: Trust) -> Settings {
         Settings {
-            trust: trust::load(root, &cfg.trust),
+            trust,
             insecure: cfg.insecure,
+            md5_allowed: false,
+            download: cfg.image_download.clone(),
+        }
+    }
+
+    /// These settings with what lookup has said since: whether md5 is allowed.
+    pub fn now(&self) -> Settings {
+        Settings {
             md5_allowed: MD5_ALLOWED.load(Ordering::Relaxed),
-            retries: num("ipa-image-download-connection-retries", 9.0, 1000.0) as u32,
-            retry_interval: Duration::from_secs_f64(num(
-                "ipa-image-download-connection-retry-interval",
-                10.0,
-                3600.0,
-            )),
-            connect_timeout: Duration::from_secs_f64(
-                num("ipa-image-download-connection-timeout", 60.0, 3600.0).max(1.0),
-            ),
-            max_duration: (max > 0.0).then(|| Duration::from_secs_f64(max)),
+            ..self.clone()
         }
     }
 }
@@ -93,30 +82,36 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    fn from_cmdline(cmdline: &str) -> Settings {
+        let params: BTreeMap<String, String> = cmdline
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (cfg, _) = crate::config::from_params("/".into(), &params);
+        Settings::new(&cfg, Trust::default())
+    }
 
     #[test]
     fn kernel_parameters_set_the_policy_and_bad_values_fall_back() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("proc")).unwrap();
-        std::fs::write(
-            t.path().join("proc/cmdline"),
-            "ipa-image-download-connection-retries=2 ipa-image-download-connection-retry-interval=0.5 ipa-image-download-connection-timeout=nan ipa-insecure=1\n",
-        )
-        .unwrap();
-        let s = Settings::from_root(t.path());
-        assert_eq!(s.retries, 2);
-        assert_eq!(s.retry_interval, Duration::from_millis(500));
-        assert_eq!(s.connect_timeout, Duration::from_secs(60));
+        let s = from_cmdline(
+            "ipa-image-download-connection-retries=2 ipa-image-download-connection-retry-interval=0.5 ipa-image-download-connection-timeout=nan ipa-insecure=1",
+        );
+        assert_eq!(s.download.retries, 2);
+        assert_eq!(s.download.retry_interval, Duration::from_millis(500));
+        assert_eq!(s.download.connect_timeout, Duration::from_secs(60));
         assert!(s.insecure);
-        assert!(s.max_duration.is_none());
+        assert!(s.download.max_duration.is_none());
     }
 
     #[test]
     fn md5_follows_the_lookup_config() {
-        let t = tempfile::tempdir().unwrap();
+        let s = from_cmdline("");
         set_md5_allowed(&serde_json::json!({"agent_md5_checksum_enable": true}));
-        assert!(Settings::from_root(t.path()).md5_allowed);
+        assert!(s.now().md5_allowed);
         set_md5_allowed(&serde_json::json!({"heartbeat_timeout": 300}));
-        assert!(!Settings::from_root(t.path()).md5_allowed);
+        assert!(!s.now().md5_allowed);
     }
 }

@@ -94,14 +94,19 @@ fn the_step(p: &Params) -> Result<(Value, String), CommandError> {
 }
 
 /// `deploy.execute_deploy_step`.
-pub fn execute_deploy_step(root: &Path, state: &DeployState, p: Params) -> Outcome {
+pub fn execute_deploy_step(
+    root: &Path,
+    settings: &Settings,
+    state: &DeployState,
+    p: Params,
+) -> Outcome {
     check_version(p.get("deploy_version"))?;
     let (step, name) = the_step(&p)?;
     let node = p.get("node").cloned().unwrap_or(Value::Null);
     let args = step["args"].as_object().cloned().unwrap_or_default();
     let result = match name.as_str() {
         "write_image" => {
-            let w = write::write_image(root, &Settings::from_root(root), &node, &args)?;
+            let w = write::write_image(root, &settings.now(), &node, &args)?;
             let mut uuids = Map::new();
             uuids.insert("root uuid".into(), Value::String(w.disk_identifier.clone()));
             state.set(uuids);

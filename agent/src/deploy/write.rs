@@ -156,7 +156,7 @@ pub fn write_with_retries(
             Err(e) => e,
         };
         let retry = matches!(err, DeployError::Download(_) | DeployError::Checksum(_));
-        if !retry || attempt >= settings.retries {
+        if !retry || attempt >= settings.download.retries {
             if t.dirty() {
                 wipe_boot_areas(t);
             }
@@ -165,10 +165,10 @@ pub fn write_with_retries(
         attempt += 1;
         log::warn!(
             "{err}; attempt {attempt} of {} in {:?}",
-            settings.retries,
-            settings.retry_interval
+            settings.download.retries,
+            settings.download.retry_interval
         );
-        std::thread::sleep(settings.retry_interval);
+        std::thread::sleep(settings.download.retry_interval);
     }
 }
 

@@ -10,13 +10,13 @@ use std::sync::Arc;
 /// Registers the deploy extension; `state` is shared with
 /// `standby.get_partition_uuids`.
 pub fn register(r: &mut Registry, ctx: &Ctx, state: Arc<DeployState>) {
-    let root = ctx.root.clone();
+    let (root, settings) = (ctx.root.clone(), ctx.deploy.clone());
     register_steps(
         r,
         "deploy",
         steps::deploy_steps,
         "deploy_version",
-        move |p| steps::execute_deploy_step(&root, &state, p),
+        move |p| steps::execute_deploy_step(&root, &settings, &state, p),
     );
 }
 

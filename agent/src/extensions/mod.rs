@@ -74,6 +74,8 @@ pub struct Ctx {
     pub root: PathBuf,
     /// Run state of the daemon.
     pub control: Control,
+    /// How `deploy.write_image` downloads: the agent's configuration and trust.
+    pub deploy: crate::deploy::settings::Settings,
 }
 
 /// The registry with every built-in extension.
